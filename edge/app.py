@@ -1,0 +1,134 @@
+"""What both daemons share: outputs that fail closed, a job scheduler, alarms.
+
+An app (``edge.irrigation.app.IrrigationApp``, ``edge.fish_feeder.app.FishFeederApp``)
+subclasses ``App``, builds its devices from the config in ``__init__`` and registers its
+jobs in ``start()``. The service loop (``edge.service``) calls ``tick()`` often and
+``close()`` once, always, which turns every output off.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .hardware import OutputBank, PulseCounter
+from .scheduler import JobScheduler
+from .state import StateStore
+
+logger = logging.getLogger(__name__)
+
+
+ReplyFn = Callable[..., None]
+"""``reply(status, detail="", clamped=None)``: status is accepted, rejected, done or failed."""
+
+
+@dataclass(frozen=True)
+class Clamp:
+    """A request cut down to a local hard limit; reported in the reply and as an event."""
+
+    field: str
+    asked: float
+    allowed: float
+    limit: str
+
+    def as_dict(self) -> dict:
+        return {"field": self.field, "asked": self.asked, "allowed": self.allowed,
+                "limit": self.limit}
+
+
+class App:
+    """Base of both daemons.
+
+    Subclasses implement:
+
+    - ``handle_command(cmd_id, action, params, reply)``: called by the edge link after it
+      has checked expiry and duplicates. Call ``reply("accepted", clamped=...)`` or
+      ``reply("rejected", detail)`` at once, and ``reply("done"|"failed", detail)`` when a
+      longer action ends.
+    - ``apply_remote_config(version, body)``: validate the desired config sent by the
+      controller (schedules and rules, never the local hard limits); raise ``ConfigError``
+      when it is invalid, else apply and persist it.
+    - ``readings()``: the sensor readings for telemetry, names with units.
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, config, *, pin_factory, clock, publisher,
+                 state: StateStore | None = None,
+                 clock_synced: Callable[[], bool] | None = None):
+        self.config = config
+        self.clock = clock
+        self.publisher = publisher
+        self.pin_factory = pin_factory
+        self.state = state if state is not None else StateStore(":memory:")
+        self.clock_synced = clock_synced or (lambda: True)
+        self.scheduler = JobScheduler(clock, config.site.timezone, on_error=self._job_failed)
+        # Outputs are created first, and so driven off, before anything else happens.
+        self.outputs = OutputBank(pin_factory=pin_factory, clock=clock, on_limit=self._limit_hit)
+        for spec in config.outputs:
+            self.outputs.add(spec.name, spec.pin, max_on_s=spec.max_on_s,
+                             active_high=spec.active_high)
+        self.pulse_counters: dict[str, PulseCounter] = {}
+        self._closed = False
+
+    # -- helpers for subclasses -------------------------------------------------------
+    def pulse_counter(self, name: str) -> PulseCounter:
+        if name not in self.pulse_counters:
+            spec = self.config.input(name)
+            self.pulse_counters[name] = PulseCounter(
+                spec.pin, pin_factory=self.pin_factory, pull_up=spec.pull_up
+            )
+        return self.pulse_counters[name]
+
+    def alarm(self, code: str, message: str, **details: Any) -> None:
+        logger.warning("alarm %s: %s", code, message)
+        self.publisher.event("alarm", code=code, message=message, **details)
+
+    def _limit_hit(self, output, on_s: float) -> None:
+        self.alarm("max_on_time", f"{output.name} was forced off after {on_s:.0f} s",
+                   output=output.name, on_s=round(on_s, 1), max_on_s=output.max_on_s)
+
+    def _job_failed(self, name: str, exc: BaseException) -> None:
+        self.alarm("job_failed", f"job {name} failed: {exc}; every output switched off",
+                   job=name)
+        self.fault_stop(f"job {name} failed")
+
+    def fault_stop(self, reason: str) -> None:
+        """Something failed mid-way: fail closed. Subclasses also forget their runs."""
+        logger.error("fault stop: %s", reason)
+        self.outputs.all_off()
+
+    def handle_command(self, cmd_id: str, action: str, params: dict, reply: ReplyFn) -> None:
+        reply("rejected", f"{self.kind} unit does not know action {action!r}")
+
+    def apply_remote_config(self, version: int, body: dict) -> None:
+        raise NotImplementedError
+
+    def readings(self) -> dict[str, Any]:
+        return {}
+
+    def publish_telemetry(self) -> None:
+        self.publisher.telemetry(self.readings(), self.outputs.states())
+
+    # -- the life cycle ----------------------------------------------------------------
+    def start(self) -> None:
+        """Register jobs; subclasses extend and call ``super().start()``."""
+        self.scheduler.every_s(self.config.telemetry.interval_s, self.publish_telemetry,
+                               "telemetry")
+
+    def tick(self) -> None:
+        self.scheduler.run_pending()
+
+    def close(self) -> None:
+        """Turn every output off and release the pins; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.outputs.all_off()
+        finally:
+            self.outputs.close()
+            for counter in self.pulse_counters.values():
+                counter.close()

@@ -1,0 +1,217 @@
+"""Unit config: one TOML file per unit, validated whole before any pin is touched.
+
+The file names its ``kind`` (``irrigation`` or ``fish_feeder``); each app extends
+``UnitConfig`` with its own sections. Hardware is declared once, app-agnostic:
+``[[outputs]]`` (relays: valves, pumps, motors, each with its own maximum on-time) and
+``[[inputs]]`` (digital inputs and pulse counters); the apps refer to them by name. So the
+checks that keep a unit safe live in one place: unique names, unique pins, limits in
+range, every reference resolved.
+
+``load_config(path)`` returns the app's config model or raises ``ConfigError`` naming
+the file, each field (dotted path) and the reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+# Where each kind's config model lives; imported only when a file asks for it.
+CONFIG_MODELS = {
+    "irrigation": "edge.irrigation.config:IrrigationConfig",
+    "fish_feeder": "edge.fish_feeder.config:FishFeederConfig",
+}
+
+Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+"""Names of units, OPDs, outputs, inputs, zones, feeders: lowercase, digits, - and _."""
+
+BcmPin = Annotated[int, Field(ge=2, le=27, description="BCM GPIO number (2-27)")]
+
+
+class FieldProblem(ValueError):
+    """A cross-field check that knows which field is wrong."""
+
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        super().__init__(reason)
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys and NaN/inf are errors."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
+
+
+class UnitSection(StrictModel):
+    device_id: Ident
+    opd: Ident = Field(description="the department that owns the unit, e.g. dlh or dp3")
+    name: str = Field("", max_length=80, description="human name of the site")
+
+
+class SiteSection(StrictModel):
+    timezone: str = "Asia/Makassar"
+    latitude: float = Field(-1.2379, ge=-90, le=90)
+    longitude: float = Field(116.8529, ge=-180, le=180)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+
+class BrokerSection(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    tls: bool = False
+    ca_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = Field(None, description="file holding the MQTT password")
+    keepalive_s: int = Field(30, ge=5, le=600)
+
+
+class HardwareSection(StrictModel):
+    pin_factory: Literal["auto", "mock", "lgpio"] = "auto"
+
+
+class OutputSpec(StrictModel):
+    name: Ident
+    pin: BcmPin
+    active_high: bool = Field(True, description="false for relay boards that switch on low")
+    max_on_s: float = Field(gt=0, le=86_400, description="hard limit: forced off after this")
+
+
+class InputSpec(StrictModel):
+    name: Ident
+    pin: BcmPin
+    kind: Literal["digital", "pulse"] = "digital"
+    pull_up: bool = False
+    active_high: bool | None = None
+    bounce_s: float | None = Field(None, ge=0, le=10)
+
+
+class TelemetrySection(StrictModel):
+    interval_s: float = Field(60, ge=1, le=3600)
+
+
+class ClockSection(StrictModel):
+    sync_check: Literal["timesyncd", "assume_synced", "never_synced"] = Field(
+        "timesyncd",
+        description="how the unit learns whether its clock is right (see docs/operations.md)",
+    )
+
+
+class UnitConfig(StrictModel):
+    kind: str
+    unit: UnitSection
+    site: SiteSection = SiteSection()
+    broker: BrokerSection = BrokerSection()
+    hardware: HardwareSection = HardwareSection()
+    clock: ClockSection = ClockSection()
+    telemetry: TelemetrySection = TelemetrySection()
+    state_dir: Path = Path("/var/lib/smartcity")
+    outputs: list[OutputSpec] = Field(default_factory=list)
+    inputs: list[InputSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _hardware_is_consistent(self):
+        names: dict[str, str] = {}
+        pins: dict[int, str] = {}
+        specs = [("outputs", s) for s in self.outputs] + [("inputs", s) for s in self.inputs]
+        counters = {"outputs": 0, "inputs": 0}
+        for section, spec in specs:
+            where = f"{section}.{counters[section]}"
+            counters[section] += 1
+            if spec.name in names:
+                raise FieldProblem(
+                    f"{where}.name", f"name {spec.name!r} already used by {names[spec.name]}"
+                )
+            names[spec.name] = where
+            if spec.pin in pins:
+                raise FieldProblem(
+                    f"{where}.pin", f"GPIO{spec.pin} already used by {pins[spec.pin]}"
+                )
+            pins[spec.pin] = f"{where} ({spec.name})"
+        return self
+
+    def output(self, name: str) -> OutputSpec:
+        return next(o for o in self.outputs if o.name == name)
+
+    def input(self, name: str) -> InputSpec:
+        return next(i for i in self.inputs if i.name == name)
+
+    def check_refs(self, refs, section: str, wanted: str):
+        """Raise FieldProblem when a ``(field, name)`` in ``refs`` names no ``section`` entry."""
+        known = {s.name: s for s in getattr(self, section)}
+        for field, name in refs:
+            if name is None:
+                continue
+            if name not in known:
+                raise FieldProblem(field, f"no {section[:-1]} named {name!r} ({wanted})")
+            spec = known[name]
+            if section == "inputs" and wanted in ("pulse", "digital") and spec.kind != wanted:
+                raise FieldProblem(field, f"input {name!r} must be kind = {wanted!r}")
+
+
+def _model_for(kind, path):
+    target = CONFIG_MODELS.get(kind) if isinstance(kind, str) else None
+    if target is None:
+        raise ConfigError(path, [("kind", f"must be one of {sorted(CONFIG_MODELS)}, got {kind!r}")])
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _problems(exc: ValidationError):
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldProblem):
+            yield cause.field, str(cause)
+        else:
+            reason = err["msg"]
+            if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
+                reason += f" (got {err['input']!r})"
+            yield loc or "(file)", reason
+
+
+def parse_config(data: dict, path="<config>", model=None):
+    """Validate a dict already read from TOML; ``model`` defaults to the file's kind."""
+    model = model or _model_for(data.get("kind"), path)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, list(_problems(exc))) from None
+
+
+def load_config(path, model=None):
+    """Read and validate a unit config file; raises ``ConfigError``."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, [("(file)", exc.strerror or str(exc))]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [("(file)", f"not UTF-8 text: {exc}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [("(syntax)", str(exc))]) from None
+    return parse_config(data, path, model)

@@ -1,0 +1,59 @@
+"""The publisher seam: how an app reports, whether or not a network is there.
+
+Apps call ``event(type, **details)`` and ``telemetry(readings, outputs)``; they never see
+MQTT. The edge link (``edge.link``) implements this with its durable outbox; tests and
+the simulator use ``MemoryPublisher``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    def event(self, type: str, **details: Any) -> None: ...
+
+    def telemetry(self, readings: dict[str, Any], outputs: dict[str, bool]) -> None: ...
+
+
+@dataclass
+class Record:
+    kind: str  # "event" or "telemetry"
+    ts: datetime
+    type: str | None
+    data: dict = field(default_factory=dict)
+
+
+class MemoryPublisher:
+    """Keeps everything in a list; ``events(type)`` filters them."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.records: list[Record] = []
+        self._lock = threading.Lock()
+
+    def event(self, type: str, **details: Any) -> None:
+        logger.info("event %s %s", type, details)
+        with self._lock:
+            self.records.append(Record("event", self.clock.now(), type, details))
+
+    def telemetry(self, readings: dict[str, Any], outputs: dict[str, bool]) -> None:
+        with self._lock:
+            self.records.append(
+                Record("telemetry", self.clock.now(), None,
+                       {"readings": dict(readings), "outputs": dict(outputs)})
+            )
+
+    def events(self, type: str | None = None) -> list[Record]:
+        with self._lock:
+            return [r for r in self.records if r.kind == "event" and type in (None, r.type)]
+
+    def telemetry_records(self) -> list[Record]:
+        with self._lock:
+            return [r for r in self.records if r.kind == "telemetry"]

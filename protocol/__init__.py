@@ -1,0 +1,136 @@
+"""The wire contract between the units and the controller, shared by both sides.
+
+- :mod:`protocol.topics`: the MQTT topic tree, QoS and retain per channel.
+- :mod:`protocol.models`: one frozen pydantic model per payload.
+- :mod:`protocol.codec`: :func:`encode` and :func:`decode` (bytes <-> models).
+- :mod:`protocol.errors`: :class:`ProtocolError`, the one exception for bad input.
+- :mod:`protocol.docgen`: builds docs/protocol.md from the above.
+
+Typical use on the receiving side::
+
+    from protocol import ProtocolError, decode, parse_topic
+
+    try:
+        parts = parse_topic(msg.topic)
+        message = decode(parts.channel, msg.payload)
+    except ProtocolError as exc:
+        ...  # log, count, drop; never store
+
+and on the sending side::
+
+    from protocol import CHANNEL_QOS, CHANNEL_RETAIN, channel_of, encode, topic
+
+    channel = channel_of(message)
+    client.publish(topic(opd, device, channel), encode(message),
+                   qos=CHANNEL_QOS[channel], retain=CHANNEL_RETAIN[channel])
+"""
+
+from protocol.codec import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, decode, encode, errors_to_problems
+from protocol.errors import PayloadError, ProtocolError, TopicError
+from protocol.models import (
+    COMMAND_ID_PATTERN,
+    MAX_COMMAND_TTL,
+    MAX_INT,
+    MODELS_BY_CHANNEL,
+    NAME_PATTERN,
+    PARAMS_BY_ACTION,
+    SCHEMA_VERSION,
+    Ack,
+    Clamp,
+    Command,
+    CommandAction,
+    CommandReply,
+    DesiredConfig,
+    DroppedRange,
+    Event,
+    EventType,
+    FeedNowParams,
+    Message,
+    OutboxDropped,
+    PauseParams,
+    RainDelayParams,
+    ReplyStatus,
+    ResumeParams,
+    RunZoneParams,
+    SkipNextParams,
+    Status,
+    StopAllParams,
+    Telemetry,
+    channel_of,
+    dropped_ranges,
+    offline_status,
+)
+from protocol.topics import (
+    CHANNEL_DIRECTION,
+    CHANNEL_QOS,
+    CHANNEL_RETAIN,
+    ID_PATTERN,
+    ROOT,
+    Channel,
+    Direction,
+    TopicParts,
+    all_filter,
+    device_filter,
+    opd_filter,
+    parse_topic,
+    shared,
+    topic,
+    validate_id,
+)
+
+__all__ = [
+    "CHANNEL_DIRECTION",
+    "CHANNEL_QOS",
+    "CHANNEL_RETAIN",
+    "COMMAND_ID_PATTERN",
+    "ID_PATTERN",
+    "MAX_COMMAND_TTL",
+    "MAX_INT",
+    "MAX_JSON_DEPTH",
+    "MAX_PAYLOAD_BYTES",
+    "MODELS_BY_CHANNEL",
+    "NAME_PATTERN",
+    "PARAMS_BY_ACTION",
+    "ROOT",
+    "SCHEMA_VERSION",
+    "Ack",
+    "Channel",
+    "Clamp",
+    "Command",
+    "CommandAction",
+    "CommandReply",
+    "DesiredConfig",
+    "Direction",
+    "DroppedRange",
+    "Event",
+    "EventType",
+    "FeedNowParams",
+    "Message",
+    "OutboxDropped",
+    "PauseParams",
+    "PayloadError",
+    "ProtocolError",
+    "RainDelayParams",
+    "ReplyStatus",
+    "ResumeParams",
+    "RunZoneParams",
+    "SkipNextParams",
+    "Status",
+    "StopAllParams",
+    "Telemetry",
+    "TopicError",
+    "TopicParts",
+    "all_filter",
+    "channel_of",
+    "decode",
+    "device_filter",
+    "dropped_ranges",
+    "encode",
+    "errors_to_problems",
+    "offline_status",
+    "opd_filter",
+    "parse_topic",
+    "shared",
+    "topic",
+    "validate_id",
+]

@@ -1,0 +1,101 @@
+"""A broken config exits non-zero naming file, field and reason, before any pin is claimed."""
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from edge import cli, hardware
+from edge.config import load_config
+from edge.errors import ConfigError
+
+BROKEN = {
+    "unknown_key": (
+        lambda t: t.replace('opd = "dlh"', 'opd = "dlh"\ncolour = "blue"'),
+        "unit.colour", "Extra inputs are not permitted",
+    ),
+    "wrong_type": (
+        lambda t: t.replace("max_on_s = 600\n\n[[outputs]]", 'max_on_s = "long"\n\n[[outputs]]', 1),
+        "outputs.0.max_on_s", "valid number",
+    ),
+    "duplicate_pin": (
+        lambda t: t.replace("pin = 27", "pin = 17"),
+        "outputs.1.pin", "GPIO17 already used by outputs.0 (valve1)",
+    ),
+    "limit_out_of_range": (
+        lambda t: t.replace("max_on_s = 600\n\n[[zones]]", "max_on_s = 999999\n\n[[zones]]"),
+        "outputs.1.max_on_s", "less than or equal to 86400",
+    ),
+    "toml_syntax": (
+        lambda t: t.replace('name = "lawn"', 'name = "lawn'),
+        "(syntax)", "line",
+    ),
+    "unknown_reference": (
+        lambda t: t.replace('valve = "valve2"', 'valve = "valve9"'),
+        "zones.1.valve", "no output named 'valve9'",
+    ),
+    "bad_device_id": (
+        lambda t: t.replace('device_id = "dlh-test-01"', 'device_id = "DLH/+"'),
+        "unit.device_id", "should match pattern",
+    ),
+}
+
+
+def test_config_good_file_loads(tmp_path, good_config_text):
+    path = tmp_path / "unit.toml"
+    path.write_text(good_config_text)
+    config = load_config(path)
+    assert config.unit.device_id == "dlh-test-01"
+    assert [z.valve for z in config.zones] == ["valve1", "valve2"]
+    assert config.site.timezone == "Asia/Makassar"
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_config_broken_file_names_file_field_reason(tmp_path, good_config_text, case):
+    mutate, field, reason = BROKEN[case]
+    path = tmp_path / f"{case}.toml"
+    text = mutate(good_config_text)
+    assert text != good_config_text, "the mutation must change the file"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert field in message
+    assert reason in message
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_config_broken_file_run_exits_nonzero_before_any_pin(
+    tmp_path, good_config_text, case, mocker, capsys
+):
+    mutate, field, reason = BROKEN[case]
+    path = tmp_path / f"{case}.toml"
+    path.write_text(mutate(good_config_text))
+    factories = []
+
+    def spy_factory(kind="auto"):
+        factory = MockFactory()
+        factories.append(factory)
+        return factory
+
+    mocker.patch.object(hardware, "make_pin_factory", spy_factory)
+    code = cli.main(["run", "--config", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(path) in err and field in err and reason in err
+    assert factories == [], "no pin factory may be built for a broken config"
+
+
+def test_config_missing_file_and_unknown_kind(tmp_path, good_config_text):
+    with pytest.raises(ConfigError, match=r"\(file\): No such file"):
+        load_config(tmp_path / "nope.toml")
+    path = tmp_path / "kind.toml"
+    path.write_text(good_config_text.replace('kind = "irrigation"', 'kind = "sprinkler"'))
+    with pytest.raises(ConfigError, match=r"kind: must be one of"):
+        load_config(path)
+
+
+def test_config_check_command_reports_ok(tmp_path, good_config_text, capsys):
+    path = tmp_path / "unit.toml"
+    path.write_text(good_config_text)
+    assert cli.main(["check", "--config", str(path)]) == 0
+    assert "OK (irrigation, unit dlh-test-01, OPD dlh)" in capsys.readouterr().out
