@@ -1,0 +1,101 @@
+"""Canonical example messages: one per channel, plus one command per action.
+
+The protocol document shows these, and the tests check that each one is valid and
+round-trips, so the examples in the document cannot drift from the models.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+from protocol.models import (
+    Ack,
+    Command,
+    CommandAction,
+    CommandReply,
+    DesiredConfig,
+    Event,
+    Message,
+    Status,
+    Telemetry,
+    offline_status,
+)
+from protocol.topics import Channel
+
+__all__ = [
+    "COMMAND_EXAMPLES",
+    "EVENT_EXAMPLES",
+    "EXAMPLES",
+    "LAST_WILL_EXAMPLE",
+]
+
+_T0 = datetime(2025, 3, 14, 22, 0, 0, tzinfo=UTC)  # 06:00 WITA, 15 March
+
+
+def _at(minutes: float) -> datetime:
+    return datetime.fromtimestamp(_T0.timestamp() + minutes * 60, tz=UTC)
+
+
+_CMD = {"issued_at": _at(0), "expires_at": _at(5)}
+
+COMMAND_EXAMPLES: MappingProxyType[CommandAction, Command] = MappingProxyType({
+    CommandAction.RUN_ZONE: Command(
+        id="c-7f3a9e", action="run_zone", params={"zone": "zone1", "duration_s": 600}, **_CMD),
+    CommandAction.STOP_ALL: Command(id="c-7f3a9f", action="stop_all", params={}, **_CMD),
+    CommandAction.SKIP_NEXT: Command(
+        id="c-7f3aa0", action="skip_next", params={"zone": "zone2"}, **_CMD),
+    CommandAction.PAUSE: Command(
+        id="c-7f3aa1", action="pause", params={"until": _at(24 * 60)}, **_CMD),
+    CommandAction.RESUME: Command(id="c-7f3aa2", action="resume", params={}, **_CMD),
+    CommandAction.RAIN_DELAY: Command(
+        id="c-7f3aa3", action="rain_delay", params={"hours": 24.0}, **_CMD),
+    CommandAction.FEED_NOW: Command(
+        id="c-7f3aa4", action="feed_now", params={"feeder": "feeder1", "dose_g": 250.0},
+        **_CMD),
+})
+"""One valid command for each action."""
+
+EVENT_EXAMPLES: tuple[Event, ...] = (
+    Event(seq=1041, ts=_at(1), type="run_started",
+          details={"zone": "zone1", "duration_s": 600, "source": "schedule"}),
+    Event(seq=1057, ts=_at(11), type="run_finished",
+          details={"zone": "zone1", "duration_s": 600, "water_l": 182.5}),
+    Event(seq=1060, ts=_at(12), type="limit_clamped",
+          details={"command": "c-7f3a9e", "field": "duration_s", "asked": 600, "allowed": 300}),
+    Event(seq=1062, ts=_at(13), type="alarm",
+          details={"kind": "no_flow", "output": "zone2", "flow_lpm": 0.0}),
+    Event(seq=2210, ts=_at(20), type="outbox_dropped",
+          details={"seqs": [1990], "ranges": [{"from": 2001, "to": 2050}],
+                   "reason": "outbox full"}),
+)
+"""A few events with typical details, including an outbox drop announcement."""
+
+LAST_WILL_EXAMPLE: Status = offline_status("0.1.0", _at(-30), config_version=7,
+                                           clock_synced=True, app="irrigation")
+"""The Last Will a unit registers when it connects."""
+
+EXAMPLES: MappingProxyType[Channel, Message] = MappingProxyType({
+    Channel.STATUS: Status(
+        online=True, fw="0.1.0", config_version=7, clock_synced=True,
+        outputs={"master": True, "zone1": True, "zone2": False}, ts=_at(1),
+        app="irrigation", dropped=0, backlog=3),
+    Channel.TELEMETRY: Telemetry(
+        seq=1042, ts=_at(2),
+        readings={"moisture_pct.zone1": 23.4, "flow_lpm.main": 18.2, "rain.gauge": False,
+                  "flow_pulses.main": 3310, "temp_c.cabinet": None},
+        outputs={"master": True, "zone1": True, "zone2": False}),
+    Channel.EVENT: EVENT_EXAMPLES[0],
+    Channel.CMD: COMMAND_EXAMPLES[CommandAction.RUN_ZONE],
+    Channel.CMD_REPLY: CommandReply(
+        id="c-7f3a9e", status="accepted", ts=_at(0.1),
+        detail="duration cut to the zone's 300 s limit",
+        clamped={"field": "duration_s", "asked": 600, "allowed": 300}),
+    Channel.ACK: Ack(seq=1042, ts=_at(2.1)),
+    Channel.CONFIG: DesiredConfig(
+        version=8, issued_at=_at(-60),
+        body={"schedules": [{"name": "pagi", "zones": ["zone1", "zone2"], "start": "05:30",
+                             "weekdays": ["mon", "wed", "fri"], "duration_s": 600}],
+              "watering_pct": 100, "rain_delay_h": 0}),
+})
+"""One valid message per channel."""

@@ -1,0 +1,76 @@
+"""Test support: a real Mosquitto broker and paho-mqtt test clients, as pytest fixtures.
+
+Registered by ``tests/conftest.py`` (``pytest_plugins = ["support"]``).
+
+Fixtures
+--------
+``mosquitto``
+    A started `MosquittoBroker` with the default config (anonymous access,
+    persistence with a 1 s autosave, raised queue limits); stopped afterwards.
+``mosquitto_factory(password_file_users=None, acl=None, **conf_overrides)``
+    Make and start more brokers; keyword arguments are mosquitto.conf options
+    (``autosave_on_changes=True``, ``allow_anonymous=False``, ...).
+``mqtt_client_factory(broker, *, client_id="", protocol="5", clean_start=True,
+session_expiry=None, username=None, password=None, check=True, connect=True)``
+    Connected `MqttTestClient` objects; all disconnected afterwards.
+
+Broker work directories live under pytest's ``tmp_path`` so the config,
+mosquitto.log and mosquitto.db of the last runs stay around for post-mortems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from .broker import MosquittoBroker, find_mosquitto
+from .mqtt import MqttClientFactory, MqttTestClient, make_client_factory
+
+__all__ = [
+    "MosquittoBroker",
+    "MqttTestClient",
+    "mosquitto",
+    "mosquitto_factory",
+    "mqtt_client_factory",
+]
+
+MosquittoFactory = Callable[..., MosquittoBroker]
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoFactory]:
+    """Start brokers on demand; every one is stopped (SIGTERM, then SIGKILL) at teardown."""
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed")
+    brokers: list[MosquittoBroker] = []
+
+    def factory(password_file_users: dict[str, str] | None = None, acl: str | None = None,
+                **conf_overrides: Any) -> MosquittoBroker:
+        broker = MosquittoBroker(
+            password_users=password_file_users,
+            acl=acl,
+            conf_overrides=conf_overrides,
+            workdir=tmp_path_factory.mktemp("mosquitto"),
+        )
+        brokers.append(broker)
+        return broker.start()
+
+    yield factory
+    for broker in reversed(brokers):
+        broker.close()
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory: MosquittoFactory) -> MosquittoBroker:
+    """A running broker with the default test config."""
+    return mosquitto_factory()
+
+
+@pytest.fixture
+def mqtt_client_factory() -> Iterator[MqttClientFactory]:
+    """Make connected paho test clients; all are disconnected at teardown."""
+    factory, close_all = make_client_factory()
+    yield factory
+    close_all()
