@@ -30,24 +30,24 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_run(args) -> int:
-    from .clock import SystemClock
+    from .daemon import run_unit
+
+    return run_unit(args.config, pin_factory=args.pin_factory)
+
+
+def cmd_simulate(args) -> int:
     from .config import load_config
-    from .hardware import make_pin_factory
-    from .service import run_app
 
-    config = load_config(args.config)  # before any pin is touched
-    factory = make_pin_factory(args.pin_factory or config.hardware.pin_factory)
-    clock = SystemClock()
-    publisher = _publisher(config, clock)
-    app = app_class(config.kind)(config, pin_factory=factory, clock=clock, publisher=publisher)
-    run_app(app)
+    config = load_config(args.config)
+    if config.kind == "irrigation":
+        from .sim.irrigation import simulate
+
+        print(simulate(args.config, days=args.days, seed=args.seed).format_table())
+        return 0
+    from .sim.fish_feeder import simulate as simulate_ponds
+
+    print(simulate_ponds(args.config, days=args.days, seed=args.seed).format_table())
     return 0
-
-
-def _publisher(config, clock):
-    from .publisher import MemoryPublisher
-
-    return MemoryPublisher(clock)
 
 
 def cmd_check(args) -> int:
@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="the unit's TOML config file")
     run.add_argument("--pin-factory", choices=["mock", "lgpio"], help="override the config")
     run.set_defaults(func=cmd_run)
+    sim = sub.add_parser("simulate", help="run a unit's config in a simulated park or pond")
+    sim.add_argument("--config", required=True)
+    sim.add_argument("--days", type=int, default=14)
+    sim.add_argument("--seed", type=int, default=11)
+    sim.set_defaults(func=cmd_simulate)
     check = sub.add_parser("check", help="validate a config file and exit")
     check.add_argument("--config", required=True)
     check.set_defaults(func=cmd_check)

@@ -1,0 +1,149 @@
+"""Wire one unit together and run it: ``smartcity-edge run`` calls ``run_unit``.
+
+Order matters: the config is validated whole before any pin is touched; the app is built
+(which drives every output off) before the network is touched; the link connects in the
+background so a missing broker never delays the unit's own work (local autonomy)::
+
+    config -> pin factory -> StateStore (state_dir/state.db)
+           -> Outbox (state_dir/outbox.db) -> Link -> App -> run_app
+
+``build_unit`` does the wiring and returns a ``Unit`` that ``run_app`` can drive; tests
+and the simulator use it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol import Event, dropped_ranges, encode
+
+from .clock import SystemClock
+from .link import Link, LinkOptions
+from .outbox import Outbox
+from .state import StateStore
+from .timesync import make_sync_check
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.db"
+OUTBOX_FILE = "outbox.db"
+
+
+def announce_dropped(clock):
+    """The outbox's ``announce``: an ``outbox_dropped`` event listing the dropped seqs."""
+
+    def announce(seq: int, dropped: list[int]) -> bytes:
+        ranges, singles = [], []
+        for start, end in _spans(dropped):
+            if start == end:
+                singles.append(start)
+            else:
+                ranges.append({"from": start, "to": end})
+        event = Event(seq=seq, ts=clock.now(), type="outbox_dropped",
+                      details={"seqs": singles, "ranges": ranges, "reason": "outbox full"})
+        dropped_ranges(event)  # validates the details
+        return encode(event)
+
+    return announce
+
+
+def _spans(seqs: list[int]) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for s in sorted(seqs):
+        if spans and s == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], s)
+        else:
+            spans.append((s, s))
+    return spans
+
+
+@dataclass
+class Unit:
+    """An app with its link, outbox and state; ``start``/``tick``/``close`` for run_app."""
+
+    app: object
+    link: Link
+    outbox: Outbox
+    state: StateStore
+    _closed: bool = False
+
+    def start(self) -> None:
+        self.link.event("started", app=self.link.app_kind, fw=self.link.fw,
+                        outputs=self.app.outputs.states())
+        self.link.start()
+        self.app.start()
+
+    def tick(self) -> None:
+        self.link.poll()
+        self.app.tick()
+
+    def close(self) -> None:
+        """Outputs off first (the app), then say goodbye on the network; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.app.close()
+        finally:
+            try:
+                self.link.event("stopped", app=self.link.app_kind)
+                self.link.close()
+            finally:
+                self.outbox.close()
+                self.state.close()
+
+
+def build_unit(config, *, pin_factory=None, clock=None, app_class=None,
+               link_options: LinkOptions | None = None, sync_check=None) -> Unit:
+    """Build a unit from a validated config. ``pin_factory``: a gpiozero factory (default:
+    from the config); ``app_class``: default by ``config.kind``; ``sync_check``: a
+    callable (default from ``[clock] sync_check``)."""
+    from .cli import app_class as app_class_for
+    from .hardware import make_pin_factory
+
+    clock = clock or SystemClock()
+    factory = pin_factory if pin_factory is not None else make_pin_factory(
+        config.hardware.pin_factory)
+    cls = app_class or app_class_for(config.kind)
+    sync_check = sync_check or make_sync_check(config.clock.sync_check)
+    state_dir = Path(config.state_dir)
+    state = StateStore(state_dir / STATE_FILE)
+    link_options = link_options or LinkOptions()
+    outbox = Outbox(state_dir / OUTBOX_FILE, max_rows=link_options.outbox_max_rows,
+                    announce=announce_dropped(clock))
+    link = Link(config, outbox=outbox, state=state, clock=clock, clock_synced=sync_check,
+                options=link_options)
+    try:
+        app = cls(config, pin_factory=factory, clock=clock, publisher=link, state=state,
+                  clock_synced=sync_check)
+    except BaseException:
+        outbox.close()
+        state.close()
+        raise
+    link.bind(app)
+    return Unit(app=app, link=link, outbox=outbox, state=state)
+
+
+def run_unit(config_path, *, pin_factory: str | None = None, app_class=None,
+             stop: threading.Event | None = None, link_options: LinkOptions | None = None,
+             tick_s: float = 0.2, install_signals: bool = True) -> int:
+    """Load the config at ``config_path`` and run the unit until SIGTERM/SIGINT or
+    ``stop``; returns the exit status (0). Raises ``ConfigError`` for a bad config
+    before any pin is touched. ``pin_factory`` ("mock" or "lgpio") overrides the
+    config's."""
+    from .config import load_config
+    from .hardware import make_pin_factory
+    from .service import run_app
+
+    config = load_config(config_path)
+    factory = make_pin_factory(pin_factory or config.hardware.pin_factory)
+    unit = build_unit(config, pin_factory=factory, app_class=app_class,
+                      link_options=link_options)
+    try:
+        run_app(unit, stop=stop, tick_s=tick_s, install_signals=install_signals)
+    finally:
+        unit.close()
+    return 0
