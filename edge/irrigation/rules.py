@@ -1,0 +1,382 @@
+"""The irrigation rules, as pure functions and small classes (no I/O, time passed in).
+
+"Given these readings, limits, state and this time, what should run?" Each question the
+app asks has one answer here:
+
+- **When** does a program start? ``parse_start``, ``runs_on``, ``planned_starts`` and the
+  caching ``StartPlanner`` expand a program to the local date-times it starts at: fixed
+  times, or offsets from sunrise/sunset computed with astral for the site's latitude and
+  longitude, on the days its day rule (weekdays, every N days, odd/even days) and season
+  (``active_from``..``active_to``) allow.
+- **How long**? ``adjusted_s`` applies the watering percentages; ``split_cycles`` splits a
+  long run into equal cycles for cycle-and-soak; ``clamp`` cuts a duration to a hard limit
+  and says so.
+- **Is the soil dry enough**? ``moisture_need`` is the hysteresis latch (start below
+  ``start_below_pct``, stop wanting water at ``skip_above_pct``); ``moisture_gate`` says
+  whether a run may go ahead on the probe's word.
+- **What may start now**? ``pick_startable`` walks the queue in order and starts what the
+  sequential groups and the cap on concurrent zones allow; nothing is dropped, the rest
+  waits.
+- Inputs over time: ``Debouncer`` (the rain switch), ``FlowRate`` (litres per minute from
+  pulse counts).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Literal
+from zoneinfo import ZoneInfo
+
+from astral import Observer
+from astral.sun import sunrise, sunset
+
+from ..app import Clamp
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import MoistureRule, ProgramSpec
+
+logger = logging.getLogger(__name__)
+
+MIN_RUN_S = 10.0
+"""Runs (or cycles) shorter than this are not worth opening a valve for."""
+
+_START = re.compile(r"^(?:(?P<hh>\d{1,2}):(?P<mm>\d{2})|(?P<sun>sunrise|sunset)"
+                    r"(?:(?P<sign>[+-])(?P<oh>\d{1,2}):(?P<om>\d{2}))?)$")
+_WEEKDAY_INDEX = {d: i for i, d in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))}
+
+
+# -- start times -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartTime:
+    """A program start: ``anchor`` is clock, sunrise or sunset; ``offset_s`` from it."""
+
+    anchor: Literal["clock", "sunrise", "sunset"]
+    offset_s: int
+    text: str
+
+
+def parse_start(text: str) -> StartTime:
+    """``"05:30"``, ``"sunrise"``, ``"sunrise-00:45"``, ``"sunset+01:00"``."""
+    m = _START.match(text.strip()) if isinstance(text, str) else None
+    if m is None:
+        raise ValueError(f'start time {text!r} is not "HH:MM" or sunrise/sunset[+-HH:MM]')
+    if m["hh"] is not None:
+        hh, mm = int(m["hh"]), int(m["mm"])
+        if hh > 23 or mm > 59:
+            raise ValueError(f"start time {text!r} is not a time of day")
+        return StartTime("clock", hh * 3600 + mm * 60, text)
+    offset = 0
+    if m["sign"]:
+        oh, om = int(m["oh"]), int(m["om"])
+        if om > 59 or oh * 60 + om > 6 * 60:
+            raise ValueError(f"start time {text!r}: offset must be at most 6:00")
+        offset = (oh * 3600 + om * 60) * (-1 if m["sign"] == "-" else 1)
+    return StartTime(m["sun"], offset, text)  # type: ignore[arg-type]
+
+
+def parse_month_day(text: str) -> tuple[int, int]:
+    """``"MM-DD"`` -> (month, day); 02-29 is allowed (it counts as 02-28 in other years)."""
+    m = re.fullmatch(r"(\d{2})-(\d{2})", text or "")
+    if m is None:
+        raise ValueError(f'{text!r} is not "MM-DD"')
+    month, day = int(m[1]), int(m[2])
+    try:
+        date(2024, month, day)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a day of the year") from None
+    return month, day
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where the unit is: its time zone and coordinates (for sunrise and sunset)."""
+
+    tz: ZoneInfo
+    latitude: float
+    longitude: float
+
+    @classmethod
+    def from_config(cls, site) -> Site:
+        return cls(ZoneInfo(site.timezone), site.latitude, site.longitude)
+
+    @property
+    def observer(self) -> Observer:
+        return Observer(latitude=self.latitude, longitude=self.longitude)
+
+
+def in_season(day: date, active_from: str | None, active_to: str | None) -> bool:
+    """Inclusive ``MM-DD`` range; a range like 11-01..03-31 wraps over the new year."""
+    if active_from is None or active_to is None:
+        return True
+    key = (day.month, day.day)
+    lo, hi = parse_month_day(active_from), parse_month_day(active_to)
+    if lo <= hi:
+        return lo <= key <= hi
+    return key >= lo or key <= hi
+
+
+def runs_on(program: ProgramSpec, day: date) -> bool:
+    """Does ``program`` water on the local date ``day``?"""
+    if not program.enabled or not in_season(day, program.active_from, program.active_to):
+        return False
+    if program.weekdays is not None:
+        return day.weekday() in {_WEEKDAY_INDEX[d] for d in program.weekdays}
+    if program.interval_days is not None:
+        return (day - program.interval_start).days % program.interval_days == 0
+    if program.odd_even is not None:
+        return (day.day % 2 == 1) == (program.odd_even == "odd")
+    return True
+
+
+def start_datetime(start: StartTime, day: date, site: Site) -> datetime | None:
+    """The local aware datetime of ``start`` on ``day`` (None when the sun never rises)."""
+    if start.anchor == "clock":
+        base = datetime.combine(day, time(0), tzinfo=site.tz)
+        # Local wall-clock time; fold/gap handled by zoneinfo for zones with DST.
+        hh, rest = divmod(start.offset_s, 3600)
+        return base.replace(hour=hh, minute=rest // 60)
+    fn = sunrise if start.anchor == "sunrise" else sunset
+    try:
+        at = fn(site.observer, date=day, tzinfo=site.tz)
+    except ValueError:
+        logger.warning("no %s at %s on %s", start.anchor, site, day)
+        return None
+    return (at + timedelta(seconds=start.offset_s)).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class PlannedStart:
+    """One start of one program: ``at`` is local and aware."""
+
+    at: datetime
+    program: str
+    start: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.program}@{self.at.isoformat()}"
+
+
+def planned_starts(programs: Iterable[ProgramSpec], day: date, site: Site) -> list[PlannedStart]:
+    """Every start of every program that waters on ``day`` (sorted by time)."""
+    found = []
+    for program in programs:
+        if not runs_on(program, day):
+            continue
+        for text in program.start_times:
+            at = start_datetime(parse_start(text), day, site)
+            if at is not None:
+                found.append(PlannedStart(at, program.name, text))
+    return sorted(found, key=lambda s: (s.at, s.program))
+
+
+class StartPlanner:
+    """``planned_starts`` with a per-day cache, and the window queries the app needs.
+
+    A start belongs to the day its program runs on, even when a sunrise offset moves it
+    over midnight; the planner looks one day either side so such starts are found.
+    """
+
+    def __init__(self, programs: Sequence[ProgramSpec], site: Site):
+        self.programs = list(programs)
+        self.site = site
+        self._cache: dict[date, list[PlannedStart]] = {}
+
+    def for_day(self, day: date) -> list[PlannedStart]:
+        if day not in self._cache:
+            if len(self._cache) > 64:
+                self._cache.clear()
+            self._cache[day] = planned_starts(self.programs, day, self.site)
+        return self._cache[day]
+
+    def between(self, after: datetime, until: datetime) -> list[PlannedStart]:
+        """Starts with ``after < at <= until`` (aware datetimes, any zone)."""
+        if until <= after:
+            return []
+        d = after.astimezone(self.site.tz).date() - timedelta(days=1)
+        last = until.astimezone(self.site.tz).date() + timedelta(days=1)
+        found = []
+        while d <= last:
+            found += [s for s in self.for_day(d) if after < s.at <= until]
+            d += timedelta(days=1)
+        return sorted(found, key=lambda s: (s.at, s.program))
+
+    def next_after(self, after: datetime, horizon_days: int = 8) -> PlannedStart | None:
+        d = after.astimezone(self.site.tz).date() - timedelta(days=1)
+        for _ in range(horizon_days + 2):
+            for s in self.for_day(d):
+                if s.at > after:
+                    return s
+            d += timedelta(days=1)
+        return None
+
+
+# -- durations ---------------------------------------------------------------------------
+def adjusted_s(duration_min: float, *pcts: float) -> float:
+    """Base minutes scaled by every watering percentage, in seconds (whole seconds)."""
+    seconds = duration_min * 60.0
+    for pct in pcts:
+        seconds *= pct / 100.0
+    return float(round(seconds))
+
+
+def split_cycles(total_s: float, cycle_s: float | None) -> list[float]:
+    """Cycle-and-soak: ``total_s`` in the fewest equal cycles of at most ``cycle_s``.
+
+    Equal cycles (not "full, full, remainder") so no cycle is too short to wet the soil.
+    """
+    if total_s <= 0:
+        return []
+    if not cycle_s or total_s <= cycle_s:
+        return [float(total_s)]
+    n = math.ceil(total_s / cycle_s - 1e-9)
+    return [float(total_s) / n] * n
+
+
+def clamp(asked: float, allowed_max: float, field: str, limit: str) -> tuple[float, Clamp | None]:
+    """``asked`` cut to ``allowed_max``; the ``Clamp`` says so (None when not cut)."""
+    if asked <= allowed_max:
+        return asked, None
+    allowed = max(0.0, float(allowed_max))
+    return allowed, Clamp(field, round(float(asked), 1), round(allowed, 1), limit)
+
+
+# -- soil moisture -----------------------------------------------------------------------
+def moisture_need(latched: bool, moisture_pct: float, rule: MoistureRule) -> bool:
+    """The hysteresis latch: dry below ``start_below_pct``, satisfied at ``skip_above_pct``.
+
+    Between the two the zone keeps its previous state, so a probe hovering at one
+    threshold does not start and stop runs over and over.
+    """
+    if rule.start_below_pct is not None and moisture_pct < rule.start_below_pct:
+        return True
+    if moisture_pct >= rule.skip_above_pct:
+        return False
+    return latched
+
+
+def moisture_gate(moisture_pct: float | None, stale: bool, rule: MoistureRule | None) -> str | None:
+    """Why a run (or its next cycle) must not go ahead on the probe's word, or None.
+
+    - ``"soil_wet"``: the soil is at or above ``skip_above_pct``;
+    - ``"sensor_stale"``: the probe is stale and the rule says to skip then (with
+      ``on_stale = "schedule"`` a stale probe is ignored and the schedule decides).
+    """
+    if rule is None:
+        return None
+    if stale or moisture_pct is None:
+        return "sensor_stale" if rule.on_stale == "skip" else None
+    if moisture_pct >= rule.skip_above_pct:
+        return "soil_wet"
+    return None
+
+
+# -- what may start now ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Candidate:
+    """A queued run (or its next cycle) that is ready to start."""
+
+    key: str
+    zone: str
+    group: str
+
+
+def pick_startable(candidates: Sequence[Candidate], running: Iterable[tuple[str, str]],
+                   max_concurrent: int) -> list[str]:
+    """Keys of the candidates that may start now, in queue order.
+
+    ``running`` holds ``(zone, group)`` of what is on. A candidate starts when fewer than
+    ``max_concurrent`` zones are on, no zone of its sequential group is on, and its own
+    zone is not on. Candidates that cannot start stay queued; a later one whose group is
+    free may go first (no head-of-line blocking).
+    """
+    zones = {z for z, _ in running}
+    groups = {g for _, g in running}
+    picked = []
+    for c in candidates:
+        if len(zones) >= max_concurrent:
+            break
+        if c.zone in zones or c.group in groups:
+            continue
+        picked.append(c.key)
+        zones.add(c.zone)
+        groups.add(c.group)
+    return picked
+
+
+# -- inputs over time --------------------------------------------------------------------
+class Debouncer:
+    """A switch's state, changed only after the raw input held the new value ``stable_s``."""
+
+    def __init__(self, stable_s: float, initial: bool = False):
+        self.stable_s = stable_s
+        self.value = initial
+        self._candidate = initial
+        self._since: float | None = None
+
+    def update(self, raw: bool, t: float) -> bool:
+        raw = bool(raw)
+        if raw == self.value:
+            self._candidate, self._since = raw, None
+        elif raw != self._candidate or self._since is None:
+            self._candidate, self._since = raw, t
+        if self._since is not None and t - self._since >= self.stable_s:
+            self.value, self._since = raw, None
+        return self.value
+
+    def pending_until(self) -> float | None:
+        """When the pending change will be accepted if the input holds (None: none)."""
+        return None if self._since is None else self._since + self.stable_s
+
+
+class FlowRate:
+    """Litres per minute from a pulse counter sampled now and then.
+
+    ``add(t, count)`` records a sample; ``lpm`` is the rate between the newest sample and
+    the newest one at least ``window_s`` older (or the oldest kept).
+    """
+
+    def __init__(self, pulses_per_l: float, window_s: float):
+        self.pulses_per_l = pulses_per_l
+        self.window_s = window_s
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def add(self, t: float, count: int) -> None:
+        if self._samples and t <= self._samples[-1][0]:
+            self._samples[-1] = (self._samples[-1][0], count)
+            return
+        self._samples.append((t, count))
+        while len(self._samples) > 2 and self._samples[1][0] <= t - self.window_s:
+            self._samples.popleft()
+
+    def reset(self) -> None:
+        self._samples.clear()
+
+    @property
+    def lpm(self) -> float:
+        if len(self._samples) < 2:
+            return 0.0
+        (t0, c0), (t1, c1) = self._samples[0], self._samples[-1]
+        if t1 <= t0 or c1 < c0:
+            return 0.0
+        return (c1 - c0) / self.pulses_per_l / ((t1 - t0) / 60.0)
+
+    def covered_s(self) -> float:
+        """How many seconds the current rate is measured over."""
+        if len(self._samples) < 2:
+            return 0.0
+        return self._samples[-1][0] - self._samples[0][0]
+
+
+def local_day(now: datetime, tz: ZoneInfo) -> date:
+    return now.astimezone(tz).date()
+
+
+def to_utc(dt: datetime) -> datetime:
+    return dt.astimezone(UTC)
