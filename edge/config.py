@@ -179,12 +179,13 @@ def _model_for(kind, path):
     return getattr(importlib.import_module(module), name)
 
 
-def _problems(exc: ValidationError):
+def problems(exc: ValidationError):
+    """``(field, reason)`` pairs of a pydantic error, naming fields by dotted path."""
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldProblem):
-            yield cause.field, str(cause)
+            yield (f"{loc}.{cause.field}" if loc else cause.field), str(cause)
         else:
             reason = err["msg"]
             if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
@@ -198,7 +199,7 @@ def parse_config(data: dict, path="<config>", model=None):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(path, list(_problems(exc))) from None
+        raise ConfigError(path, list(problems(exc))) from None
 
 
 def load_config(path, model=None):

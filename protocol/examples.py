@@ -53,6 +53,8 @@ COMMAND_EXAMPLES: MappingProxyType[CommandAction, Command] = MappingProxyType({
     CommandAction.FEED_NOW: Command(
         id="c-7f3aa4", action="feed_now", params={"feeder": "feeder1", "dose_g": 250.0},
         **_CMD),
+    CommandAction.CLEAR_FAULT: Command(
+        id="c-7f3aa5", action="clear_fault", params={"feeder": "feeder1"}, **_CMD),
 })
 """One valid command for each action."""
 

@@ -74,6 +74,7 @@ __all__ = [
     "RainDelayParams",
     "ReplyStatus",
     "ResumeParams",
+    "ClearFaultParams",
     "RunZoneParams",
     "SkipNextParams",
     "Status",
@@ -498,6 +499,7 @@ class CommandAction(StrEnum):
     RESUME = "resume"
     RAIN_DELAY = "rain_delay"
     FEED_NOW = "feed_now"
+    CLEAR_FAULT = "clear_fault"
 
 
 class RunZoneParams(_Frozen):
@@ -550,9 +552,15 @@ class FeedNowParams(_Frozen):
         description="Dose in grams, more than 0 and at most 100000.")
 
 
+class ClearFaultParams(_Frozen):
+    """Lift a feeder's jam lockout after a technician has fixed the cause."""
+
+    feeder: Name = Field(description="Feeder name as in the unit's local config.")
+
+
 CommandParams = (
     RunZoneParams | StopAllParams | SkipNextParams | PauseParams | ResumeParams
-    | RainDelayParams | FeedNowParams
+    | RainDelayParams | FeedNowParams | ClearFaultParams
 )
 
 PARAMS_BY_ACTION: MappingProxyType[CommandAction, type[_Frozen]] = MappingProxyType({
@@ -563,6 +571,7 @@ PARAMS_BY_ACTION: MappingProxyType[CommandAction, type[_Frozen]] = MappingProxyT
     CommandAction.RESUME: ResumeParams,
     CommandAction.RAIN_DELAY: RainDelayParams,
     CommandAction.FEED_NOW: FeedNowParams,
+    CommandAction.CLEAR_FAULT: ClearFaultParams,
 })
 """The params model each action takes."""
 

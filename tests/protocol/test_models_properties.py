@@ -297,6 +297,8 @@ def _params(action, issued_at):
             "feeder": names,
             "dose_g": st.floats(min_value=0, max_value=100_000, exclude_min=True)
             | st.integers(1, 100_000)})
+    if action is CommandAction.CLEAR_FAULT:
+        return st.fixed_dictionaries({"feeder": names})
     return st.just({})
 
 
