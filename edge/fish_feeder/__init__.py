@@ -1,0 +1,11 @@
+"""The fish-feeder daemon: feeders, feeding plans, water-quality interlocks, hard limits.
+
+- ``config``: the unit's TOML sections (``FishFeederConfig``);
+- ``species``: the species presets (nila, lele, bandeng, vaname);
+- ``rules``: pure decisions (ration, split, interlocks, dose clamp, rate trim);
+- ``devices``: a feeder motor with its physical confirmation, and the hopper gauge;
+- ``app``: ``FishFeederApp``, which wires them to the clock, the state and the publisher;
+- ``calibrate``: the technician's ``smartcity-edge calibrate`` subcommand.
+
+See docs/fish_feeder.md.
+"""

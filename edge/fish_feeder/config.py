@@ -1,0 +1,311 @@
+"""Config of a fish-feeder unit: ponds, feeders, water-quality sensors, hard limits.
+
+Shape of the file (config/fish_feeder.example.toml is a complete example):
+
+- ``[[outputs]]`` / ``[[inputs]]``: the relays (feeder motors) and pulse inputs (auger
+  rotation), as for every unit.
+- ``[[sensors]]``: water-quality probes on serial lines: ``driver = "ezo"`` (one quantity
+  per EZO circuit) or ``driver = "modbus"`` (registers of a multi-parameter probe).
+- ``[[feeders]]``: a motor output, its calibrated ``rate_g_per_s``, the hard limits
+  ``max_dose_g`` (per feeding) and ``max_daily_g``, how feed movement is confirmed
+  (``confirm_by`` rotation pulses or hopper weight) and an optional ``[feeders.hopper]``.
+- ``[[ponds]]``: species, the sensors in the pond, the feeding ``plan`` and optional
+  ``thresholds`` overrides of the species preset.
+- ``[interlocks]``: how long a feeding waits for oxygen, and the stale-sensor policy.
+
+Only the plan and the thresholds can be replaced by the controller (remote config); the
+hard limits stay in this file.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from ..config import BcmPin, FieldProblem, Ident, StrictModel, UnitConfig
+from .species import PRESETS, SpeciesName, ThresholdOverrides, thresholds_for
+
+Quantity = Literal["do_mg_l", "temp_c", "ph"]
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class EzoSensorSpec(StrictModel):
+    name: Ident
+    driver: Literal["ezo"]
+    port_url: str = Field(min_length=1, description="serial device or pyserial URL")
+    quantity: Quantity
+    baudrate: int = Field(9600, ge=300, le=115200)
+    timeout_s: float = Field(1.5, gt=0, le=10)
+    stale_after_s: float = Field(600, gt=0, le=86_400)
+
+
+class RegisterSpec(StrictModel):
+    address: int = Field(ge=0, le=65535, description="register number (0-based)")
+    decimals: int = Field(0, ge=0, le=4)
+    signed: bool = False
+
+
+class ModbusSensorSpec(StrictModel):
+    name: Ident
+    driver: Literal["modbus"]
+    port_url: str = Field(min_length=1)
+    slave: int = Field(ge=1, le=247)
+    baudrate: int = Field(9600, ge=300, le=115200)
+    timeout_s: float = Field(0.5, gt=0, le=10)
+    stale_after_s: float = Field(600, gt=0, le=86_400)
+    function_code: Literal[3, 4] = Field(3, description="3 holding, 4 input registers")
+    registers: dict[Quantity, RegisterSpec] = Field(min_length=1)
+
+
+SensorSpec = Annotated[EzoSensorSpec | ModbusSensorSpec, Field(discriminator="driver")]
+
+
+class UltrasonicHopperSpec(StrictModel):
+    driver: Literal["ultrasonic"]
+    trigger_pin: BcmPin
+    echo_pin: BcmPin
+    full_distance_m: float = Field(gt=0, le=4, description="sensor to feed surface, full")
+    empty_distance_m: float = Field(gt=0, le=4, description="sensor to hopper bottom")
+    capacity_g: float = Field(gt=0, le=1_000_000)
+    low_pct: float = Field(20, ge=0, le=100)
+    empty_pct: float = Field(3, ge=0, le=100)
+    stale_after_s: float = Field(900, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _geometry(self):
+        if self.full_distance_m >= self.empty_distance_m:
+            raise FieldProblem("full_distance_m", "must be less than empty_distance_m")
+        if self.trigger_pin == self.echo_pin:
+            raise FieldProblem("echo_pin", "must differ from trigger_pin")
+        if self.empty_pct >= self.low_pct:
+            raise FieldProblem("empty_pct", "must be below low_pct")
+        return self
+
+
+class LoadCellHopperSpec(StrictModel):
+    driver: Literal["loadcell"]
+    port_url: str = Field(min_length=1)
+    baudrate: int = Field(9600, ge=300, le=115200)
+    timeout_s: float = Field(0.5, gt=0, le=10)
+    tare_g: float = Field(0, ge=0, description="weight of the empty hopper")
+    capacity_g: float = Field(gt=0, le=1_000_000)
+    low_pct: float = Field(20, ge=0, le=100)
+    empty_pct: float = Field(3, ge=0, le=100)
+    stale_after_s: float = Field(900, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _levels(self):
+        if self.empty_pct >= self.low_pct:
+            raise FieldProblem("empty_pct", "must be below low_pct")
+        return self
+
+
+HopperSpec = Annotated[UltrasonicHopperSpec | LoadCellHopperSpec, Field(discriminator="driver")]
+
+
+class FeederSpec(StrictModel):
+    name: Ident
+    pond: Ident
+    motor: Ident = Field(description="the output that runs the auger or spinner")
+    kind: Literal["auger", "spinner"] = "auger"
+    rate_g_per_s: float = Field(gt=0, le=1000, description="calibrated dosing rate")
+    max_dose_g: float = Field(gt=0, le=100_000, description="hard limit per feeding")
+    max_daily_g: float = Field(gt=0, le=1_000_000, description="hard limit per local day")
+    confirm_by: Literal["pulses", "weight", "none"] = "pulses"
+    rotation_input: Ident | None = Field(None, description="pulse input on the auger shaft")
+    g_per_pulse: float | None = Field(None, gt=0, le=10_000,
+                                      description="grams per rotation pulse (calibrated)")
+    confirm_timeout_s: float = Field(5, gt=0, le=120,
+                                     description="no movement within this is a jam")
+    min_pulses: int = Field(2, ge=1, le=10_000, description="pulses per confirm window")
+    min_weight_drop_g: float = Field(20, gt=0, description="weight drop per confirm window")
+    settle_s: float = Field(1.0, ge=0, le=30, description="wait after the motor stops")
+    rate_trim_max_pct: float = Field(
+        15, ge=0, le=50, description="measured grams may trim the rate by this much; 0: off")
+    hopper: HopperSpec | None = None
+
+    @model_validator(mode="after")
+    def _confirmation(self):
+        if self.max_daily_g < self.max_dose_g:
+            raise FieldProblem("max_daily_g", "must be at least max_dose_g")
+        if self.confirm_by == "pulses" and self.rotation_input is None:
+            raise FieldProblem("rotation_input", "confirm_by = 'pulses' needs a rotation_input")
+        if self.confirm_by == "weight" and not isinstance(self.hopper, LoadCellHopperSpec):
+            raise FieldProblem("hopper", "confirm_by = 'weight' needs a loadcell hopper")
+        return self
+
+
+class PlanSpec(StrictModel):
+    """Feeding times (site local time) with fixed doses, or a ration from biomass."""
+
+    times: list[str] = Field(min_length=1, max_length=24)
+    doses_g: list[Annotated[float, Field(gt=0, le=100_000)]] | None = None
+    fish_count: int | None = Field(None, ge=1, le=10_000_000)
+    avg_weight_g: float | None = Field(None, gt=0, le=20_000)
+    feeding_rate_pct: float | None = Field(None, gt=0, le=30,
+                                           description="% body weight per day; default "
+                                           "from the species table")
+
+    @field_validator("times")
+    @classmethod
+    def _times(cls, v: list[str]) -> list[str]:
+        for t in v:
+            if not HHMM.match(t):
+                raise ValueError(f"time {t!r} is not HH:MM (24 h)")
+        if sorted(set(v)) != v:
+            raise ValueError("times must be in order, each once")
+        return v
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        biomass = (self.fish_count, self.avg_weight_g)
+        if self.doses_g is not None:
+            if any(x is not None for x in (*biomass, self.feeding_rate_pct)):
+                raise FieldProblem("doses_g", "give doses_g or fish_count/avg_weight_g, not both")
+            if len(self.doses_g) != len(self.times):
+                raise FieldProblem("doses_g", f"need one dose per time ({len(self.times)})")
+        elif None in biomass:
+            raise FieldProblem("fish_count", "give doses_g, or fish_count and avg_weight_g")
+        return self
+
+
+class PondSpec(StrictModel):
+    name: Ident
+    species: SpeciesName
+    sensors: list[Ident] = Field(default_factory=list)
+    plan: PlanSpec
+    thresholds: ThresholdOverrides = ThresholdOverrides()
+
+    @model_validator(mode="after")
+    def _thresholds_consistent(self):
+        try:
+            thresholds_for(self.species, self.thresholds)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            cause = (err.get("ctx") or {}).get("error")
+            field = cause.field if isinstance(cause, FieldProblem) else ".".join(
+                str(p) for p in err["loc"])
+            raise FieldProblem(f"thresholds.{field}", str(cause or err["msg"])) from None
+        return self
+
+
+class InterlockSection(StrictModel):
+    postpone_window_s: float = Field(
+        7200, ge=0, le=86_400,
+        description="a feeding held back by low oxygen is retried this long, then skipped")
+    stale_policy: Literal["feed", "skip", "reduce"] = "reduce"
+    stale_reduce_factor: float = Field(0.5, gt=0, le=1)
+
+
+class WaterSection(StrictModel):
+    poll_s: float = Field(60, ge=1, le=3600, description="how often sensors are read")
+
+
+class FishFeederConfig(UnitConfig):
+    kind: Literal["fish_feeder"]
+    water: WaterSection = WaterSection()
+    interlocks: InterlockSection = InterlockSection()
+    sensors: list[SensorSpec] = Field(default_factory=list)
+    feeders: list[FeederSpec] = Field(min_length=1)
+    ponds: list[PondSpec] = Field(min_length=1)
+    feed_log_days: int = Field(400, ge=1, le=3650,
+                               description="days of per-pond totals kept for reports")
+
+    @model_validator(mode="after")
+    def _references(self):
+        for section in ("sensors", "feeders", "ponds"):
+            seen: set[str] = set()
+            for i, item in enumerate(getattr(self, section)):
+                if item.name in seen:
+                    raise FieldProblem(f"{section}.{i}.name", f"name {item.name!r} used twice")
+                seen.add(item.name)
+        self.check_refs([(f"feeders.{i}.motor", f.motor) for i, f in enumerate(self.feeders)],
+                        "outputs", "feeder motor")
+        self.check_refs([(f"feeders.{i}.rotation_input", f.rotation_input)
+                         for i, f in enumerate(self.feeders)], "inputs", "pulse")
+        motors: dict[str, str] = {}
+        ponds = {p.name for p in self.ponds}
+        for i, f in enumerate(self.feeders):
+            if f.motor in motors:
+                raise FieldProblem(f"feeders.{i}.motor", f"motor {f.motor!r} already drives "
+                                   f"feeder {motors[f.motor]!r}")
+            motors[f.motor] = f.name
+            if f.pond not in ponds:
+                raise FieldProblem(f"feeders.{i}.pond", f"no pond named {f.pond!r}")
+            max_on_s = self.output(f.motor).max_on_s
+            need_s = f.max_dose_g / f.rate_g_per_s
+            if need_s > max_on_s:
+                raise FieldProblem(
+                    f"feeders.{i}.max_dose_g",
+                    f"{f.max_dose_g:g} g at {f.rate_g_per_s:g} g/s needs {need_s:.0f} s, more "
+                    f"than output {f.motor!r} max_on_s = {max_on_s:g}")
+            if f.confirm_by != "none" and f.confirm_timeout_s >= max_on_s:
+                raise FieldProblem(f"feeders.{i}.confirm_timeout_s",
+                                   f"must be below the motor's max_on_s ({max_on_s:g})")
+        self._check_pins()
+        self._check_ports()
+        sensors = {s.name: s for s in self.sensors}
+        for i, pond in enumerate(self.ponds):
+            if not any(f.pond == pond.name for f in self.feeders):
+                raise FieldProblem(f"ponds.{i}.name", f"pond {pond.name!r} has no feeder")
+            seen_q: dict[str, str] = {}
+            for j, name in enumerate(pond.sensors):
+                if name not in sensors:
+                    raise FieldProblem(f"ponds.{i}.sensors.{j}", f"no sensor named {name!r}")
+                for q in sensor_quantities(sensors[name]):
+                    if q in seen_q:
+                        raise FieldProblem(f"ponds.{i}.sensors.{j}",
+                                           f"{q} already comes from sensor {seen_q[q]!r}")
+                    seen_q[q] = name
+        return self
+
+    def _check_pins(self):
+        used = {s.pin: f"outputs/inputs {s.name!r}" for s in (*self.outputs, *self.inputs)}
+        for i, f in enumerate(self.feeders):
+            if isinstance(f.hopper, UltrasonicHopperSpec):
+                for key in ("trigger_pin", "echo_pin"):
+                    pin = getattr(f.hopper, key)
+                    if pin in used:
+                        raise FieldProblem(f"feeders.{i}.hopper.{key}",
+                                           f"GPIO{pin} already used by {used[pin]}")
+                    used[pin] = f"feeder {f.name!r} hopper"
+
+    def _check_ports(self):
+        """A serial port serves one EZO circuit or load cell, or one Modbus bus."""
+        owners: dict[str, tuple[str, str]] = {}
+        slaves: dict[tuple[str, int], str] = {}
+        items = [(f"sensors.{i}", s.port_url, s.driver, s.name) for i, s in enumerate(self.sensors)]
+        items += [(f"feeders.{i}.hopper", f.hopper.port_url, "loadcell", f.name)
+                  for i, f in enumerate(self.feeders) if isinstance(f.hopper, LoadCellHopperSpec)]
+        for where, url, driver, name in items:
+            if url in owners and not (driver == "modbus" and owners[url][0] == "modbus"):
+                raise FieldProblem(f"{where}.port_url", f"port {url!r} already used by "
+                                   f"{owners[url][1]!r} (only Modbus probes share a port)")
+            owners.setdefault(url, (driver, name))
+        for i, s in enumerate(self.sensors):
+            if s.driver == "modbus":
+                key = (s.port_url, s.slave)
+                if key in slaves:
+                    raise FieldProblem(f"sensors.{i}.slave",
+                                       f"slave {s.slave} on {s.port_url!r} is already "
+                                       f"sensor {slaves[key]!r}")
+                slaves[key] = s.name
+
+    # -- lookups ---------------------------------------------------------------------
+    def feeder(self, name: str) -> FeederSpec:
+        return next(f for f in self.feeders if f.name == name)
+
+    def pond(self, name: str) -> PondSpec:
+        return next(p for p in self.ponds if p.name == name)
+
+    def feeders_of(self, pond: str) -> list[FeederSpec]:
+        return [f for f in self.feeders if f.pond == pond]
+
+
+def sensor_quantities(spec) -> list[str]:
+    return [spec.quantity] if spec.driver == "ezo" else list(spec.registers)
+
+
+__all__ = ["FishFeederConfig", "FeederSpec", "PondSpec", "PlanSpec", "PRESETS"]

@@ -1,0 +1,183 @@
+"""Operator commands and the controller's remote config."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.errors import ConfigError
+
+
+def fed(h, feeder):
+    return h.events("feed_dispensed", feeder=feeder)
+
+
+@pytest.fixture
+def unit(unit_config, harness):
+    config = unit_config(ponds={"kolam-nila": {"plan": {"times": ["12:00", "15:00"],
+                                                        "doses_g": [800, 800]}}})
+    h = harness(config, start_local="09:55")
+    h.run_until_local("10:00")
+    return h
+
+
+def test_feed_now_clamped_to_max_dose_reported_in_reply_and_event(unit):
+    replies = unit.command("feed_now", feeder="pakan-nila", dose_g=5000)
+    status, detail, clamped = replies[0]
+    assert status == "accepted"
+    assert clamped == {"field": "dose_g", "asked": 5000.0, "allowed": 3500.0,
+                       "limit": "max_dose_g"}
+    ev = unit.events("limit_clamped", feeder="pakan-nila")
+    assert len(ev) == 1 and ev[0].data["limit"] == "max_dose_g" and ev[0].data["cmd_id"] == "c1"
+    unit.run(240)
+    assert replies[-1][0] == "done"
+    assert fed(unit, "pakan-nila")[-1].data["planned_g"] == 3500
+    assert fed(unit, "pakan-nila")[-1].data["source"] == "command"
+
+
+@pytest.mark.parametrize("params", [{"feeder": "ghost", "dose_g": 10},
+                                    {"feeder": "pakan-nila", "dose_g": -1},
+                                    {"feeder": "pakan-nila", "dose_g": "lots"},
+                                    {"feeder": "pakan-nila"}])
+def test_feed_now_bad_params_rejected(unit, params):
+    assert unit.command("feed_now", **params)[0][0] == "rejected"
+    assert not unit.app.outputs["auger-nila"].is_active
+
+
+def test_feed_now_on_busy_feeder_rejected(unit):
+    assert unit.command("feed_now", "a", feeder="pakan-nila", dose_g=500)[0][0] == "accepted"
+    second = unit.command("feed_now", "b", feeder="pakan-nila", dose_g=500)
+    assert second[0][0] == "rejected" and "busy" in second[0][1]
+
+
+def test_unknown_action_rejected(unit):
+    assert unit.command("run_zone", zone="x", duration_s=5)[0][0] == "rejected"
+
+
+def test_skip_next_for_one_feeder(unit):
+    assert unit.command("skip_next", feeder="pakan-nila")[0][0] == "done"
+    unit.run_until_local("15:30")
+    skipped = unit.events("feeding_skipped", feeder="pakan-nila")
+    assert [(e.data["slot"], e.data["reason"]) for e in skipped] == [("12:00", "skip_next")]
+    assert [e.data["slot"] for e in fed(unit, "pakan-nila")] == ["15:00"]
+    assert unit.events("feed_dispensed", feeder="pakan-vaname", slot="14:00")
+
+
+def test_skip_next_without_feeder_skips_each_feeders_next(unit):
+    unit.command("skip_next")
+    unit.run_until_local("15:30")
+    assert unit.events("feeding_skipped", feeder="pakan-nila", slot="12:00")
+    assert unit.events("feeding_skipped", feeder="pakan-vaname", slot="14:00")
+    assert unit.events("feed_dispensed", feeder="pakan-nila", slot="15:00")
+    assert unit.command("skip_next", "z", zone="lawn")[0][0] == "rejected"
+
+
+def test_pause_until_survives_restart_then_resumes_by_itself(unit):
+    replies = unit.command("pause", until="2026-03-02T06:30:00+00:00")  # 14:30 WITA
+    assert replies[0][0] == "done"
+    assert unit.events("paused")
+    unit.restart()
+    unit.run_until_local("15:30")
+    assert unit.events("feeding_skipped", feeder="pakan-nila", slot="12:00",
+                       reason="paused")
+    assert unit.events("resumed")
+    assert unit.events("feed_dispensed", feeder="pakan-nila", slot="15:00")
+    # feed_now is an explicit override and works during a pause
+    unit.command("pause", "p2", until="2026-03-03T00:00:00+00:00")
+    assert unit.command("feed_now", "f", feeder="pakan-nila", dose_g=100)[0][0] == "accepted"
+
+
+def test_pause_in_the_past_rejected_and_resume_clears(unit):
+    assert unit.command("pause", until="2026-03-01T00:00:00+00:00")[0][0] == "rejected"
+    assert unit.command("pause", "p0", until="not a time")[0][0] == "rejected"
+    unit.command("pause", "p1", until="2026-03-03T00:00:00+00:00")
+    assert unit.command("resume", "r1")[0] == ("done", "resumed", None)
+    unit.run_until_local("12:30")
+    assert unit.events("feed_dispensed", feeder="pakan-nila", slot="12:00")
+
+
+def test_stop_all_turns_a_running_feeder_off(unit):
+    feed = unit.command("feed_now", "f", feeder="pakan-nila", dose_g=2000)
+    unit.run(20)
+    assert unit.app.outputs["auger-nila"].is_active
+    stop = unit.command("stop_all", "s")
+    assert stop[0][0] == "done" and "pakan-nila" in stop[0][1]
+    assert not unit.app.outputs["auger-nila"].is_active
+    assert feed[-1][0] == "failed"
+    ev = fed(unit, "pakan-nila")[-1]
+    assert ev.data["fault"] == "stopped" and 300 < ev.data["measured_g"] < 420
+    assert unit.app._fed_today("pakan-nila") == pytest.approx(ev.data["commanded_g"])
+
+
+# -- remote config ---------------------------------------------------------------------
+NEW_PLAN = {"ponds": {"kolam-nila": {"plan": {"times": ["13:00"], "doses_g": [600]},
+                                     "thresholds": {"do_min_mg_l": 3.5}}}}
+
+
+def test_remote_config_replaces_plan_and_survives_restart(unit):
+    unit.app.apply_remote_config(3, NEW_PLAN)
+    assert unit.app.current_config_version == 3
+    assert unit.app.thresholds("kolam-nila").do_min_mg_l == 3.5
+    unit.restart()
+    assert unit.app.current_config_version == 3
+    unit.run_until_local("16:00")
+    assert [(e.data["slot"], e.data["plan_g"]) for e in fed(unit, "pakan-nila")] == [
+        ("13:00", 600)]
+    # the other pond kept its local plan
+    assert unit.events("feed_dispensed", feeder="pakan-vaname", slot="14:00")
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"ponds": {"kolam-nila": {"plan": {"times": ["25:00"], "doses_g": [1]}}}},
+     "ponds.kolam-nila"),
+    ({"ponds": {"ghost": {"plan": {"times": ["10:00"], "doses_g": [1]}}}}, "ponds.ghost"),
+    ({"feeders": {"pakan-nila": {"max_daily_g": 99999}}}, "feeders"),
+    ({"ponds": {"kolam-nila": {"max_dose_g": 9999}}}, "max_dose_g"),
+    ({"ponds": {"kolam-nila": {"thresholds": {"temp_min_c": 40}}}}, "ponds.kolam-nila"),
+    ("not an object", "(body)"),
+])
+def test_remote_config_invalid_raises_and_keeps_the_old_one(unit, body, field):
+    unit.app.apply_remote_config(2, NEW_PLAN)
+    with pytest.raises(ConfigError) as info:
+        unit.app.apply_remote_config(4, body)
+    assert any(field in f for f, _ in info.value.problems), info.value.problems
+    assert unit.app.current_config_version == 2
+    assert unit.app.pond_doses("kolam-nila") == [("13:00", 600.0)]
+    assert unit.state.get("ff.remote_config")["version"] == 2
+
+
+def test_remote_config_older_version_refused(unit):
+    unit.app.apply_remote_config(5, NEW_PLAN)
+    with pytest.raises(ConfigError, match="older"):
+        unit.app.apply_remote_config(4, {"ponds": {}})
+    unit.app.apply_remote_config(5, NEW_PLAN)  # the same version again is fine
+
+
+def test_remote_plan_still_clamped_by_local_hard_limits(unit):
+    unit.app.apply_remote_config(6, {"ponds": {"kolam-nila": {
+        "plan": {"times": ["13:00"], "doses_g": [9000]}}}})
+    unit.run_until_local("13:30")
+    clamp = unit.events("limit_clamped", feeder="pakan-nila")
+    assert clamp and clamp[0].data["allowed"] == 3500 and clamp[0].data["source"] == "schedule"
+    assert fed(unit, "pakan-nila")[-1].data["planned_g"] == 3500
+
+
+def test_remote_biomass_plan_and_species_change(unit):
+    unit.app.apply_remote_config(7, {"ponds": {"kolam-nila": {
+        "species": "lele", "plan": {"times": ["13:00", "20:00"], "fish_count": 2000,
+                                    "avg_weight_g": 100}}}})
+    # lele table: 3 % for fish up to 200 g -> 6000 g/day over two times
+    assert unit.app.pond_doses("kolam-nila") == [("13:00", 3000.0), ("20:00", 3000.0)]
+
+
+def test_stop_all_drops_a_feeding_waiting_for_oxygen(unit_config, harness):
+    config = unit_config(ponds={"kolam-nila": {"plan": {"times": ["06:00"],
+                                                        "doses_g": [800]}}})
+    h = harness(config, start_local="05:55")
+    h.run_until_local("06:05")
+    assert h.events("feeding_postponed", feeder="pakan-nila")
+    assert h.command("stop_all", "s1")[0][0] == "done"
+    skipped = h.events("feeding_skipped", feeder="pakan-nila")
+    assert [(e.data["reason"], e.data["stopped_by"]) for e in skipped] == [("stopped", "s1")]
+    h.run_until_local("09:00")
+    assert not h.events("feed_dispensed", feeder="pakan-nila")
+    assert h.state.get("ff.pending") == []
