@@ -86,6 +86,8 @@ class BrokerSection(StrictModel):
     username: str | None = None
     password_file: Path | None = Field(None, description="file holding the MQTT password")
     keepalive_s: int = Field(30, ge=5, le=600)
+    mqtt_version: Literal["5", "3.1.1"] = Field(
+        "5", description="5 normally; 3.1.1 for brokers without MQTT 5 (e.g. amqtt)")
 
 
 class HardwareSection(StrictModel):

@@ -28,6 +28,7 @@ Wiring (``edge.daemon.run_unit`` does this)::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -35,6 +36,7 @@ import logging
 import queue
 import random
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -219,6 +221,7 @@ class Link:
             state, limit=self.options.recent_commands,
             max_age=timedelta(days=self.options.recent_commands_days))
         self._inbound: queue.SimpleQueue[tuple[Channel, bytes]] = queue.SimpleQueue()
+        self._inbound_ready = threading.Event()  # set when a command or config arrives
         self._work: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._connected = False  # as the worker sees it
         self._up = threading.Event()  # as the network thread sees it
@@ -300,10 +303,14 @@ class Link:
         self._worker = threading.Thread(target=self._work_loop, name="edge-link", daemon=True)
         self._worker.start()
         broker = self.config.broker
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.options.session_expiry_s
+        if broker.mqtt_version == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.options.session_expiry_s
+            session = {"clean_start": False, "properties": props}
+        else:  # MQTT 3.1.1: the persistent session was asked for in the constructor
+            session = {}
         self._client.connect_async(broker.host, broker.port, keepalive=broker.keepalive_s,
-                                   clean_start=False, properties=props)
+                                   **session)
         self._client.loop_start()
         logger.info("link: connecting to %s:%s as %s (%s)", broker.host, broker.port,
                     self.client_id, "TLS" if broker.tls else "plain TCP")
@@ -342,8 +349,13 @@ class Link:
         return self._up.is_set()
 
     # -- the service loop's side (one thread) -------------------------------------------
+    def wait_inbound(self, timeout_s: float) -> bool:
+        """Block up to ``timeout_s`` until a command or config waits for ``poll()``."""
+        return self._inbound_ready.wait(timeout_s)
+
     def poll(self) -> None:
         """Handle commands and config that arrived; refresh the status. Call each tick."""
+        self._inbound_ready.clear()
         for _ in range(self.options.poll_max):
             try:
                 channel, payload = self._inbound.get_nowait()
@@ -533,8 +545,12 @@ class Link:
     # -- paho callbacks (network thread: enqueue only) ------------------------------------
     def _make_client(self) -> mqtt.Client:
         broker = self.config.broker
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=MQTTProtocolVersion.MQTTv5)
+        if broker.mqtt_version == "5":
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                 protocol=MQTTProtocolVersion.MQTTv5)
+        else:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                 protocol=MQTTProtocolVersion.MQTTv311, clean_session=False)
         # paho must never hold our backlog: the Drain bounds what it gets, so paho's own
         # in-flight limit is off (it would also count messages dropped on reconnect).
         client.max_inflight_messages_set(0)
@@ -576,6 +592,7 @@ class Link:
         if reason_code.is_failure:
             logger.error("broker refused the connection: %s", reason_code)
             return
+        _no_delay(client)
         # Whatever paho still holds from the last connection is resent by the Drain, from
         # the lowest seq the controller has not acked; drop paho's copies.
         client.drop_out_messages()
@@ -612,6 +629,7 @@ class Link:
             self._work.put(("ack", payload))
         elif channel in (Channel.CMD, Channel.CONFIG):
             self._inbound.put((channel, payload))
+            self._inbound_ready.set()
         else:
             self.counters["unexpected_messages"] += 1
             logger.warning("message on unexpected topic %s ignored", msg.topic)
@@ -712,3 +730,10 @@ class Link:
 
 def _digest(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
+
+
+def _no_delay(client: mqtt.Client) -> None:
+    """Send small packets at once (TCP_NODELAY): without it, a command reply written just
+    after the command's PUBACK waits for the TCP ack of that PUBACK (about 40 ms)."""
+    with contextlib.suppress(AttributeError, OSError):
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

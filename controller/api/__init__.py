@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): `controller.api.main.create_app` builds it."""

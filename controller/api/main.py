@@ -1,0 +1,112 @@
+"""Build the FastAPI app: ``create_app(settings)``.
+
+Nothing is built at import time. ``create_app`` makes the app and its metrics registry;
+the lifespan opens the store, starts the MQTT ingest (unless ``mqtt`` is given or MQTT
+is disabled) and the publisher, and stops them in reverse order.
+
+Tests pass their own parts: ``create_app(settings, store=store, mqtt=MemoryTransport())``
+runs the API with no broker; commands are then "published" into the transport.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from controller.api.deps import AppState
+from controller.api.routes import (
+    commands,
+    dashboard,
+    devices,
+    enrol,
+    health,
+    history,
+    reports,
+    schedules,
+    users,
+)
+from controller.api.schemas import Problem
+from controller.errors import Conflict, Invalid, NotFound
+from controller.ingest import Ingest
+from controller.metrics import Metrics
+from controller.publisher import MemoryTransport, Publisher, Transport
+from controller.settings import Settings
+from controller.store import Store
+
+logger = logging.getLogger(__name__)
+
+ERROR_RESPONSES = {
+    401: {"model": Problem, "description": "no token, or an unknown or revoked one"},
+    403: {"model": Problem, "description": "the caller's role may not do this"},
+    404: {"model": Problem, "description": "not found (or in another OPD)"},
+}
+CONFLICT = {409: {"model": Problem, "description": "contradicts what is stored"}}
+
+
+def create_app(settings: Settings, *, store: Store | None = None,
+               mqtt: Transport | None = None, metrics: Metrics | None = None) -> FastAPI:
+    """The controller's HTTP API; the lifespan runs the ingest too (see module doc)."""
+    metrics = metrics or Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = store is None
+        app_store = store or Store.open(settings.database.path)
+        ingest: Ingest | None = None
+        ingest_store: Store | None = None
+        transport = mqtt
+        if transport is None and settings.mqtt.enabled:
+            ingest_store = (app_store if app_store.path == ":memory:"
+                            else Store.open(app_store.path, migrate=False))
+            ingest = Ingest(settings, ingest_store, metrics,
+                            password=settings.mqtt.read_password())
+            transport = ingest.start()
+        elif transport is None:
+            logger.warning("MQTT is disabled: commands and configs are not sent anywhere")
+            transport = MemoryTransport(auto_sent=False)
+        publisher = Publisher(app_store, transport)
+        app.state.controller = AppState(settings, app_store, metrics, publisher, ingest)
+        republished = publisher.republish_open()
+        if republished:
+            logger.info("published %d pending command(s) again", republished)
+        try:
+            yield
+        finally:
+            if ingest is not None:
+                ingest.stop()
+            if ingest_store is not None and ingest_store is not app_store:
+                ingest_store.close()
+            if own_store:
+                app_store.close()
+
+    app = FastAPI(
+        title="Balikpapan Smart City controller",
+        version="1",
+        summary="Park watering and pond feeding units: state, history, schedules, commands.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    for module in (devices, history, schedules, commands, users, reports, dashboard):
+        app.include_router(module.router, responses=ERROR_RESPONSES | CONFLICT)
+    app.include_router(health.router)
+    app.include_router(enrol.router)  # no bearer token: the enrolment token is the proof
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Conflict)
+    async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(Invalid)
+    async def _invalid(request: Request, exc: Invalid) -> JSONResponse:
+        loc = ["body", exc.field] if exc.field else ["body"]
+        return JSONResponse({"detail": [{"loc": loc, "msg": str(exc), "type": "value_error"}]},
+                            status_code=422)
+
+    return app

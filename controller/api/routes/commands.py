@@ -1,0 +1,66 @@
+"""Commands: run a zone now, stop all, skip next, pause, resume, rain delay, feed now.
+
+A command is checked against the protocol's `Command` model, stored ``pending``,
+published (QoS 1, never retained) and becomes ``sent`` once the broker took it; the
+unit's replies move it to ``accepted``, ``done``, ``failed``, ``rejected`` or
+``expired``. Commands nobody answered by ``expires_at`` expire.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+from pydantic import ValidationError
+
+from controller.api.deps import (
+    CurrentUser,
+    StateDep,
+    StoreDep,
+    VisibleDevice,
+    Writer,
+    not_found,
+)
+from controller.api.routes.schedules import validation_422
+from controller.api.schemas import CommandIn, CommandOut
+from controller.store import utcnow
+from protocol.models import COMMAND_ID_PATTERN, Command
+
+router = APIRouter(prefix="/api/v1", tags=["commands"])
+
+
+@router.post("/devices/{device_id}/commands", response_model=CommandOut,
+             status_code=status.HTTP_202_ACCEPTED)
+def send_command(store: StoreDep, state: StateDep, device: VisibleDevice, user: Writer,
+                 body: CommandIn) -> dict:
+    """Send a command to a unit; answers at once with the stored command (pending/sent)."""
+    now = utcnow()
+    ttl_s = body.ttl_s or state.settings.api.command_ttl_s
+    try:
+        command = Command(id=uuid.uuid4().hex, issued_at=now,
+                          expires_at=now + timedelta(seconds=ttl_s), action=body.action,
+                          params=body.params)
+    except ValidationError as exc:
+        raise validation_422(exc) from None
+    store.create_command(device["device_id"], command, actor=user.actor, now=now)
+    state.publisher.send_command(device["opd"], device["device_id"], command)
+    return store.get_command(command.id)
+
+
+@router.get("/devices/{device_id}/commands", response_model=list[CommandOut])
+def list_commands(store: StoreDep, device: VisibleDevice,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+    """The device's commands, newest first."""
+    return store.list_commands(device["device_id"], limit)
+
+
+@router.get("/commands/{command_id}", response_model=CommandOut)
+def get_command(store: StoreDep, user: CurrentUser,
+                command_id: Annotated[str, Path(pattern=COMMAND_ID_PATTERN)]) -> dict:
+    """One command with its status and every reply the unit sent."""
+    row = store.get_command(command_id)
+    if row is None or not user.sees_opd(row["opd"]):
+        raise not_found(f"command {command_id!r}")
+    return row

@@ -1,0 +1,193 @@
+"""The dashboard: its static page at ``/`` and ``/static/...``, and the views it reads.
+
+The page itself needs no token (it holds no data); everything it shows comes from
+``/api/v1`` with the user's bearer token. The views under ``/api/v1/dashboard`` gather
+for one screen what would otherwise take many calls (see `controller.dashboard.views`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+
+from controller.api.deps import CurrentUser, StoreDep, VisibleDevice, Writer, not_found
+from controller.api.schemas import _In
+from controller.dashboard import STATIC_DIR
+from controller.dashboard.views import charts, check_schedule, unit_view
+from controller.store import utcnow
+
+router = APIRouter(tags=["dashboard"])
+
+STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\.(js|css|html)$")
+MEDIA_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8",
+               "html": "text/html; charset=utf-8"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def _file(name: str) -> FileResponse:
+    path = STATIC_DIR / name
+    if not STATIC_NAME.fullmatch(name) or not path.is_file():
+        raise not_found(f"file {name!r}")
+    return FileResponse(path, media_type=MEDIA_TYPES[name.rsplit(".", 1)[1]],
+                        headers=SECURITY_HEADERS)
+
+
+@router.get("/", include_in_schema=False)
+def index() -> Response:
+    return _file("index.html")
+
+
+@router.get("/static/{name}", include_in_schema=False)
+def static(name: str) -> Response:
+    return _file(name)
+
+
+# --------------------------------------------------------------------------- views
+
+class RunNow(BaseModel):
+    zone: str
+    since: datetime
+    trigger: str | None
+    cmd_id: str | None
+
+
+class AlarmNow(BaseModel):
+    code: str
+    subject: str = Field(description="zone, feeder, pond or output it concerns, if any")
+    ts: datetime
+    message: str
+
+
+class NextStart(BaseModel):
+    known: bool
+    reason: str | None = Field(None, description="why unknown: local_schedule (the unit "
+                               "runs its local default) or none_within_8_days")
+    version: int | None = Field(None, description="schedule version it is computed from")
+    at: datetime | None = None
+    start: str | None = Field(None, description="as written: 05:30, sunrise-01:00, ...")
+    program: str | None = None
+    zones: list[dict[str, Any]] | None = None
+    pond: str | None = None
+    dose_g: float | None = None
+
+
+class ConfigVersions(BaseModel):
+    desired: int | None
+    reported: int | None
+    state: Literal["none", "pending", "in_sync", "rejected"]
+
+
+class UnitOut(BaseModel):
+    device_id: str
+    name: str
+    opd: str
+    kind: str
+    online: bool
+    last_seen: datetime | None
+    state: Literal["running", "online", "offline", "alarm"] = Field(
+        description="the card's colour: running/online green, offline grey, alarm red")
+    running: list[RunNow] = Field(description="runs started and not yet ended")
+    outputs_on: list[str]
+    alarms: list[AlarmNow] = Field(description="alarms of the last 24 h not cleared since")
+    next: NextStart
+    config: ConfigVersions
+    paused: bool
+    rain: bool
+    rain_delay_h: float
+    today: dict[str, float] = Field(description="water_l (watering) or feed_g (feeders)")
+    readings: dict[str, bool | int | float | None]
+    readings_ts: datetime | None
+    zones: list[str] | None = None
+    probed_zones: list[str] | None = None
+    feeders: list[str] | None = None
+    ponds: list[str] | None = None
+
+
+class UnitsOut(BaseModel):
+    now: datetime
+    units: list[UnitOut]
+
+
+class Series(BaseModel):
+    name: str
+    points: list[tuple[datetime, float]]
+
+
+class Chart(BaseModel):
+    key: str = Field(description="moisture_pct, do_mg_l, temp_c (lines); water_l, feed_kg "
+                     "(bars)")
+    kind: Literal["line", "bar"]
+    unit: str
+    series: list[Series] | None = None
+    points: list[tuple[datetime, float]] | None = None
+
+
+class ChartsOut(BaseModel):
+    device_id: str
+    period: Literal["day", "week", "month"]
+    since: datetime
+    until: datetime
+    bucket_s: int
+    bars_per: Literal["hour", "day"]
+    charts: list[Chart]
+
+
+class ScheduleCheckIn(_In):
+    body: dict[str, Any]
+
+
+class Problem(BaseModel):
+    field: str
+    reason: str
+
+
+class ScheduleCheckOut(BaseModel):
+    ok: bool
+    problems: list[Problem]
+    next: NextStart | None
+
+
+@router.get("/api/v1/dashboard/units", response_model=UnitsOut)
+def units(store: StoreDep, user: CurrentUser) -> dict:
+    """Every unit the caller may see, as the dashboard's cards (operators: their OPD)."""
+    now = utcnow()
+    return {"now": now, "units": [unit_view(store, row, now)
+                                  for row in store.list_devices(opd=user.opd_scope)]}
+
+
+@router.get("/api/v1/dashboard/units/{device_id}", response_model=UnitOut)
+def unit(store: StoreDep, device: VisibleDevice) -> dict:
+    """One unit's card."""
+    return unit_view(store, device)
+
+
+@router.get("/api/v1/dashboard/units/{device_id}/charts", response_model=ChartsOut)
+def unit_charts(store: StoreDep, device: VisibleDevice,
+                period: Annotated[Literal["day", "week", "month"], Query()] = "day") -> dict:
+    """Sensor lines (averages per bucket) and water or feed bars over the period."""
+    return charts(store, device, period)
+
+
+@router.post("/api/v1/dashboard/units/{device_id}/schedule/check",
+             response_model=ScheduleCheckOut)
+def schedule_check(store: StoreDep, device: VisibleDevice, user: Writer,
+                   body: ScheduleCheckIn) -> dict:
+    """Check a schedule body as the unit would, before sending it; nothing is stored.
+
+    For those who may change schedules (viewers: 403, as for every POST)."""
+    result = check_schedule(store, device, body.body)
+    if result["next"] is not None:
+        result["next"] = {"known": True, **result["next"]}
+    return result

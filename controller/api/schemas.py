@@ -1,0 +1,262 @@
+"""Request and response bodies of the HTTP API (they make the OpenAPI schema at /docs)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+from protocol.models import MAX_INT, PARAMS_BY_ACTION, CommandAction
+from protocol.topics import ID_PATTERN
+
+Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+UserName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")]
+Role = Literal["admin", "operator", "viewer"]
+ConfigState = Literal["none", "pending", "in_sync", "rejected"]
+CommandStatus = Literal["pending", "sent", "accepted", "done", "failed", "rejected", "expired"]
+
+
+def _utc(value: datetime) -> datetime:
+    """Query times: naive means UTC; anything that cannot be UTC is a 422, not a crash."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise ValueError("time out of range") from exc
+
+
+QueryTime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class Problem(BaseModel):
+    """An error answer: what is wrong, in words."""
+
+    detail: str
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- devices
+
+class SeqInfo(BaseModel):
+    acked: int = Field(description="every seq up to this one is stored (or announced dropped)")
+    max_seen: int
+    missing: int = Field(description="seqs below max_seen neither stored nor announced")
+    gaps_opened: int
+    duplicates: int
+    dropped_announced: int
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    opd: str
+    kind: str
+    name: str
+    created_at: datetime
+    online: bool
+    last_seen: datetime | None = Field(description="when the controller last heard from it")
+    status_ts: datetime | None = Field(description="timestamp of its latest status (unit clock)")
+    fw: str | None
+    app: str | None
+    clock_synced: bool | None
+    outputs: dict[str, bool]
+    backlog: int | None = Field(description="messages in the unit's outbox not yet acked")
+    dropped: int | None
+    reported_config_version: int | None
+    desired_config_version: int | None
+    config_state: ConfigState
+    seq: SeqInfo
+
+
+class DeviceCreate(_In):
+    device_id: Ident
+    opd: Ident
+    kind: Literal["irrigation", "fish_feeder"]
+    name: str = Field("", max_length=80)
+
+
+class DeviceCreated(BaseModel):
+    device: DeviceOut
+    mqtt_username: str
+    mqtt_password: str = Field(description="shown once; put it in the unit's password file")
+
+
+class OpdOut(BaseModel):
+    code: str
+    name: str
+
+
+# --------------------------------------------------------------------------- history
+
+class TelemetryOut(BaseModel):
+    seq: int
+    ts: datetime
+    received_at: datetime
+    readings: dict[str, bool | int | float | None]
+    outputs: dict[str, bool]
+
+
+class TelemetryPage(BaseModel):
+    items: list[TelemetryOut]
+    next_after_seq: int | None = Field(description="pass as after_seq for the next page")
+
+
+class EventOut(BaseModel):
+    seq: int
+    ts: datetime
+    received_at: datetime
+    type: str
+    details: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_after_seq: int | None
+
+
+class DailyOut(BaseModel):
+    day: str
+    reading: str
+    samples: int
+    min: float | None
+    max: float | None
+    avg: float | None
+
+
+# --------------------------------------------------------------------------- schedules
+
+class DesiredOut(BaseModel):
+    version: int
+    body: dict[str, Any]
+    issued_at: datetime
+    issued_by: str
+
+
+class ScheduleOut(BaseModel):
+    device_id: str
+    desired: DesiredOut | None
+    reported_version: int | None
+    state: ConfigState = Field(description="none: never set; pending: sent, not yet applied; "
+                               "in_sync: the unit reports this version; rejected: the unit "
+                               "refused it (see rejection)")
+    rejection: dict[str, Any] | None
+
+
+class ScheduleIn(_In):
+    body: dict[str, Any] = Field(description="the application's schedules and rules")
+
+
+# --------------------------------------------------------------------------- commands
+
+def _command_body(action: CommandAction, params: type[BaseModel]) -> type[BaseModel]:
+    """``{"action": <action>, "params": <its params model>, "ttl_s": ...}`` for one action."""
+    needs_params = any(f.is_required() for f in params.model_fields.values())
+    return create_model(
+        "Command" + "".join(part.title() for part in action.value.split("_")),
+        __base__=_In,
+        __doc__=params.__doc__,
+        action=(Literal[action.value], ...),  # type: ignore[valid-type]
+        params=(params, ... if needs_params else Field(default_factory=params)),
+        ttl_s=(int | None, Field(None, ge=1, le=7 * 86_400,
+                                 description="seconds until the command expires (default "
+                                 "from the controller config)")),
+    )
+
+
+CommandIn = Annotated[
+    Union[tuple(_command_body(a, m) for a, m in PARAMS_BY_ACTION.items())],  # noqa: UP007
+    Field(discriminator="action"),
+]
+"""A command request: the action and its params, as the protocol's models define them."""
+
+
+class ReplyOut(BaseModel):
+    status: str
+    detail: str
+    ts: datetime
+    received_at: datetime
+    clamped: dict[str, Any] | None
+
+
+class CommandOut(BaseModel):
+    id: str
+    device_id: str
+    opd: str
+    action: str
+    params: dict[str, Any]
+    issued_at: datetime
+    expires_at: datetime
+    status: CommandStatus
+    created_by: str
+    sent_at: datetime | None
+    updated_at: datetime
+    detail: str
+    clamped: dict[str, Any] | None
+    duplicates: int
+    replies: list[ReplyOut] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- users
+
+class TokenIn(_In):
+    name: UserName
+    role: Role
+    opd: Ident | None = Field(None, description="required for operators, absent otherwise")
+
+
+class TokenOut(BaseModel):
+    id: int
+    user: str
+    role: Role
+    opd: str | None
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    role: Role
+    opd: str | None
+    created_at: datetime
+    live_tokens: int
+
+
+class Me(BaseModel):
+    user: str
+    role: Role
+    opd: str | None
+    token_id: int
+
+
+class AuditOut(BaseModel):
+    id: int
+    ts: datetime
+    actor: str
+    action: str
+    target: str
+    opd: str | None
+    before: Any
+    after: Any
+
+
+# --------------------------------------------------------------------------- health
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: bool
+    schema_version: int
+    mqtt_connected: bool | None = Field(description="null when MQTT is disabled")
+
+
+AfterSeq = Annotated[int, Field(ge=0, le=MAX_INT)]

@@ -1,0 +1,223 @@
+"""``smartcity-controller``: run the controller and manage its tokens, devices and broker files.
+
+::
+
+    smartcity-controller serve     --config FILE
+    smartcity-controller token     create --config FILE --role admin|operator|viewer [--opd CODE] [--name NAME]
+    smartcity-controller token     list   --config FILE
+    smartcity-controller token     revoke --config FILE ID
+    smartcity-controller device    add    --config FILE --opd CODE --device-id ID [--name NAME] [--kind KIND]
+    smartcity-controller mqtt-acl  --config FILE [--acl-file PATH] [--password-file PATH]
+    smartcity-controller enrol     create --config FILE --opd CODE --device-id ID --kind KIND [--ttl-h H] [--name NAME] [--broker-host HOST] [--broker-port PORT] [--tls|--no-tls]
+
+``--config`` may also come from ``SMARTCITY_CONFIG``. Exit codes: 0 done, 1 refused (e.g.
+a device id already taken), 2 bad config or arguments, 3 the server could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from controller.auth import hash_token, new_token
+from controller.broker_files import mosquitto_hash, new_password
+from controller.enrolment import BrokerFilesError, create_enrolment, write_broker_files
+from controller.errors import ControllerError, SettingsError
+from controller.settings import Settings, load_settings
+from controller.store import Store
+from protocol.errors import ProtocolError
+from protocol.topics import validate_id
+
+logger = logging.getLogger(__name__)
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"cli:uid{os.getuid()}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=os.environ.get("SMARTCITY_CONFIG"),
+                        required="SMARTCITY_CONFIG" not in os.environ,
+                        help="controller TOML file (or SMARTCITY_CONFIG)")
+    parser = argparse.ArgumentParser(prog="smartcity-controller",
+                                     description="Balikpapan Smart City central controller")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", parents=[common], help="run the MQTT ingest and the HTTP API")
+
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action",
+                                                                      required=True)
+    create = token.add_parser("create", parents=[common], help="create a token (shown once)")
+    create.add_argument("--role", required=True, choices=["admin", "operator", "viewer"])
+    create.add_argument("--opd", help="the operator's OPD code")
+    create.add_argument("--name", help="user name (default: made from role and OPD)")
+    token.add_parser("list", parents=[common], help="list tokens (never their values)")
+    revoke = token.add_parser("revoke", parents=[common], help="revoke a token")
+    revoke.add_argument("id", type=int)
+
+    device = sub.add_parser("device", help="devices").add_subparsers(dest="action",
+                                                                     required=True)
+    add = device.add_parser("add", parents=[common],
+                            help="register a device and print its MQTT credentials once")
+    add.add_argument("--opd", required=True)
+    add.add_argument("--device-id", required=True)
+    add.add_argument("--name", default="")
+    add.add_argument("--kind", default="irrigation", choices=["irrigation", "fish_feeder"])
+
+    acl = sub.add_parser("mqtt-acl", parents=[common],
+                         help="write Mosquitto's ACL and password files for every device")
+    acl.add_argument("--acl-file", help="default: broker_files.acl_file from the config")
+    acl.add_argument("--password-file", help="default: broker_files.password_file")
+
+    enrol = sub.add_parser("enrol", help="one-time enrolment tokens for new units").add_subparsers(
+        dest="action", required=True)
+    enrol_create = enrol.add_parser("create", parents=[common],
+                                    help="make a one-time token for `smartcity-edge provision`")
+    enrol_create.add_argument("--opd", required=True)
+    enrol_create.add_argument("--device-id", required=True)
+    enrol_create.add_argument("--kind", required=True, choices=["irrigation", "fish_feeder"])
+    enrol_create.add_argument("--name", default="", help="site name written into the unit's config")
+    enrol_create.add_argument("--ttl-h", type=float, default=48.0, help="hours the token works")
+    enrol_create.add_argument("--broker-host", help="the broker as units reach it "
+                              "(default: mqtt.host)")
+    enrol_create.add_argument("--broker-port", type=int, help="default: mqtt.port")
+    enrol_create.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None,
+                              help="units use TLS (default: mqtt.tls)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "serve":
+            return serve(settings)
+        with Store.open(settings.database.path) as store:
+            if args.command == "token":
+                return _token(store, args)
+            if args.command == "enrol":
+                return _enrol_create(store, settings, args)
+            if args.command == "device":
+                return _device_add(store, args)
+            return _mqtt_acl(store, settings, args)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except ControllerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def serve(settings: Settings) -> int:
+    """Run the controller until SIGTERM or SIGINT."""
+    import uvicorn
+
+    from controller.api.main import create_app
+
+    # Fail early, with a clear message, on a bad database path or password file.
+    Store.open(settings.database.path).close()
+    if settings.mqtt.enabled:
+        settings.mqtt.read_password()
+    config = uvicorn.Config(create_app(settings), host=settings.api.host,
+                            port=settings.api.port, log_config=None, lifespan="on",
+                            access_log=False)
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 3
+
+
+def _token(store: Store, args: argparse.Namespace) -> int:
+    if args.action == "create":
+        opd = args.opd if args.role == "operator" else None
+        if args.role != "operator" and args.opd:
+            print("error: --opd is only for operators", file=sys.stderr)
+            return 2
+        name = args.name or f"{args.role}-{opd or 'all'}"
+        token = new_token()
+        row = store.create_token(name=name, role=args.role, opd=opd,
+                                 token_hash=hash_token(token), actor=_actor())
+        print(f"token id {row['id']} for {row['user']} ({row['role']}"
+              f"{' ' + row['opd'] if row['opd'] else ''}):")
+        print(token)
+        print("This token is shown once; only its hash is stored.")
+    elif args.action == "list":
+        for row in store.list_tokens():
+            state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "live"
+            print(f"{row['id']:>5}  {row['user']:<24} {row['role']:<8} {row['opd'] or '-':<8} "
+                  f"{row['created_at']}  {state}")
+    else:
+        row = store.revoke_token(args.id, actor=_actor())
+        print(f"token {row['id']} revoked at {row['revoked_at']}")
+    return 0
+
+
+def _device_add(store: Store, args: argparse.Namespace) -> int:
+    try:
+        validate_id(args.opd, "--opd")
+        validate_id(args.device_id, "--device-id")
+    except ProtocolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    password = new_password()
+    store.add_device(args.device_id, args.opd, kind=args.kind, name=args.name,
+                     mqtt_password_hash=mosquitto_hash(password, args.device_id),
+                     actor=_actor())
+    print(f"device {args.device_id} registered under {args.opd}.")
+    print(f"MQTT username: {args.device_id}")
+    print(f"MQTT password: {password}")
+    print("The password is shown once. Put it in the unit's password file, then run "
+          "`smartcity-controller mqtt-acl` and reload Mosquitto.")
+    return 0
+
+
+def _mqtt_acl(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+    password = settings.mqtt.read_password()
+    if password is None:
+        print("error: the controller's own MQTT password is needed: set mqtt.password_file "
+              "or SMARTCITY_MQTT__PASSWORD", file=sys.stderr)
+        return 2
+    try:
+        pw_path, acl_path, devices = write_broker_files(
+            store, settings, acl_path=args.acl_file, password_path=args.password_file)
+    except BrokerFilesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {pw_path} and {acl_path} for {devices} device(s) and "
+          f"{settings.mqtt.username}.")
+    print("Reload Mosquitto to apply them: systemctl reload mosquitto (or kill -HUP).")
+    return 0
+
+
+def _enrol_create(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+    token, row = create_enrolment(
+        store, settings, device_id=args.device_id, opd=args.opd, kind=args.kind,
+        name=args.name, ttl_h=args.ttl_h, broker_host=args.broker_host,
+        broker_port=args.broker_port, broker_tls=args.tls, actor=_actor())
+    print(f"enrolment token {row['id']} for {row['device_id']} ({row['kind']}, "
+          f"OPD {row['opd']}), valid until {row['expires_at']}, once:")
+    print(token)
+    print(f"On the unit: sudo smartcity-edge provision --controller URL --token {token}")
+    print(f"Units will connect to {row['broker_host']}:{row['broker_port']}"
+          f"{' with TLS' if row['broker_tls'] else ''}.")
+    if row["broker_host"] in ("127.0.0.1", "localhost", "::1"):
+        print("Note: that broker address is this machine's loopback; pass --broker-host "
+              "with the address units reach, unless they run on this machine.")
+    return 0
+
+
+if __name__ == "__main__":  # python -m controller.cli
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""What the dashboard shows, assembled from the store (no SQL here).
+
+- `unit_view`: one unit as a card: online, what runs now, the next scheduled start,
+  alarms of the last 24 hours not cleared since, today's water or feed, its zones,
+  feeders and ponds.
+- `charts`: the series of a unit's page over a day, a week or a month.
+- `check_schedule`: a schedule body checked with the very models the unit checks it with
+  (`edge.irrigation.config.IrrigationProgramConfig`, `edge.fish_feeder.app.RemoteBody`)
+  plus the zone, pond and sensor names the unit reports, before anything is sent.
+
+"Next start" is honest about where it comes from: it is computed from the schedule
+version the unit *reports applied* (the desired config it accepted), with the same
+planner the unit uses (`edge.irrigation.rules.StartPlanner`); sunrise and sunset starts
+use Balikpapan's coordinates. A unit on its local default schedule (it never accepted a
+remote one) has no next start here: the page says the schedule is local.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from controller.api.views import config_state
+from controller.reports import WITA, feed_given_g
+from controller.store import Store, utcnow
+from edge.config import SiteSection, parse_config
+from edge.errors import ConfigError
+from edge.fish_feeder.app import RemoteBody
+from edge.irrigation.config import IrrigationProgramConfig, ZoneSpec
+from edge.irrigation.rules import Site, StartPlanner
+
+logger = logging.getLogger(__name__)
+
+ALARM_WINDOW = timedelta(hours=24)
+RUN_WINDOW = timedelta(hours=24)
+CLEARED_BY = {"sensor_recovered": "sensor_stale", "leak_cleared": "leak"}
+"""Irrigation alarm codes that end another code's condition."""
+_SITE = SiteSection()
+BALIKPAPAN = Site(WITA, _SITE.latitude, _SITE.longitude)
+
+Period = Literal["day", "week", "month"]
+PERIODS: dict[str, tuple[timedelta, int, str]] = {
+    # span, line bucket (s), bar bucket
+    "day": (timedelta(days=1), 900, "hour"),
+    "week": (timedelta(days=7), 2 * 3600, "day"),
+    "month": (timedelta(days=30), 6 * 3600, "day"),
+}
+LINE_QUANTITIES = {
+    "irrigation": (("moisture_pct", "%"),),
+    "fish_feeder": (("do_mg_l", "mg/L"), ("temp_c", "°C")),
+}
+
+
+def _ts(value: str | datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _places(readings: dict[str, Any], prefix: str) -> list[str]:
+    return sorted(k.split(".", 1)[1] for k in readings if k.startswith(prefix + "."))
+
+
+# --------------------------------------------------------------------------- unit card
+
+def unit_view(store: Store, device: dict, now: datetime | None = None) -> dict[str, Any]:
+    """One unit as the dashboard shows it (see the module docstring)."""
+    now = now or utcnow()
+    dev = device["device_id"]
+    latest = store.latest_telemetry(dev)
+    readings = latest["readings"] if latest else {}
+    running = _running(store, dev, now) if device["online"] else []
+    alarms = active_alarms(store, dev, now)
+    outputs_on = sorted(k for k, v in (device["outputs"] or {}).items() if v)
+    if not device["online"]:
+        state = "offline"
+    elif alarms:
+        state = "alarm"
+    elif running or outputs_on:
+        state = "running"
+    else:
+        state = "online"
+    names = _names(device["kind"], readings)
+    desired = device["desired_config_version"]
+    reported = device["reported_config_version"]
+    today: dict[str, float] = {}
+    if device["kind"] == "irrigation" and "water_l_today" in readings:
+        today["water_l"] = readings["water_l_today"]
+    if device["kind"] == "fish_feeder":
+        ponds = names.get("ponds", [])
+        today["feed_g"] = round(sum(_number(readings.get(f"feed_g_today.{p}")) for p in ponds), 1)
+    return {
+        "device_id": dev, "name": device["name"] or dev, "opd": device["opd"],
+        "kind": device["kind"], "online": device["online"], "last_seen": device["last_seen"],
+        "state": state, "running": running, "outputs_on": outputs_on, "alarms": alarms,
+        "next": next_start(store, device, now),
+        "config": {"desired": desired, "reported": reported,
+                   "state": config_state(store, dev, desired, reported)[0]},
+        "paused": bool(readings.get("paused")), "rain": bool(readings.get("rain")),
+        "rain_delay_h": _number(readings.get("rain_delay_h")),
+        "today": today, "readings": readings, "readings_ts": latest["ts"] if latest else None,
+        **names,
+    }
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else 0.0
+
+
+def _names(kind: str, readings: dict[str, Any]) -> dict[str, list[str]]:
+    if kind == "irrigation":
+        return {"zones": _places(readings, "water_l_today"),
+                "probed_zones": sorted(set(_places(readings, "moisture_pct"))
+                                       | set(_places(readings, "moisture_stale")))}
+    feeders = _places(readings, "feeder_locked")
+    ponds = sorted(set(_places(readings, "feed_g_today")) - set(feeders))
+    return {"feeders": feeders, "ponds": ponds}
+
+
+def _running(store: Store, device_id: str, now: datetime) -> list[dict[str, Any]]:
+    """Runs started and not yet ended (an interrupted run that resumes stays running)."""
+    events = store.recent_events(device_id, now - RUN_WINDOW,
+                                 ("run_started", "run_finished", "run_skipped",
+                                  "run_interrupted"))
+    runs: dict[str, dict[str, Any]] = {}
+    for event in reversed(events):  # oldest first
+        d = event["details"]
+        run_id = d.get("run_id")
+        if not run_id or "zone" not in d:
+            continue
+        if event["type"] == "run_started":
+            runs[run_id] = {"zone": d["zone"], "since": event["ts"],
+                            "trigger": d.get("trigger"), "cmd_id": d.get("cmd_id")}
+        elif event["type"] == "run_interrupted" and d.get("action") == "resumed":
+            continue
+        else:
+            runs.pop(run_id, None)
+    return sorted(runs.values(), key=lambda r: r["since"])
+
+
+def active_alarms(store: Store, device_id: str, now: datetime | None = None
+                  ) -> list[dict[str, Any]]:
+    """Alarms of the last 24 hours that no later event cleared, newest first."""
+    now = now or utcnow()
+    events = store.recent_events(device_id, now - ALARM_WINDOW, ("alarm", "alarm_cleared"))
+    active: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in reversed(events):  # oldest first
+        d = event["details"]
+        code = str(d.get("code") or "unknown")
+        subject = str(d.get("zone") or d.get("feeder") or d.get("pond") or d.get("output")
+                      or "")
+        if event["type"] == "alarm_cleared":
+            active.pop((code, subject), None)
+        elif code in CLEARED_BY:
+            active.pop((CLEARED_BY[code], subject), None)
+        else:
+            active[(code, subject)] = {"code": code, "subject": subject, "ts": event["ts"],
+                                       "message": str(d.get("message") or "")}
+    return sorted(active.values(), key=lambda a: a["ts"], reverse=True)
+
+
+# --------------------------------------------------------------------------- next start
+
+def next_start(store: Store, device: dict, now: datetime | None = None) -> dict[str, Any]:
+    """The next scheduled start (or feeding) by the schedule the unit reports applied.
+
+    ``{"known": false, "reason": "local_schedule"}`` when the unit runs its local default,
+    ``"none_within_8_days"`` when the schedule has no start soon.
+    """
+    now = now or utcnow()
+    version = device["reported_config_version"]
+    config = store.desired_config(device["device_id"], version) if version else None
+    if config is None:
+        return {"known": False, "reason": "local_schedule", "version": version}
+    found = next_from_body(device["kind"], config["body"], now)
+    if found is None:
+        return {"known": False, "reason": "none_within_8_days", "version": version}
+    return {"known": True, "version": version, **found}
+
+
+def next_from_body(kind: str, body: dict, now: datetime) -> dict[str, Any] | None:
+    """The first start after ``now`` of a schedule body, or None (none, or invalid)."""
+    try:
+        if kind == "irrigation":
+            program = IrrigationProgramConfig.model_validate(body)
+            planned = StartPlanner(program.programs, BALIKPAPAN).next_after(now)
+            if planned is None:
+                return None
+            spec = next(p for p in program.programs if p.name == planned.program)
+            return {"at": planned.at.astimezone(UTC), "program": planned.program,
+                    "start": planned.start,
+                    "zones": [{"zone": z.zone, "duration_min": z.duration_min}
+                              for z in spec.zones]}
+        remote = RemoteBody.model_validate(body)
+    except (ValidationError, ValueError):
+        return None
+    best: dict[str, Any] | None = None
+    local_today = now.astimezone(WITA).date()
+    for pond, change in remote.ponds.items():
+        if change.plan is None:
+            continue
+        for i, text in enumerate(change.plan.times):
+            hh, mm = (int(x) for x in text.split(":"))
+            for day in (local_today, local_today + timedelta(days=1)):
+                at = datetime.combine(day, time(hh, mm), tzinfo=WITA)
+                if at > now and (best is None or at < best["at"]):
+                    dose = change.plan.doses_g[i] if change.plan.doses_g else None
+                    best = {"at": at.astimezone(UTC), "pond": pond, "start": text,
+                            "dose_g": dose}
+                    break
+    return best
+
+
+# --------------------------------------------------------------------------- charts
+
+def charts(store: Store, device: dict, period: Period, now: datetime | None = None
+           ) -> dict[str, Any]:
+    """Line series (sensor averages per bucket) and bars (water or feed per hour or
+    WITA day) of one unit over ``period`` ending now."""
+    now = now or utcnow()
+    span, bucket_s, bar_unit = PERIODS[period]
+    epoch = int((now - span).timestamp())
+    since = datetime.fromtimestamp(epoch - epoch % bucket_s, UTC)
+    kind = device["kind"]
+    quantities = LINE_QUANTITIES.get(kind, ())
+    rows = store.telemetry_buckets(device["device_id"], since, now, bucket_s,
+                                   [q for q, _ in quantities])
+    out = []
+    for quantity, unit in quantities:
+        series: dict[str, list[list[Any]]] = {}
+        for row in rows:
+            name, _, place = row["reading"].partition(".")
+            if name != quantity:
+                continue
+            at = since + timedelta(seconds=row["bucket"] * bucket_s)
+            series.setdefault(place, []).append([at, round(row["avg"], 2)])
+        out.append({"key": quantity, "kind": "line", "unit": unit,
+                    "series": [{"name": k, "points": v} for k, v in sorted(series.items())]})
+    if kind == "irrigation":
+        events = store.recent_events(device["device_id"], since, ("run_finished",), 100_000)
+        out.append(_bars("water_l", "L", events, lambda d: _number(d.get("litres")),
+                         since, now, bar_unit))
+    else:
+        events = store.recent_events(device["device_id"], since, ("feed_dispensed",), 100_000)
+        out.append(_bars("feed_kg", "kg", events, lambda d: feed_given_g(d) / 1000,
+                         since, now, bar_unit))
+    return {"device_id": device["device_id"], "period": period, "since": since, "until": now,
+            "bucket_s": bucket_s, "bars_per": bar_unit, "charts": out}
+
+
+def _bars(key: str, unit: str, events: Iterable[dict], amount, since: datetime,
+          until: datetime, per: str) -> dict[str, Any]:
+    """Sum ``amount(details)`` of events per local hour or WITA day, every bucket shown."""
+    def bucket(t: datetime) -> datetime:
+        local = t.astimezone(WITA)
+        local = local.replace(minute=0, second=0, microsecond=0)
+        if per == "day":
+            local = local.replace(hour=0)
+        return local
+
+    step = timedelta(hours=1) if per == "hour" else timedelta(days=1)  # WITA has no DST
+    totals: dict[datetime, float] = {}
+    at = bucket(since)
+    while at < until:
+        totals[at] = 0.0
+        at += step
+    for event in events:
+        b = bucket(_ts(event["ts"]))
+        if b in totals:
+            totals[b] += amount(event["details"])
+    return {"key": key, "kind": "bar", "unit": unit,
+            "points": [[b.astimezone(UTC), round(v, 3)] for b, v in totals.items()]}
+
+
+# --------------------------------------------------------------------------- schedules
+
+def check_schedule(store: Store, device: dict, body: dict[str, Any],
+                   now: datetime | None = None) -> dict[str, Any]:
+    """``{"ok", "problems": [{"field", "reason"}], "next"}`` for a schedule body."""
+    now = now or utcnow()
+    latest = store.latest_telemetry(device["device_id"])
+    names = _names(device["kind"], latest["readings"] if latest else {})
+    problems: list[tuple[str, str]] = []
+    if device["kind"] == "irrigation":
+        try:
+            program = parse_config(body, "schedule", model=IrrigationProgramConfig)
+        except ConfigError as exc:
+            problems = exc.problems
+        else:
+            if latest is not None:  # cross-check with the zones the unit reports
+                probed = set(names["probed_zones"])
+                zones = {z: ZoneSpec(name=z, valve=z, soil_sensor=z if z in probed else None)
+                         for z in names["zones"]}
+                problems = program.problems(zones)
+    else:
+        try:
+            remote = parse_config(body, "schedule", model=RemoteBody)
+        except ConfigError as exc:
+            problems = exc.problems
+        else:
+            if latest is not None:
+                problems = [(f"ponds.{p}", f"no pond named {p!r} on this unit")
+                            for p in remote.ponds if p not in names["ponds"]]
+    if problems:
+        return {"ok": False, "problems": [{"field": f, "reason": r} for f, r in problems],
+                "next": None}
+    return {"ok": True, "problems": [], "next": next_from_body(device["kind"], body, now)}

@@ -1,0 +1,400 @@
+"""MQTT ingest: units' messages into SQLite, nothing lost, nothing doubled.
+
+One paho-mqtt 2.x client (MQTT 5, ``CallbackAPIVersion.VERSION2``) with a fixed client
+id, ``clean_start=False`` and a long session expiry, so the broker keeps our
+subscriptions and queues what units publish while the controller is down. It
+subscribes (in ``on_connect``, so a reconnect restores them) to every unit's
+``status``, ``telemetry``, ``event`` and ``cmd/reply`` with QoS 1.
+
+Acknowledgement is manual (``manual_ack=True``): the paho callbacks only put messages
+on a queue; one writer thread takes batches (up to ``ingest.batch_max`` messages or
+``ingest.batch_window_ms``; a batch holding a command reply does not wait for the window),
+commits each batch in one SQLite transaction, **then** sends the broker its PUBACKs,
+**then** publishes each unit's `Ack` (the highest seq up to which every message of that
+unit is committed or announced dropped), at most every
+``ingest.ack_interval_s`` per unit. A controller killed at any point loses nothing: what
+was not committed was not acknowledged, and the broker delivers it again.
+
+A message whose topic does not parse, whose payload is not valid, whose device is not
+registered or sits under another OPD, or which answers an unknown command, is counted
+by reason (``smartcity_ingest_rejected_total``), logged, acknowledged (so the broker
+does not send it forever) and never stored.
+
+The writer thread also expires unanswered commands (every ``ingest.sweep_interval_s``)
+and runs telemetry retention (every ``database.maintenance_interval_s``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from controller.metrics import Metrics
+from controller.settings import Settings
+from controller.store import BatchResult, Inbound, Store
+from protocol.codec import decode, encode
+from protocol.errors import ProtocolError
+from protocol.models import Ack
+from protocol.topics import (
+    CHANNEL_DIRECTION,
+    CHANNEL_QOS,
+    CHANNEL_RETAIN,
+    Channel,
+    Direction,
+    all_filter,
+    parse_topic,
+    shared,
+    topic,
+)
+
+logger = logging.getLogger(__name__)
+
+INGEST_CHANNELS = (Channel.STATUS, Channel.TELEMETRY, Channel.EVENT, Channel.CMD_REPLY)
+_REPLY_SUFFIX = "/" + Channel.CMD_REPLY.value
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class _Received:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    received_at: datetime
+
+
+@dataclass
+class _AckState:
+    opd: str
+    seq: int = 0
+    due: bool = False
+    last_sent: float = float("-inf")
+
+
+def _no_delay(client: mqtt.Client) -> None:
+    """Send small packets at once (TCP_NODELAY): without it, a command or an ack written
+    just after a PUBACK waits for the TCP ack of that PUBACK (about 40 ms)."""
+    with contextlib.suppress(AttributeError, OSError):
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def subscription_filters(share_group: str = "") -> list[str]:
+    """The filters the ingest subscribes to (shared when ``share_group`` is set)."""
+    filters = [all_filter(channel) for channel in INGEST_CHANNELS]
+    return [shared(share_group, f) for f in filters] if share_group else filters
+
+
+class Ingest:
+    """The MQTT subscriber and its writer thread. Also the controller's way out to MQTT.
+
+    ``store`` should be its own `Store` (own connection); ``password`` is the controller's
+    MQTT password (None: no login).
+    """
+
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics, *,
+                 password: str | None = None):
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        cfg = settings.mqtt
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._generation = 0
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._acks: dict[str, _AckState] = {}
+        self._outstanding: list[tuple[mqtt.MQTTMessageInfo, Callable[[], None]]] = []
+        self._outstanding_lock = threading.Lock()
+        self._next_sweep = 0.0
+        self._next_maintenance = time.monotonic() + 60.0
+        v5 = cfg.mqtt_version == "5"
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else False,
+            reconnect_on_failure=True,
+            manual_ack=True,
+        )
+        if password is not None:
+            self.client.username_pw_set(cfg.username, password)
+        if cfg.tls:
+            self.client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None)
+        self.client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> Ingest:
+        """Start the writer thread and connect (in the background; retries forever)."""
+        cfg = self.settings.mqtt
+        session = {}
+        if cfg.mqtt_version == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = cfg.session_expiry_s
+            props.ReceiveMaximum = cfg.receive_maximum
+            session = {"clean_start": False, "properties": props}
+        self._writer = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._writer.start()
+        self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s, **session)
+        self.client.loop_start()
+        logger.info("ingest connecting to %s:%s as %s", cfg.host, cfg.port, cfg.client_id)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Commit and acknowledge what is queued, then disconnect (the session stays)."""
+        if self._writer is not None and self._writer.is_alive():
+            self._stopping.set()
+            self._queue.put(_STOP)
+            self._writer.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.metrics.connected.set(0)
+        logger.info("ingest stopped")
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        return self._connected.wait(timeout)
+
+    # ------------------------------------------------------------------ publishing
+    def publish(self, topic_: str, payload: bytes, *, qos: int, retain: bool,
+                on_sent: Callable[[], None] | None = None) -> None:
+        """Publish (queued in memory by paho while disconnected).
+
+        ``on_sent`` runs on the writer thread once the broker acknowledged the message.
+        """
+        info = self.client.publish(topic_, payload, qos=qos, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            logger.error("publish to %s failed: %s", topic_, mqtt.error_string(info.rc))
+        if on_sent is not None:
+            with self._outstanding_lock:
+                self._outstanding.append((info, on_sent))
+
+    # ------------------------------------------------------------------ paho callbacks
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            logger.error("broker refused the ingest connection: %s", reason_code)
+            return
+        _no_delay(client)
+        self._generation += 1
+        options = SubscribeOptions(qos=1) if self.settings.mqtt.mqtt_version == "5" else 1
+        client.subscribe([(f, options) for f in subscription_filters(
+            self.settings.mqtt.share_group)])
+        self._connected.set()
+        self.metrics.connected.set(1)
+        logger.info("ingest connected (session present: %s)", flags.session_present)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        for code in reason_codes:
+            if code.is_failure:
+                logger.error("broker refused an ingest subscription: %s", code)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connected.clear()
+        self.metrics.connected.set(0)
+        if not self._stopping.is_set():
+            logger.warning("ingest disconnected: %s (reconnecting)", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        # Only enqueue: no slow work on the network thread.
+        self._queue.put(_Received(msg.topic, bytes(msg.payload), msg.mid, msg.qos,
+                                  self._generation, datetime.now(UTC)))
+        self.metrics.queue_depth.inc()
+
+    # ------------------------------------------------------------------ writer thread
+    def _run(self) -> None:
+        while True:
+            batch, stop = self._take_batch()
+            if batch:
+                self._process(batch)
+            try:
+                self._housekeeping()
+            except Exception:  # noqa: BLE001 - the writer must keep running
+                logger.exception("ingest housekeeping failed")
+            if stop:
+                self._flush_acks(force=True)
+                return
+
+    def _take_batch(self) -> tuple[list[_Received], bool]:
+        cfg = self.settings.ingest
+        try:
+            first = self._queue.get(timeout=self._idle_timeout())
+        except queue.Empty:
+            return [], False
+        if first is _STOP:
+            return [], True
+        batch = [first]
+        # A command reply is committed at once (an operator waits for it); telemetry
+        # and events wait up to the window so that one commit carries many.
+        urgent = first.topic.endswith(_REPLY_SUFFIX)
+        deadline = time.monotonic() + cfg.batch_window_ms / 1000
+        while len(batch) < cfg.batch_max:
+            remaining = 0.0 if urgent else deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else \
+                    self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                self._queue.put(_STOP)
+                break
+            batch.append(item)
+            urgent = urgent or item.topic.endswith(_REPLY_SUFFIX)
+        return batch, False
+
+    def _idle_timeout(self) -> float:
+        timeout = 0.1 if self._outstanding else 0.5
+        now = time.monotonic()
+        interval = self.settings.ingest.ack_interval_s
+        for state in self._acks.values():
+            if state.due:
+                timeout = min(timeout, max(0.0, state.last_sent + interval - now))
+        return max(timeout, 0.001)
+
+    def _process(self, batch: list[_Received]) -> None:
+        inbound = [item for item in map(self._decode, batch) if item is not None]
+        started = time.perf_counter()
+        result = self._commit(inbound)
+        commit_s = time.perf_counter() - started
+        # Committed (or refused for good): now the broker may forget these messages.
+        for raw in batch:
+            if raw.qos > 0 and raw.generation == self._generation:
+                self.client.ack(raw.mid, raw.qos)
+        self.metrics.queue_depth.dec(len(batch))
+        for device_id, (opd, seq) in result.acks.items():
+            state = self._acks.setdefault(device_id, _AckState(opd))
+            state.opd, state.seq, state.due = opd, seq, True
+        try:
+            for device_id, opd in result.came_online:
+                state = self._acks.setdefault(device_id, _AckState(opd))
+                if state.seq == 0:
+                    state.seq = self.store.acked_seq(device_id)
+                state.due = state.due or state.seq > 0
+            self._flush_acks()
+            self._account(result, inbound, commit_s, len(batch))
+        except Exception:  # noqa: BLE001 - bookkeeping must not stop the writer
+            logger.exception("ingest bookkeeping after a batch failed")
+
+    def _decode(self, raw: _Received) -> Inbound | None:
+        try:
+            parts = parse_topic(raw.topic)
+            if CHANNEL_DIRECTION[parts.channel] is not Direction.UNIT_TO_CONTROLLER:
+                self._reject(raw.topic, "bad_channel", "not a channel units publish on")
+                return None
+        except ProtocolError as exc:
+            self._reject(raw.topic, "bad_topic", str(exc))
+            return None
+        try:
+            message = decode(parts.channel, raw.payload)
+        except ProtocolError as exc:
+            self._reject(raw.topic, "bad_payload", str(exc))
+            return None
+        return Inbound(parts.opd, parts.device, parts.channel, message, raw.received_at)
+
+    def _reject(self, topic_: str, reason: str, why: str) -> None:
+        self.metrics.rejected.labels(reason=reason).inc()
+        logger.warning("rejected message on %r (%s): %s", topic_[:200], reason, why)
+
+    def _commit(self, items: list[Inbound]) -> BatchResult:
+        """Commit a batch; if that fails, each message alone (a bad one cannot stall the rest)."""
+        for attempt in range(3):
+            try:
+                return self.store.commit_batch(items)
+            except Exception:  # noqa: BLE001 - retried, then split up
+                logger.exception("committing a batch of %d failed (attempt %d)", len(items),
+                                 attempt + 1)
+                time.sleep(0.2 * (attempt + 1))
+        merged = BatchResult()
+        for item in items:
+            try:
+                one = self.store.commit_batch([item])
+            except Exception:  # noqa: BLE001 - count it and go on
+                logger.exception("could not store message of %s on %s", item.device_id,
+                                 item.channel.value)
+                self.metrics.rejected.labels(reason="store_error").inc()
+                continue
+            merged.acks.update(one.acks)
+            merged.rejected += one.rejected
+            for channel, n in one.stored.items():
+                merged.stored[channel] = merged.stored.get(channel, 0) + n
+            merged.duplicates += one.duplicates
+            merged.dropped_announced += one.dropped_announced
+            merged.gaps_opened += one.gaps_opened
+            merged.came_online += one.came_online
+        return merged
+
+    def _account(self, result: BatchResult, inbound: list[Inbound], commit_s: float,
+                 size: int) -> None:
+        self.metrics.commit_seconds.observe(commit_s)
+        self.metrics.batch_size.observe(size)
+        for item, reason, why in result.rejected:
+            self._reject(f"{item.opd}/{item.device_id}/{item.channel.value}", reason, why)
+        for channel, n in result.stored.items():
+            self.metrics.messages.labels(channel=channel).inc(n)
+        if result.duplicates:
+            self.metrics.duplicates.inc(result.duplicates)
+        if result.dropped_announced:
+            self.metrics.dropped.inc(result.dropped_announced)
+        if result.gaps_opened:
+            self.metrics.seq_gaps.inc(result.gaps_opened)
+            logger.warning("seq gap(s) opened in this batch: %d", result.gaps_opened)
+        now = datetime.now(UTC)
+        for item in inbound:
+            if item.channel in (Channel.TELEMETRY, Channel.EVENT):
+                self.metrics.lag.observe(max(0.0, (now - item.message.ts).total_seconds()))
+        self.metrics.devices_online.set(self.store.count_online())
+
+    def _flush_acks(self, force: bool = False) -> None:
+        now = time.monotonic()
+        interval = self.settings.ingest.ack_interval_s
+        for device_id, state in self._acks.items():
+            if not state.due or (not force and now - state.last_sent < interval):
+                continue
+            payload = encode(Ack(seq=state.seq, ts=datetime.now(UTC)))
+            self.client.publish(topic(state.opd, device_id, Channel.ACK), payload,
+                                qos=CHANNEL_QOS[Channel.ACK], retain=CHANNEL_RETAIN[Channel.ACK])
+            state.due, state.last_sent = False, now
+
+    def _housekeeping(self) -> None:
+        self._flush_acks()
+        with self._outstanding_lock:
+            done, waiting = [], []
+            for info, callback in self._outstanding:
+                (done if info.is_published() else waiting).append((info, callback))
+            self._outstanding = waiting
+        for _, callback in done:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one callback must not stop the writer
+                logger.exception("after-publish callback failed")
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.settings.ingest.sweep_interval_s
+            expired = self.store.expire_commands()
+            if expired:
+                self.metrics.commands_expired.inc(len(expired))
+                logger.info("expired %d unanswered command(s): %s", len(expired),
+                            ", ".join(expired[:10]))
+        if now >= self._next_maintenance:
+            self._next_maintenance = now + self.settings.database.maintenance_interval_s
+            self.store.rollup_and_prune(self.settings.database.telemetry_retention_days)

@@ -1,0 +1,209 @@
+"""Controller settings: one TOML file, validated whole, with environment overrides.
+
+``load_settings(path)`` reads the file (see ``config/controller.example.toml``), applies
+every ``SMARTCITY_<SECTION>__<KEY>`` environment variable on top (for example
+``SMARTCITY_MQTT__HOST=broker.local`` or ``SMARTCITY_API__PORT=8081``; the double
+underscore separates the section from the key), and returns a `Settings` or raises
+`SettingsError` naming the file, each field and the reason.
+
+Secrets (the controller's MQTT password) are read from a file named in the config
+(``mqtt.password_file``) or from ``SMARTCITY_MQTT__PASSWORD``; never write them into the
+TOML file itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from controller.errors import SettingsError
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "SMARTCITY_"
+ENV_NESTING = "__"
+
+ShareGroup = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{0,64}$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
+
+
+class DatabaseSettings(_Section):
+    path: Path = Field(Path("/var/lib/smartcity/controller.db"),
+                       description="SQLite file (WAL mode; its directory must be writable)")
+    telemetry_retention_days: int = Field(
+        90, ge=1, le=36_500,
+        description="raw telemetry older than this is rolled up per day, then deleted")
+    maintenance_interval_s: float = Field(
+        3600.0, gt=0, le=86_400, description="how often retention and roll-ups run")
+
+
+class MqttSettings(_Section):
+    enabled: bool = Field(True, description="false runs the API without a broker (tests)")
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65_535)
+    client_id: str = Field("smartcity-controller", min_length=1, max_length=64,
+                           description="fixed: the broker keeps this session while we are down")
+    username: str = Field("smartcity-controller", min_length=1, max_length=64)
+    password: SecretStr | None = Field(None, description="prefer password_file or the env var")
+    password_file: Path | None = Field(None, description="file holding the MQTT password")
+    tls: bool = False
+    ca_file: Path | None = None
+    keepalive_s: int = Field(30, ge=5, le=3_600)
+    mqtt_version: Literal["5", "3.1.1"] = Field(
+        "5", description="5 normally; 3.1.1 for brokers without MQTT 5 (e.g. amqtt): the "
+        "session is then kept with clean_session=False and no expiry or receive maximum")
+    session_expiry_s: int = Field(
+        7 * 86_400, ge=60, le=4_294_967_294,
+        description="how long the broker keeps our session and queue while we are away")
+    receive_maximum: int = Field(
+        1_000, ge=1, le=65_535,
+        description="unacknowledged messages the broker may have in flight to us")
+    reconnect_min_s: int = Field(1, ge=1, le=60)
+    reconnect_max_s: int = Field(30, ge=1, le=3_600)
+    share_group: ShareGroup = Field(
+        "", description="MQTT 5 shared-subscription group; set it to run several ingest "
+        "workers (one process each, distinct client_id) against one database")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttSettings:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give mqtt.password or mqtt.password_file, not both")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("mqtt.reconnect_max_s must be >= mqtt.reconnect_min_s")
+        return self
+
+    def read_password(self) -> str | None:
+        """The password from ``password`` or ``password_file`` (stripped), or None."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().strip()
+            except OSError as exc:
+                raise SettingsError(self.password_file, [("mqtt.password_file", str(exc))]
+                                    ) from None
+        return None
+
+
+class IngestSettings(_Section):
+    batch_max: int = Field(500, ge=1, le=100_000, description="messages per transaction")
+    batch_window_ms: int = Field(50, ge=0, le=10_000,
+                                 description="longest wait to fill a batch")
+    ack_interval_s: float = Field(0.5, ge=0, le=60,
+                                  description="at most one ack per device this often")
+    sweep_interval_s: float = Field(2.0, gt=0, le=3_600,
+                                    description="how often unanswered commands expire")
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65_535)
+    command_ttl_s: int = Field(300, ge=1, le=7 * 86_400,
+                               description="default lifetime of a command")
+    max_page: int = Field(1_000, ge=1, le=100_000, description="largest history page")
+
+
+class BrokerFilesSettings(_Section):
+    """Where ``smartcity-controller mqtt-acl`` writes Mosquitto's files."""
+
+    acl_file: Path = Path("/etc/mosquitto/smartcity.acl")
+    password_file: Path = Path("/etc/mosquitto/smartcity.passwd")
+
+
+class Settings(_Section):
+    """Everything the controller reads from its config file."""
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    broker_files: BrokerFilesSettings = Field(default_factory=BrokerFilesSettings)
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested dict from ``SMARTCITY_SECTION__KEY=value`` variables (keys lowercased)."""
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX):].split(ENV_NESTING)]
+        if not all(path):
+            continue
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_settings(data: Mapping[str, Any], path: object = "<settings>",
+                   environ: Mapping[str, str] | None = None) -> Settings:
+    """Validate a settings dict (plus environment overrides) or raise `SettingsError`."""
+    merged = _merge(dict(data), env_overrides(os.environ if environ is None else environ))
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = [(".".join(str(p) for p in err["loc"]) or "(file)",
+                     err["msg"].removeprefix("Value error, "))
+                    for err in exc.errors(include_url=False, include_input=False)]
+        raise SettingsError(path, problems) from None
+    base = Path(str(path)).parent if path != "<settings>" else Path.cwd()
+    return _resolve_paths(settings, base)
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    """Relative paths in the file are relative to the file's directory."""
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (base / p)
+
+    settings.database.path = fix(settings.database.path)
+    settings.mqtt.password_file = fix(settings.mqtt.password_file)
+    settings.mqtt.ca_file = fix(settings.mqtt.ca_file)
+    settings.broker_files.acl_file = fix(settings.broker_files.acl_file)
+    settings.broker_files.password_file = fix(settings.broker_files.password_file)
+    return settings
+
+
+def load_settings(path: str | os.PathLike, environ: Mapping[str, str] | None = None
+                  ) -> Settings:
+    """Read and validate the TOML file at ``path``; raise `SettingsError` if it is bad."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise SettingsError(path, [("(file)", exc.strerror or str(exc))]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(path, [("(file)", f"not valid TOML: {exc}")]) from None
+    return parse_settings(data, path, environ)

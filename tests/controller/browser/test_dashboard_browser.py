@@ -1,0 +1,469 @@
+"""The dashboard in a real browser (Debian's headless Chromium, driven by Playwright).
+
+One site for the whole module: a real Mosquitto, the controller (API, ingest, dashboard)
+served by uvicorn over real HTTP, and a real irrigation unit on mock pins in its own
+process (``tests/controller/unit_process.py``: every valve change is logged). Beside it,
+three units whose last ten days come from the field simulators through the ingest path
+(``history.py``): a park with a leak going on (alarm), a park that went offline, and
+DP3's ponds. The browser runs in London's time zone to show every time is WITA anyway.
+
+``UPDATE_SCREENSHOTS=1`` also writes the screenshots under docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from controller_support import add_device, auth, broker_settings, make_token, wait_until
+
+from controller.api.main import create_app
+from controller.store import Store
+
+from .history import (
+    ConfigChange,
+    example_program,
+    fish_plan,
+    last_will,
+    simulate_fish,
+    simulate_irrigation,
+    store_history,
+)
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ROOT = Path(__file__).resolve().parents[3]
+SHOTS = ROOT / "docs" / "screenshots"
+UNIT_PROCESS = ROOT / "tests" / "controller" / "unit_process.py"
+WITA = ZoneInfo("Asia/Makassar")
+
+REAL, PARK, GONE, PONDS = ("dlh-taman-kota-01", "dlh-taman-bekapai-01",
+                           "dlh-median-sudirman-01", "dp3-tambak-manggar-01")
+RUN_S = 10  # the irrigation app's shortest manual run
+
+UNIT_TOML = """
+kind = "irrigation"
+state_dir = "{state_dir}"
+
+[unit]
+device_id = "{device}"
+opd = "dlh"
+name = "Taman Kota"
+
+[broker]
+host = "{host}"
+port = {port}
+keepalive_s = 5
+
+[hardware]
+pin_factory = "mock"
+
+[clock]
+sync_check = "assume_synced"
+
+[telemetry]
+interval_s = 2
+
+[[outputs]]
+name = "valve-rumput"
+pin = 17
+max_on_s = 600
+
+[[outputs]]
+name = "valve-bunga"
+pin = 27
+max_on_s = 600
+
+[[zones]]
+name = "rumput-depan"
+valve = "valve-rumput"
+
+[[zones]]
+name = "bunga"
+valve = "valve-bunga"
+"""
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="Debian's chromium is not installed "
+                                       "(scripts/bootstrap --browser)")
+
+
+def _server(app, port: int) -> tuple[uvicorn.Server, threading.Thread]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=15, what="uvicorn started")
+    return server, thread
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Broker, controller over HTTP, a real unit and simulated history; yields a dict."""
+    from support.broker import MosquittoBroker, find_mosquitto, free_port
+
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed")
+    tmp = tmp_path_factory.mktemp("site")
+    broker = MosquittoBroker(workdir=tmp / "broker").start()
+    settings = broker_settings(tmp, broker)
+    store = Store.open(settings.database.path)
+    now = datetime.now(UTC)
+    start = now - timedelta(days=10)
+    add_device(store, REAL, "dlh")
+    store.db.execute("UPDATE devices SET name = 'Taman Kota' WHERE device_id = ?", [REAL])
+    for device, opd, kind, name in ((PARK, "dlh", "irrigation", "Taman Bekapai"),
+                                    (GONE, "dlh", "irrigation", "Median Jl. Sudirman"),
+                                    (PONDS, "dp3", "fish_feeder", "Tambak Manggar")):
+        store.add_device(device, opd, kind=kind, name=name, mqtt_password_hash="x",
+                         actor="cli:admin", now=start - timedelta(days=1))
+    program, plan = example_program(), fish_plan(85)
+    store.create_desired_config(PARK, program, actor="cli:admin", now=start)
+    store.create_desired_config(PONDS, plan, actor="cli:admin", now=start)
+    store_history(store, simulate_irrigation(
+        PARK, "dlh", start, 10, name="Taman Bekapai", changes=[ConfigChange(start, 1, program)],
+        leaks=[(now - timedelta(hours=4), now + timedelta(hours=1), 4.0)]))
+    gone_at = now - timedelta(hours=26)
+    store_history(store, simulate_irrigation(GONE, "dlh", gone_at - timedelta(days=2), 2,
+                                             name="Median Jl. Sudirman", seed=5))
+    store.commit_batch([last_will("dlh", GONE, gone_at, "irrigation")])
+    store_history(store, simulate_fish(PONDS, "dp3", start, 10, name="Tambak Manggar",
+                                       changes=[ConfigChange(start, 1, plan)],
+                                       cloudy_days=[3, 7]))
+    tokens = {"op": make_token(store, "op-taman", "operator", "dlh"),
+              "op_dp3": make_token(store, "op-tambak", "operator", "dp3"),
+              "admin": make_token(store, "diskominfo", "admin"),
+              "viewer": make_token(store, "bappeda", "viewer")}
+    port = free_port()
+    server, thread = _server(create_app(settings, store=store), port)
+    base = f"http://127.0.0.1:{port}"
+    config = tmp / "unit.toml"
+    config.write_text(UNIT_TOML.format(state_dir=tmp / "unit", device=REAL,
+                                       host=broker.host, port=broker.port))
+    pins = tmp / "pins.log"
+    log = (tmp / "unit.log").open("w")
+    unit = subprocess.Popen([sys.executable, str(UNIT_PROCESS), str(config), str(pins)],
+                            stdout=log, stderr=log, start_new_session=True)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield {"base": base, "tokens": tokens, "db": settings.database.path, "pins": pins,
+                   "browser": browser, "unit": unit, "tmp": tmp}
+        finally:
+            browser.close()
+            unit.terminate()
+            try:
+                unit.wait(10)
+            except subprocess.TimeoutExpired:
+                unit.kill()
+            log.close()
+            server.should_exit = True
+            thread.join(15)
+            store.close()
+            broker.close()
+
+
+@pytest.fixture
+def page(site):
+    context = site["browser"].new_context(viewport={"width": 1280, "height": 900},
+                                          timezone_id="Europe/London", locale="en-GB")
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def sign_in(page, site, who: str) -> None:
+    page.goto(site["base"] + "/")
+    page.fill("#token", site["tokens"][who])
+    page.click("button[type=submit]")
+    page.wait_for_selector("nav.tabs")
+
+
+def api_get(site, path: str, who: str = "admin") -> dict:
+    r = httpx.get(site["base"] + "/api/v1" + path, headers=auth(site["tokens"][who]), timeout=10)
+    r.raise_for_status()
+    return r.json()
+
+
+def shot(page, name: str, full_page: bool = True) -> None:
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(SHOTS / name), full_page=full_page)
+
+
+def bar_days(site, device: str) -> int:
+    """Days of the week chart with water or feed, by the API."""
+    charts = api_get(site, f"/dashboard/units/{device}/charts?period=week")["charts"]
+    return sum(1 for c in charts if c["kind"] == "bar" for _, v in c["points"] if v > 0)
+
+
+def real_unit_online(site) -> None:
+    wait_until(lambda: api_get(site, f"/devices/{REAL}")["online"], timeout=20,
+               what="the real unit online")
+
+
+def valve_changes(pins: Path, pin: str = "GPIO17") -> list[tuple[float, int]]:
+    if not pins.exists():
+        return []
+    return [(float(t), int(s)) for t, name, s in
+            (line.split() for line in pins.read_text().splitlines()) if name == pin]
+
+
+# --------------------------------------------------------------------------- tests
+
+def test_dashboard_bad_token_is_refused_and_nothing_shown(page, site):
+    page.goto(site["base"] + "/")
+    page.fill("#token", "not-a-token")
+    page.click("button[type=submit]")
+    playwright_api.expect(page.locator("[role=alert]")).to_contain_text("Token")
+    assert page.locator(".unit").count() == 0
+
+
+def test_dashboard_operator_sees_only_own_opd_units(page, site):
+    real_unit_online(site)
+    sign_in(page, site, "op")
+    page.wait_for_selector(f".unit[data-device='{REAL}'][data-state='online']", timeout=15_000)
+    shown = set(page.locator(".unit").evaluate_all("els => els.map(e => e.dataset.device)"))
+    assert shown == {REAL, PARK, GONE}
+    states = {d: page.get_attribute(f".unit[data-device='{d}']", "data-state") for d in shown}
+    assert states == {REAL: "online", PARK: "alarm", GONE: "offline"}
+    assert "Kebocoran air" in page.inner_text(f".unit[data-device='{PARK}']")
+    assert page.locator("[data-nav=audit]").count() == 0  # operators: no audit log
+    # Another OPD's unit is not found, even by its address.
+    page.goto(site["base"] + f"/#/unit/{PONDS}")
+    playwright_api.expect(page.locator(".error")).to_be_visible()
+
+
+def test_dashboard_run_now_confirmed_reaches_done_while_the_valve_runs(page, site):
+    real_unit_online(site)
+    sign_in(page, site, "op")
+    page.click(f".unit[data-device='{REAL}']")
+    page.click("[data-action=run_zone][data-zone='rumput-depan']")
+    dialog = page.locator("dialog#confirm")
+    playwright_api.expect(dialog).to_be_visible()
+    assert "rumput-depan" in dialog.inner_text()
+    dialog.locator(f"[data-choice='{RUN_S}']").click()
+    shot(page, "dashboard-confirm.png", full_page=False)
+    clicked = time.time()
+    dialog.locator("[data-role=ok]").click()
+    command = page.locator(".cmd").first
+    playwright_api.expect(command).to_have_attribute("data-status", re.compile("sent|accepted"))
+    playwright_api.expect(command).to_have_attribute("data-status", "accepted", timeout=10_000)
+    # While the valve is open the unit shows running (the page refreshes every 5 s).
+    playwright_api.expect(page.locator(".unit-head")).to_have_attribute(
+        "data-state", "running", timeout=RUN_S * 1000)
+    shot(page, "dashboard-running.png", full_page=False)
+    playwright_api.expect(command).to_have_attribute("data-status", "done",
+                                                     timeout=(RUN_S + 15) * 1000)
+    assert page.locator(".cmd").first.locator(".steps li.ok").count() == 3
+    # Done refreshes the unit at once: it is idle again, not still "running".
+    playwright_api.expect(page.locator(".unit-head")).to_have_attribute(
+        "data-state", "online", timeout=4_000)
+    changes = valve_changes(site["pins"])
+    assert [s for _, s in changes] == [1, 0], changes
+    assert changes[0][0] >= clicked - 1
+    assert changes[1][0] - changes[0][0] == pytest.approx(RUN_S, abs=0.6)
+    command_id = command.get_attribute("data-command")
+    with sqlite3.connect(site["db"]) as db:
+        replies = [r[0] for r in db.execute(
+            "SELECT status FROM command_replies WHERE command_id = ? ORDER BY id", [command_id])]
+    assert replies == ["accepted", "done"]
+
+
+def test_dashboard_cancel_sends_nothing_rain_delay_shows_on_the_unit(page, site):
+    real_unit_online(site)
+    sign_in(page, site, "op")
+    page.goto(site["base"] + f"/#/unit/{REAL}")
+    before = count_commands(site)
+    page.click("[data-action=stop_all]")
+    playwright_api.expect(page.locator("dialog#confirm")).to_be_visible()
+    page.click("dialog#confirm [data-role=cancel]")
+    playwright_api.expect(page.locator("dialog#confirm")).to_be_hidden()
+    assert count_commands(site) == before
+    page.click(".controls [data-action=rain_delay]")
+    page.click("dialog#confirm [data-choice='12']")
+    page.click("dialog#confirm [data-role=ok]")
+    playwright_api.expect(page.locator(".cmd").first).to_have_attribute("data-status", "done")
+    # The unit reports the delay in its telemetry; the unit's page shows it.
+    playwright_api.expect(page.locator(".unit-head .tags")).to_contain_text("12", timeout=10_000)
+    page.click(".controls [data-action=resume]")
+    page.click("dialog#confirm [data-role=ok]")
+    playwright_api.expect(page.locator(".cmd").first).to_have_attribute("data-status", "done")
+    playwright_api.expect(page.locator(".unit-head .tags")).to_have_count(0, timeout=10_000)
+
+
+def test_dashboard_feed_now_sends_the_chosen_dose(page, site):
+    sign_in(page, site, "op_dp3")
+    page.click(f".unit[data-device='{PONDS}']")
+    page.click("[data-action=feed_now][data-feeder='pakan-nila']")
+    page.fill("dialog#confirm [data-testid=custom]", "320")
+    page.click("dialog#confirm [data-role=ok]")
+    row = page.locator(".cmd").first
+    playwright_api.expect(row).to_contain_text("pakan-nila · 320 g")
+    with sqlite3.connect(site["db"]) as db:
+        action, params, status = db.execute(
+            "SELECT action, params, status FROM commands WHERE id = ?",
+            [row.get_attribute("data-command")]).fetchone()
+    assert (action, json.loads(params)) == ("feed_now", {"feeder": "pakan-nila", "dose_g": 320})
+    assert status in ("pending", "sent")  # the simulated ponds have no daemon to answer
+
+
+def count_commands(site) -> int:
+    with sqlite3.connect(site["db"]) as db:
+        return db.execute("SELECT count(*) FROM commands").fetchone()[0]
+
+
+def test_dashboard_language_switch_persists_and_times_are_wita(page, site):
+    sign_in(page, site, "op")
+    nav = page.locator("[data-nav=reports]")
+    playwright_api.expect(nav).to_have_text("Laporan")  # Indonesian by default
+    assert page.evaluate("document.documentElement.lang") == "id"
+    page.click("[data-lang=en]")
+    playwright_api.expect(nav).to_have_text("Reports")
+    shot(page, "dashboard-units-en.png", full_page=False)
+    page.reload()
+    playwright_api.expect(page.locator("[data-nav=reports]")).to_have_text("Reports")
+    assert page.evaluate("localStorage.getItem('sc.lang')") == "en"
+    # The park's next start, shown in WITA although the browser is in London.
+    unit = api_get(site, f"/dashboard/units/{PARK}", "op")
+    assert unit["next"]["known"]
+    at = datetime.fromisoformat(unit["next"]["at"].replace("Z", "+00:00")).astimezone(WITA)
+    next_text = page.inner_text(f".unit[data-device='{PARK}'] [data-testid=next]")
+    assert f"{at:%H:%M} WITA" in next_text
+    assert page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == "Europe/London"
+    page.click("[data-lang=id]")
+    playwright_api.expect(page.locator("[data-nav=reports]")).to_have_text("Laporan")
+
+
+def test_dashboard_unit_page_charts_and_screenshots(page, site):
+    sign_in(page, site, "admin")
+    page.wait_for_selector(f".unit[data-device='{PONDS}']")
+    page.wait_for_selector(f".unit[data-device='{REAL}'][data-state='online']", timeout=15_000)
+    shot(page, "dashboard-units.png")
+    page.goto(site["base"] + f"/#/unit/{PARK}")
+    page.click("[data-period=week]")
+    page.wait_for_selector(".charts[data-period=week]")
+    line = page.locator("[data-chart=moisture_pct] svg path.series")
+    playwright_api.expect(line).to_have_count(4)  # one line per zone
+    assert page.locator("[data-chart=water_l] svg rect.bar").count() == bar_days(site, PARK) > 0
+    shot(page, "dashboard-unit-park.png")
+    page.goto(site["base"] + f"/#/unit/{PONDS}")
+    page.click("[data-period=week]")
+    page.wait_for_selector(".charts[data-period=week]")
+    playwright_api.expect(page.locator("[data-chart=do_mg_l] svg path.series")).to_have_count(2)
+    assert page.locator("[data-chart=feed_kg] svg rect.bar").count() == bar_days(site, PONDS) >= 5
+    shot(page, "dashboard-unit-ponds.png")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(site["base"] + "/#/")
+    page.wait_for_selector(f".unit[data-device='{PARK}']")
+    shot(page, "dashboard-phone.png", full_page=False)
+
+
+def test_dashboard_report_totals_match_the_database(page, site):
+    sign_in(page, site, "viewer")
+    month = datetime.now(WITA).strftime("%Y-%m")
+    page.goto(site["base"] + f"/#/reports?opd=dlh&month={month}")
+    title = page.locator("[data-testid=report-title]")
+    playwright_api.expect(title).to_contain_text("Laporan Pelaksanaan Smart City — DLH — ")
+    lo = datetime.now(WITA).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    lo_s = lo.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    with sqlite3.connect(site["db"]) as db:
+        litres, done = db.execute(
+            "SELECT sum(json_extract(e.details, '$.litres')), "
+            "sum(json_extract(e.details, '$.ended') = 'completed') FROM events e "
+            "JOIN devices d USING (device_id) WHERE d.opd = 'dlh' AND e.type = 'run_finished' "
+            "AND e.ts >= ?", [lo_s]).fetchone()
+        alarms = db.execute(
+            "SELECT count(*) FROM events e JOIN devices d USING (device_id) "
+            "WHERE d.opd = 'dlh' AND e.type = 'alarm' AND e.ts >= ?", [lo_s]).fetchone()[0]
+
+    def tile(metric):
+        return float(page.get_attribute(f"[data-metric={metric}]", "data-value"))
+
+    assert litres and litres > 0
+    assert tile("water_l") == pytest.approx(litres, abs=0.05)
+    assert tile("runs_done") == done
+    assert tile("alarms") == alarms >= 1
+    assert "Smart Environment" in page.inner_text("[data-section=watering]")
+    shot(page, "dashboard-report.png")
+
+
+def test_dashboard_schedule_editor_refuses_bad_input_then_syncs(page, site):
+    real_unit_online(site)
+    sign_in(page, site, "op")
+    page.goto(site["base"] + f"/#/unit/{REAL}/schedule")
+    playwright_api.expect(page.locator(".warn")).to_be_visible()  # still the local schedule
+    page.click("[data-testid=add-program]")
+    program = page.locator(".program").last
+    program.locator("input[name=start_times]").fill("25:00")
+    program.locator("input[data-zone='rumput-depan']").fill("5")
+    page.click("[data-testid=save]")
+    playwright_api.expect(page.locator("[data-testid=problems]")).to_contain_text("25:00")
+
+    def versions():
+        with sqlite3.connect(site["db"]) as db:
+            return db.execute("SELECT count(*) FROM desired_configs WHERE device_id = ?",
+                              [REAL]).fetchone()[0]
+
+    assert versions() == 0  # nothing was sent
+    program.locator("input[name=start_times]").fill("05:30, sunset+00:15")
+    page.click("[data-testid=save]")
+    sync = page.locator(".sched-result [data-testid=sync]")
+    playwright_api.expect(sync).to_have_attribute("data-state", "in_sync", timeout=15_000)
+    assert page.get_attribute("[data-testid=sync-top]", "data-state") == "in_sync"
+    assert page.locator(".warn").count() == 0
+    assert versions() == 1
+    body = api_get(site, f"/devices/{REAL}/schedule", "op")["desired"]["body"]
+    assert body["programs"][0]["start_times"] == ["05:30", "sunset+00:15"]
+    assert body["programs"][0]["zones"] == [{"zone": "rumput-depan", "duration_min": 5}]
+    shot(page, "dashboard-schedule.png")
+
+
+def test_dashboard_audit_log_for_admins(page, site):
+    r = httpx.post(site["base"] + f"/api/v1/devices/{REAL}/commands",
+                   headers=auth(site["tokens"]["op"]), json={"action": "skip_next", "params": {}})
+    assert r.status_code == 202
+    sign_in(page, site, "admin")
+    page.click("[data-nav=audit]")
+    rows = page.locator("table[data-testid=audit] tbody tr")
+    playwright_api.expect(rows.first).to_have_attribute("data-action", "command.create")
+    assert "op-taman" in rows.first.inner_text() and "skip_next" in rows.first.inner_text()
+    actions = set(rows.evaluate_all("els => els.map(e => e.dataset.action)"))
+    assert {"command.create", "device.add", "token.create"} <= actions
+
+
+def test_dashboard_schedule_stays_pending_while_the_unit_is_offline(page, site):
+    sign_in(page, site, "op")
+    page.goto(site["base"] + f"/#/unit/{GONE}/schedule")
+    page.click("[data-testid=add-program]")
+    program = page.locator(".program").last
+    program.locator("input[name=start_times]").fill("sunrise-01:00")
+    program.locator("input[data-zone='bunga']").fill("12")
+    page.click("[data-testid=save]")
+    sync = page.locator(".sched-result [data-testid=sync]")
+    playwright_api.expect(sync).to_have_attribute("data-state", "pending")
+    page.wait_for_timeout(2_500)  # polled meanwhile: an offline unit cannot apply it
+    assert sync.get_attribute("data-state") == "pending"
+    assert api_get(site, f"/devices/{GONE}/schedule", "op")["state"] == "pending"

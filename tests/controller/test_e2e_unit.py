@@ -1,0 +1,156 @@
+"""End to end: a real Mosquitto, the controller (API + ingest) and a real irrigation unit.
+
+The unit is ``edge.irrigation`` with its MQTT link and outbox, in its own process, on
+mock pins that log every valve change (``unit_process.py``).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from controller_support import add_device, auth, broker_settings, make_token, wait_until
+from fastapi.testclient import TestClient
+
+from controller.api.main import create_app
+from controller.store import Store
+
+HERE = Path(__file__).parent
+DEVICE, OPD = "taman-e2e", "dlh"
+FINAL = ("done", "failed", "rejected", "expired")
+RUN_S = 10  # edge.irrigation.rules.MIN_RUN_S: shorter manual runs are refused
+
+UNIT_TOML = """
+kind = "irrigation"
+state_dir = "{state_dir}"
+
+[unit]
+device_id = "{device}"
+opd = "{opd}"
+
+[broker]
+host = "{host}"
+port = {port}
+keepalive_s = 5
+
+[hardware]
+pin_factory = "mock"
+
+[clock]
+sync_check = "assume_synced"
+
+[telemetry]
+interval_s = 1
+
+[[outputs]]
+name = "valve-1"
+pin = 17
+max_on_s = 600
+
+[[zones]]
+name = "zone1"
+valve = "valve-1"
+"""
+
+PROGRAM = {"watering_pct": 80, "rain_delay_h": 6,
+           "programs": [{"name": "pagi", "start_times": ["05:30"],
+                         "zones": [{"zone": "zone1", "duration_min": 5}]}]}
+
+
+@pytest.fixture
+def unit(tmp_path, mosquitto):
+    config = tmp_path / "unit.toml"
+    config.write_text(UNIT_TOML.format(state_dir=tmp_path / "unit", device=DEVICE, opd=OPD,
+                                       host=mosquitto.host, port=mosquitto.port))
+    pins = tmp_path / "pins.log"
+    log = (tmp_path / "unit.log").open("w")
+    proc = subprocess.Popen([sys.executable, str(HERE / "unit_process.py"), str(config),
+                             str(pins)], stdout=log, stderr=log, start_new_session=True)
+    yield proc, pins
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    log.close()
+
+
+def valve_changes(pins: Path) -> list[tuple[float, int]]:
+    if not pins.exists():
+        return []
+    return [(float(t), int(s)) for t, name, s in
+            (line.split() for line in pins.read_text().splitlines()) if name == "GPIO17"]
+
+
+def test_e2e_unit_online_command_schedule_and_last_will(tmp_path, mosquitto, unit):
+    proc, pins = unit
+    settings = broker_settings(tmp_path, mosquitto)
+    with Store.open(settings.database.path) as store:
+        add_device(store, DEVICE, OPD)
+        token = make_token(store, "op", "operator", OPD)
+        with TestClient(create_app(settings, store=store)) as api:
+            api.headers.update(auth(token))
+            base = f"/api/v1/devices/{DEVICE}"
+
+            # Online, with telemetry.
+            wait_until(lambda: api.get(base).json()["online"], timeout=20, what="online")
+            wait_until(lambda: api.get(f"{base}/telemetry").json()["items"], timeout=10,
+                       what="telemetry")
+            device = api.get(base).json()
+            assert device["app"] == "irrigation" and device["clock_synced"] is True
+            assert device["outputs"] == {"valve-1": False}
+            started = api.get(f"{base}/events?type=started").json()["items"]
+            assert started and started[0]["details"]["outputs"] == {"valve-1": False}
+
+            # Run now (10 s, the unit's shortest run) and, while it runs, a schedule edit.
+            r = api.post(f"{base}/commands", json={
+                "action": "run_zone", "params": {"zone": "zone1", "duration_s": RUN_S}})
+            assert r.status_code == 202, r.text
+            assert r.json()["status"] in ("pending", "sent")
+            url = f"/api/v1/commands/{r.json()['id']}"
+            r = api.put(f"{base}/schedule", json={"body": PROGRAM})
+            assert r.status_code == 200 and r.json()["state"] in ("pending", "in_sync")
+
+            # The schedule: pending until the unit's status reports it applied.
+            def in_sync():
+                schedule = api.get(f"{base}/schedule").json()
+                return schedule if schedule["state"] == "in_sync" else None
+
+            synced = wait_until(in_sync, timeout=15, what="schedule in sync")
+            assert synced["reported_version"] == synced["desired"]["version"] == 1
+            applied = api.get(f"{base}/events?type=config_applied").json()["items"]
+            assert applied and applied[-1]["details"]["version"] == 1
+
+            # The command: sent -> accepted -> done, and the valve really ran RUN_S.
+            seen = []
+
+            def finished_command():
+                command = api.get(url).json()
+                seen.append(command["status"])
+                return command if command["status"] in FINAL else None
+
+            done = wait_until(finished_command, timeout=RUN_S + 10, what="command done",
+                              interval=0.05)
+            assert done["status"] == "done", (done["detail"], done["replies"])
+            assert [x["status"] for x in done["replies"]] == ["accepted", "done"]
+            assert "accepted" in seen
+            changes = valve_changes(pins)
+            assert [s for _, s in changes] == [1, 0], changes
+            assert changes[1][0] - changes[0][0] == pytest.approx(RUN_S, abs=0.5)
+            finished = wait_until(lambda: api.get(f"{base}/events?type=run_finished").json()
+                                  ["items"], timeout=5, what="run_finished")
+            assert finished[0]["details"]["cmd_id"] == done["id"]
+
+            # Every message the unit sent is acked: its outbox drains to nothing.
+            wait_until(lambda: api.get(base).json()["backlog"] == 0, timeout=15,
+                       what="unit outbox drained")
+            assert api.get(base).json()["seq"]["missing"] == 0
+
+            # Killed: the broker publishes its Last Will.
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(5)
+            t0 = time.monotonic()
+            wait_until(lambda: not api.get(base).json()["online"], timeout=15, what="offline")
+            print(f"offline seen {time.monotonic() - t0:.2f} s after SIGKILL")
