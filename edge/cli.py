@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 from .errors import ConfigError, EdgeError
 
@@ -58,6 +59,27 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_provision(args) -> int:
+    from dataclasses import fields
+
+    from .provision import Options, provision
+
+    provision(Options(**{f.name: getattr(args, f.name) for f in fields(Options)
+                         if hasattr(args, f.name)}))
+    return 0
+
+
+def cmd_selftest(args) -> int:
+    from .selftest import selftest, verdict
+
+    if not args.verbose:
+        logging.getLogger().setLevel(logging.WARNING)  # the checklist is the output
+    checks, text = selftest(args.config, pin_factory=args.pin_factory, lang=args.lang,
+                            pulse_s=args.pulse_s, outputs=not args.no_outputs)
+    print(text)
+    return 0 if verdict(checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="smartcity-edge", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -74,6 +96,36 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config file and exit")
     check.add_argument("--config", required=True)
     check.set_defaults(func=cmd_check)
+    from .fish_feeder import calibrate as fish_feeder_calibrate
+
+    fish_feeder_calibrate.add_parser(sub)
+    prov = sub.add_parser("provision", help="write the unit's config and credentials, "
+                                            "enable its systemd unit")
+    prov.add_argument("--controller", help="controller URL, e.g. https://smartcity.example")
+    prov.add_argument("--token", help="one-time enrolment token (smartcity-controller enrol)")
+    prov.add_argument("--device-id", help="offline: the unit's device id")
+    prov.add_argument("--opd", help="offline: the unit's OPD")
+    prov.add_argument("--kind", choices=sorted(APPS), help="offline: irrigation or fish_feeder")
+    prov.add_argument("--name", help="site name for the config")
+    prov.add_argument("--broker-host", help="MQTT broker host (overrides the controller's)")
+    prov.add_argument("--broker-port", type=int, help="MQTT broker port")
+    prov.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None)
+    prov.add_argument("--mqtt-password-file", type=Path, help="offline: file with the password")
+    prov.add_argument("--ca-file", type=Path, help="broker CA certificate to install")
+    prov.add_argument("--template", type=Path, help="config template (default: the example)")
+    prov.add_argument("--root", type=Path, default=Path("/"), help="install into this tree")
+    prov.add_argument("--dry-run", action="store_true", help="print the steps, write nothing")
+    prov.add_argument("--no-start", dest="start", action="store_false",
+                      help="enable the service but do not start it now")
+    prov.set_defaults(func=cmd_provision)
+    st = sub.add_parser("selftest", help="pulse each output, read each sensor, check the "
+                                         "broker, clock and disk")
+    st.add_argument("--config", required=True)
+    st.add_argument("--pin-factory", choices=["mock", "lgpio"], help="override the config")
+    st.add_argument("--pulse-s", type=float, default=0.5, help="how long each output is on")
+    st.add_argument("--lang", choices=["en", "id"], default="en", help="en or id (Indonesia)")
+    st.add_argument("--no-outputs", action="store_true", help="switch no output")
+    st.set_defaults(func=cmd_selftest)
     return p
 
 

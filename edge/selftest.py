@@ -1,0 +1,656 @@
+"""``smartcity-edge selftest``: is this unit fit to run? A checklist for the field.
+
+Run it on the unit with the daemon stopped (it needs the GPIO pins)::
+
+    sudo systemctl stop smartcity-irrigation
+    sudo smartcity-edge selftest --config /etc/smartcity/irrigation.toml [--lang id]
+    sudo systemctl start smartcity-irrigation
+
+What it does, in this order:
+
+1. **Outputs**, one at a time, each on for ``--pulse-s`` (0.5 s) and off again, so the
+   technician hears each relay click. Irrigation: every zone valve alone, then the
+   master: a master valve alone; a pump only with the first zone's valve open (a pump
+   never runs against closed valves), as the daemon sequences them. A flow meter counts
+   meanwhile. Fish feeder: each feeder motor runs until its rotation sensor shows
+   ``min_pulses`` (at most ``confirm_timeout_s``), like the daemon's jam check.
+2. **Sensors**: the rain switch and other digital inputs, soil probes (MCP3008, serial
+   line, Modbus), water-quality probes (EZO, Modbus), hopper levels, read through the
+   same drivers the daemons use.
+3. **Broker**: TCP connect, then an MQTT login with the unit's own username and password
+   file (a separate client id, so a running daemon is not disturbed).
+4. **Clock**: synchronised or not (``[clock] sync_check``).
+5. **Disk**: the state directory exists and is writable, and its file system has room.
+
+Each result is a line ``OK``, ``WARN`` or ``FAIL`` with what to do, wrapped to 40 columns
+so it reads on a phone over SSH. Exit status 0 when there is no FAIL, 1 otherwise (2 for
+a config that does not load).
+
+Safety: the outputs are the app's own (``App``/``OutputBank``): off when built, each
+pulse has its own off-timer (``Output.on(for_s=...)``), and ``App.close()`` in a
+``finally`` turns everything off whatever happens, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import socket
+import tempfile
+import textwrap
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from .errors import EdgeError, HardwareError
+
+logger = logging.getLogger(__name__)
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+WIDTH = 40
+MIN_FREE_MB = 50
+LOW_FREE_MB = 500
+UNITS = {"irrigation": "smartcity-irrigation", "fish_feeder": "smartcity-fish-feeder"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the checklist."""
+
+    status: str  # OK, WARN or FAIL
+    text: str  # what was found
+    advice: str = ""  # what to do about it
+
+    def sentence(self) -> str:
+        return f"{self.text} {self.advice}".strip()
+
+
+# --------------------------------------------------------------------------------------
+# Words, in English and Bahasa Indonesia
+# --------------------------------------------------------------------------------------
+MESSAGES: dict[str, tuple[str, str]] = {
+    "title": ("Selftest {device}", "Uji mandiri {device}"),
+    "fit": ("FIT TO RUN", "LAYAK JALAN"),
+    "unfit": ("NOT FIT TO RUN", "TIDAK LAYAK JALAN"),
+    "config_ok": ("Config {path}: valid.", "Konfigurasi {path}: valid."),
+    "gpio_busy": ("Cannot claim the GPIO pins: {error}.",
+                  "Pin GPIO tidak bisa dipakai: {error}."),
+    "gpio_busy_do": ("Is the daemon running? Stop it first: sudo systemctl stop {unit}",
+                     "Apakah daemon sedang jalan? Hentikan dulu: sudo systemctl stop {unit}"),
+    "valve": ("Valve", "Katup"),
+    "master_valve": ("Master valve", "Katup utama"),
+    "pump": ("Pump", "Pompa"),
+    "motor": ("Motor", "Motor"),
+    "output": ("Output", "Keluaran"),
+    "pulsed": ("{what} {name} (GPIO{pin}): on {secs} s, then off.",
+               "{what} {name} (GPIO{pin}): nyala {secs} dtk, lalu mati."),
+    "pulsed_with": ("{what} {name} (GPIO{pin}): on {secs} s with valve {valve} open, then off.",
+                    "{what} {name} (GPIO{pin}): nyala {secs} dtk dengan katup {valve} "
+                    "terbuka, lalu mati."),
+    "pulse_fail": ("{what} {name} (GPIO{pin}) did not switch: {error}.",
+                   "{what} {name} (GPIO{pin}) tidak mau menyala: {error}."),
+    "pulse_fail_do": ("Check the relay board's power and wiring.",
+                      "Periksa catu daya dan kabel papan relai."),
+    "still_on": ("Outputs still on after the test: {names}.",
+                 "Keluaran masih menyala setelah uji: {names}."),
+    "still_on_do": ("Cut the relay power now and call support.",
+                    "Putuskan catu daya relai sekarang dan hubungi dukungan."),
+    "flow_ok": ("Flow meter {name} (GPIO{pin}): {n} pulses while valves were open.",
+                "Meter air {name} (GPIO{pin}): {n} pulsa saat katup terbuka."),
+    "flow_none": ("Flow meter {name} (GPIO{pin}): no pulses while valves were open.",
+                  "Meter air {name} (GPIO{pin}): tidak ada pulsa saat katup terbuka."),
+    "flow_none_do": ("Normal without water pressure; otherwise check the meter's wiring.",
+                     "Wajar jika tidak ada tekanan air; jika ada, periksa kabel meter."),
+    "rain_dry": ("Rain sensor {name} (GPIO{pin}): dry.",
+                 "Sensor hujan {name} (GPIO{pin}): kering."),
+    "rain_wet": ("Rain sensor {name} (GPIO{pin}): wet.",
+                 "Sensor hujan {name} (GPIO{pin}): basah."),
+    "rain_wet_do": ("If it is not raining, check the sensor and its wires.",
+                    "Jika tidak hujan, periksa sensor dan kabelnya."),
+    "input": ("Input {name} (GPIO{pin}): {level}.", "Masukan {name} (GPIO{pin}): {level}."),
+    "high": ("high", "tinggi"),
+    "low": ("low", "rendah"),
+    "soil_ok": ("Soil probe {name} (zone {zone}): {value} %.",
+                "Sensor tanah {name} (zona {zone}): {value} %."),
+    "soil": ("Soil probe {name}", "Sensor tanah {name}"),
+    "water": ("Water probe {name}", "Sensor air {name}"),
+    "water_ok": ("Water probe {name}: {values}.", "Sensor air {name}: {values}."),
+    "hopper": ("Hopper {name}", "Hopper {name}"),
+    "hopper_ok": ("Hopper {name}: {pct} % full.", "Hopper {name}: terisi {pct} %."),
+    "no_port": ("{what}: {port} not found.", "{what}: {port} tidak ditemukan."),
+    "no_port_do": ("Check that the USB adapter is plugged in (ls /dev/serial/by-id).",
+                   "Pastikan adaptor USB terpasang (ls /dev/serial/by-id)."),
+    "no_answer": ("{what}: no answer on {port}.", "{what}: tidak ada jawaban di {port}."),
+    "no_answer_do": ("Check the cable and the probe's power.",
+                     "Periksa kabel dan catu daya sensor."),
+    "bad_answer": ("{what}: bad answer on {port} ({error}).",
+                   "{what}: jawaban salah di {port} ({error})."),
+    "bad_answer_do": ("Check the probe's settings (baud rate, key) and its cable.",
+                      "Periksa pengaturan sensor (baud rate, kunci) dan kabelnya."),
+    "modbus_none": ("{what}: no answer from Modbus slave {slave} on {port}.",
+                    "{what}: tidak ada jawaban dari slave Modbus {slave} di {port}."),
+    "modbus_none_do": ("Check the A/B wires, the slave address and the probe's power.",
+                       "Periksa kabel A/B, alamat slave dan catu daya sensor."),
+    "ezo_do": ("Check the cable, the probe board's power and that it is in UART mode.",
+               "Periksa kabel, catu daya papan sensor, dan mode UART-nya."),
+    "adc_fail": ("{what}: MCP3008 channel {channel} gives no usable reading.",
+                 "{what}: kanal MCP3008 {channel} tidak memberi nilai yang bisa dipakai."),
+    "adc_fail_do": ("Check the probe's wires and that SPI is on (raspi-config).",
+                    "Periksa kabel sensor dan pastikan SPI aktif (raspi-config)."),
+    "echo_fail": ("{what}: no echo from the ultrasonic sensor.",
+                  "{what}: tidak ada gema dari sensor ultrasonik."),
+    "echo_fail_do": ("Check its trigger/echo wires (GPIO{trigger}/{echo}) and 5 V supply.",
+                     "Periksa kabel trigger/echo (GPIO{trigger}/{echo}) dan catu 5 V."),
+    "weight_fail": ("{what}: no weight from {port}.", "{what}: tidak ada berat dari {port}."),
+    "weight_fail_do": ("Check the load-cell board's cable and power.",
+                       "Periksa kabel dan catu daya papan load cell."),
+    "feeder_ok": ("Feeder {name}: motor turned ({n} pulses in {secs} s).",
+                  "Pemberi pakan {name}: motor berputar ({n} pulsa dalam {secs} dtk)."),
+    "feeder_stuck": ("Feeder {name}: motor on {secs} s, no rotation pulses (GPIO{pin}).",
+                     "Pemberi pakan {name}: motor nyala {secs} dtk, tidak ada pulsa putaran "
+                     "(GPIO{pin})."),
+    "feeder_stuck_do": ("Check the auger for a jam, the motor's power and the rotation "
+                        "sensor's wires.",
+                        "Periksa auger macet, catu daya motor, dan kabel sensor putaran."),
+    "feeder_blind": ("Feeder {name}: motor on {secs} s, then off (no rotation sensor: "
+                     "check by eye).",
+                     "Pemberi pakan {name}: motor nyala {secs} dtk, lalu mati (tanpa sensor "
+                     "putaran: "
+                     "periksa dengan mata)."),
+    "broker_ok": ("Broker {host}:{port}: login OK as {user}.",
+                  "Broker {host}:{port}: login berhasil sebagai {user}."),
+    "broker_down": ("Broker {host}:{port}: cannot connect ({error}).",
+                    "Broker {host}:{port}: tidak bisa tersambung ({error})."),
+    "broker_down_do": ("Check the network, the address in [broker] and the firewall.",
+                       "Periksa jaringan, alamat di [broker], dan firewall."),
+    "broker_refused": ("Broker {host}:{port}: login refused ({reason}).",
+                       "Broker {host}:{port}: login ditolak ({reason})."),
+    "broker_refused_do": ("Check the password file, or provision again with a new "
+                          "enrolment token.",
+                          "Periksa file kata sandi, atau provision ulang dengan token baru."),
+    "broker_silent": ("Broker {host}:{port}: no answer to the login within {secs} s.",
+                      "Broker {host}:{port}: tidak ada jawaban login dalam {secs} dtk."),
+    "broker_silent_do": ("Check tls, ca_file and the port in [broker].",
+                         "Periksa tls, ca_file dan port di [broker]."),
+    "broker_secret": ("Broker: cannot read the password file {path} ({error}).",
+                      "Broker: file kata sandi {path} tidak bisa dibaca ({error})."),
+    "broker_secret_do": ("Provision the unit again (smartcity-edge provision).",
+                         "Jalankan provision lagi (smartcity-edge provision)."),
+    "clock_ok": ("Clock synchronised: {local}.", "Jam tersinkron: {local}."),
+    "clock_bad": ("Clock NOT synchronised (shows {local}).",
+                  "Jam BELUM tersinkron (menunjukkan {local})."),
+    "clock_bad_do": ("Schedules wait for it. Check the network, then: timedatectl status",
+                     "Jadwal menunggu sampai tersinkron. Periksa jaringan, lalu: "
+                     "timedatectl status"),
+    "disk_ok": ("Disk: {free} MB free; state dir {path} writable.",
+                "Disk: {free} MB kosong; folder data {path} bisa ditulis."),
+    "disk_low": ("Disk: only {free} MB free for {path}.",
+                 "Disk: hanya {free} MB kosong untuk {path}."),
+    "disk_low_do": ("Free some space, e.g. sudo journalctl --vacuum-size=100M",
+                    "Kosongkan ruang, misalnya sudo journalctl --vacuum-size=100M"),
+    "state_missing": ("State dir {path} does not exist yet.",
+                      "Folder data {path} belum ada."),
+    "state_missing_do": ("The service makes it at its first start (or run provision).",
+                         "Dibuat saat layanan pertama kali jalan (atau jalankan provision)."),
+    "state_locked": ("State dir {path} is not writable ({error}).",
+                     "Folder data {path} tidak bisa ditulis ({error})."),
+    "state_locked_do": ("Fix its owner: sudo chown -R smartcity: {path}",
+                        "Perbaiki pemiliknya: sudo chown -R smartcity: {path}"),
+}
+
+
+class Words:
+    """``words(key, **values)``: the message in the chosen language."""
+
+    def __init__(self, lang: str = "en"):
+        if lang not in ("en", "id"):
+            raise ValueError(f"unknown language {lang!r} (en, id)")
+        self.index = 0 if lang == "en" else 1
+
+    def __call__(self, key: str, **values) -> str:
+        return MESSAGES[key][self.index].format(**values)
+
+
+def _secs(value: float) -> str:
+    return f"{value:g}"
+
+
+# --------------------------------------------------------------------------------------
+# The checks
+# --------------------------------------------------------------------------------------
+class Selftest:
+    """One run over one unit's config; ``run()`` returns the checks in order."""
+
+    def __init__(self, config, *, pin_factory, clock, lang: str = "en", pulse_s: float = 0.5,
+                 outputs: bool = True, sync_check: Callable[[], bool] | None = None,
+                 broker_timeout_s: float = 5.0, app_kwargs: dict | None = None,
+                 config_path: str | Path | None = None):
+        self.config = config
+        self.pin_factory = pin_factory
+        self.clock = clock
+        self.w = Words(lang)
+        self.pulse_s = pulse_s
+        self.outputs_on = outputs
+        self.sync_check = sync_check
+        self.broker_timeout_s = broker_timeout_s
+        self.app_kwargs = dict(app_kwargs or {})
+        self.config_path = config_path
+        self.checks: list[Check] = []
+        self.app = None
+
+    def add(self, status: str, text: str, advice: str = "") -> None:
+        self.checks.append(Check(status, text, advice))
+
+    def run(self) -> list[Check]:
+        if self.config_path is not None:
+            self.add(OK, self.w("config_ok", path=self.config_path))
+        try:
+            self.hardware()
+        finally:
+            self._close()
+        self.broker()
+        self.clock_check()
+        self.disk()
+        return self.checks
+
+    # -- hardware ------------------------------------------------------------------------
+    def hardware(self) -> None:
+        from .cli import app_class
+        from .publisher import MemoryPublisher
+
+        try:
+            self.app = app_class(self.config.kind)(
+                self.config, pin_factory=self.pin_factory, clock=self.clock,
+                publisher=MemoryPublisher(self.clock), clock_synced=lambda: True,
+                **self.app_kwargs)
+        except HardwareError as exc:
+            self.add(FAIL, self.w("gpio_busy", error=exc),
+                     self.w("gpio_busy_do", unit=UNITS[self.config.kind]))
+            return
+        if self.config.kind == "irrigation":
+            flow_before = self.app.devices.flow.count if self.app.devices.flow else 0
+            if self.outputs_on:
+                self.irrigation_outputs()
+                self.flow(self.app.devices.flow.count - flow_before
+                          if self.app.devices.flow else None)
+            self.irrigation_sensors()
+        else:
+            if self.outputs_on:
+                self.feeder_outputs()
+            self.feeder_sensors()
+        self.inputs()
+        still_on = [o.name for o in self.app.outputs if o.is_active]
+        if still_on:
+            self.add(FAIL, self.w("still_on", names=", ".join(still_on)), self.w("still_on_do"))
+
+    def _close(self) -> None:
+        if self.app is not None:
+            self.app.close()  # every output off, pins released
+
+    def _pulse(self, what: str, name: str, *, with_valve: str | None = None) -> None:
+        out = self.app.outputs[name]
+        pin = self.config.output(name).pin
+        secs = min(self.pulse_s, out.max_on_s)
+        try:
+            out.on(for_s=secs)
+            was_on = out.is_active
+            self.clock.sleep(secs)
+        except Exception as exc:  # noqa: BLE001 - a relay fault is a line, never a crash
+            logger.exception("pulsing %s", name)
+            self.add(FAIL, self.w("pulse_fail", what=what, name=name, pin=pin, error=exc),
+                     self.w("pulse_fail_do"))
+            return
+        finally:
+            out.off()
+        if not was_on:
+            self.add(FAIL, self.w("pulse_fail", what=what, name=name, pin=pin,
+                                  error="stayed off"), self.w("pulse_fail_do"))
+        elif with_valve:
+            self.add(OK, self.w("pulsed_with", what=what, name=name, pin=pin,
+                                secs=_secs(secs), valve=with_valve))
+        else:
+            self.add(OK, self.w("pulsed", what=what, name=name, pin=pin, secs=_secs(secs)))
+
+    def irrigation_outputs(self) -> None:
+        config = self.config
+        done = set()
+        for zone in config.zones:
+            self._pulse(self.w("valve"), zone.valve)
+            done.add(zone.valve)
+        master = config.master
+        extra = [o.name for o in config.outputs
+                 if o.name not in done and (master is None or o.name != master.output)]
+        for name in extra:
+            self._pulse(self.w("output"), name)
+        if master is None:
+            return
+        if master.kind == "valve":
+            self._pulse(self.w("master_valve"), master.output)
+            return
+        # A pump never runs against closed valves: first zone's valve open around it.
+        valve = self.app.outputs[config.zones[0].valve]
+        valve.on(for_s=self.pulse_s + 3.0)
+        try:
+            self.clock.sleep(min(master.pre_s, self.pulse_s))
+            self._pulse(self.w("pump"), master.output, with_valve=config.zones[0].valve)
+            self.clock.sleep(min(master.post_s, self.pulse_s))
+        finally:
+            valve.off()
+
+    def flow(self, pulses: int | None) -> None:
+        if pulses is None or self.config.flow is None:
+            return
+        spec = self.config.input(self.config.flow.input)
+        if pulses > 0:
+            self.add(OK, self.w("flow_ok", name=spec.name, pin=spec.pin, n=pulses))
+        else:
+            self.add(WARN, self.w("flow_none", name=spec.name, pin=spec.pin),
+                     self.w("flow_none_do"))
+
+    def irrigation_sensors(self) -> None:
+        config, devices = self.config, self.app.devices
+        if devices.rain is not None:
+            spec = config.input(config.rain.input)
+            if devices.rain.wet:
+                self.add(WARN, self.w("rain_wet", name=spec.name, pin=spec.pin),
+                         self.w("rain_wet_do"))
+            else:
+                self.add(OK, self.w("rain_dry", name=spec.name, pin=spec.pin))
+        for zone in config.zones:
+            reader = devices.soil.get(zone.name)
+            if reader is None:
+                continue
+            spec = config.soil_sensor(zone.soil_sensor) if zone.soil_sensor else None
+            name = spec.name if spec is not None else zone.name
+            try:
+                value = reader.read()
+            except Exception as exc:  # noqa: BLE001 - a probe fault is a line, never a crash
+                self._sensor_failed(self.w("soil", name=name), spec, exc)
+                continue
+            self.add(OK, self.w("soil_ok", name=name, zone=zone.name, value=f"{value:.1f}"))
+
+    def _sensor_failed(self, what: str, spec, exc: BaseException) -> None:
+        """A FAIL line for a probe that did not answer, with advice for its kind."""
+        logger.info("%s: %s", what, exc)
+        kind = getattr(spec, "kind", None) or getattr(spec, "driver", None)
+        port = getattr(spec, "port", None) or getattr(spec, "port_url", None)
+        text = str(exc)
+        if port and "cannot open serial port" in text:
+            self.add(FAIL, self.w("no_port", what=what, port=port), self.w("no_port_do"))
+        elif kind == "modbus":
+            self.add(FAIL, self.w("modbus_none", what=what, slave=spec.slave, port=port),
+                     self.w("modbus_none_do"))
+        elif kind == "mcp3008":
+            self.add(FAIL, self.w("adc_fail", what=what, channel=spec.channel),
+                     self.w("adc_fail_do"))
+        elif kind == "ezo":
+            self.add(FAIL, self.w("no_answer", what=what, port=port), self.w("ezo_do"))
+        elif port and ("no line" in text or "no answer" in text or "timeout" in text):
+            self.add(FAIL, self.w("no_answer", what=what, port=port), self.w("no_answer_do"))
+        elif port:
+            self.add(FAIL, self.w("bad_answer", what=what, port=port, error=text),
+                     self.w("bad_answer_do"))
+        else:
+            self.add(FAIL, f"{what}: {text}.", self.w("no_answer_do"))
+
+    def feeder_outputs(self) -> None:
+        motors = set()
+        for name, feeder in self.app.feeders.items():
+            motors.add(feeder.spec.motor)
+            self._feeder(name, feeder)
+        for out in self.config.outputs:
+            if out.name not in motors:
+                self._pulse(self.w("output"), out.name)
+
+    def _feeder(self, name: str, feeder) -> None:
+        spec, motor = feeder.spec, feeder.motor
+        if feeder.pulses is None:
+            self._pulse(self.w("motor"), spec.motor)
+            if self.checks[-1].status == OK:
+                self.checks[-1] = Check(OK, self.w("feeder_blind", name=name,
+                                                   secs=_secs(self.pulse_s)))
+            return
+        limit_s = min(max(spec.confirm_timeout_s, self.pulse_s), motor.max_on_s)
+        start_count = feeder.pulses.count
+        t0 = self.clock.monotonic()
+        n = 0
+        try:
+            motor.on(for_s=limit_s)
+            while True:
+                self.clock.sleep(0.05)
+                n = feeder.pulses.count - start_count
+                elapsed = self.clock.monotonic() - t0
+                if (n >= spec.min_pulses and elapsed >= self.pulse_s) or elapsed >= limit_s:
+                    break
+        finally:
+            motor.off()
+        elapsed = round(self.clock.monotonic() - t0, 1)
+        pin = self.config.input(spec.rotation_input).pin
+        if n >= spec.min_pulses:
+            self.add(OK, self.w("feeder_ok", name=name, n=n, secs=_secs(elapsed)))
+        else:
+            self.add(FAIL, self.w("feeder_stuck", name=name, secs=_secs(elapsed), pin=pin),
+                     self.w("feeder_stuck_do"))
+
+    def feeder_sensors(self) -> None:
+        from .fish_feeder.config import LoadCellHopperSpec
+
+        for spec in self.config.sensors:
+            what = self.w("water", name=spec.name)
+            try:
+                values = self.app.sensors[spec.name].read()
+            except Exception as exc:  # noqa: BLE001 - a probe fault is a line, never a crash
+                self._sensor_failed(what, spec, exc)
+                continue
+            if not isinstance(values, dict):
+                values = {spec.quantity: values}
+            shown = ", ".join(f"{q} {v:g}" for q, v in values.items())
+            self.add(OK, self.w("water_ok", name=spec.name, values=shown))
+        for fname, gauge in self.app.hoppers.items():
+            h = gauge.spec
+            what = self.w("hopper", name=fname)
+            try:
+                self._wait_for_echo(gauge)
+                gauge.read()
+                pct = gauge.pct()
+            except Exception as exc:  # noqa: BLE001 - a probe fault is a line, never a crash
+                logger.info("%s: %s", what, exc)
+                if isinstance(h, LoadCellHopperSpec):
+                    self.add(FAIL, self.w("weight_fail", what=what, port=h.port_url),
+                             self.w("weight_fail_do"))
+                else:
+                    self.add(FAIL, self.w("echo_fail", what=what),
+                             self.w("echo_fail_do", trigger=h.trigger_pin, echo=h.echo_pin))
+                continue
+            self.add(OK, self.w("hopper_ok", name=fname, pct=f"{pct:.0f}"))
+
+    def _wait_for_echo(self, gauge, wait_s: float = 1.0) -> None:
+        """An ultrasonic sensor needs a moment for its first echo after start."""
+        source = getattr(gauge.device, "source", None)
+        if source is None or not hasattr(source, "last_echo_s"):
+            return
+        waited = 0.0
+        while source.last_echo_s is None and waited < wait_s:
+            self.clock.sleep(0.1)
+            waited += 0.1
+
+    def inputs(self) -> None:
+        """Digital inputs no other check read (pulse inputs are counted elsewhere)."""
+        used = set()
+        if self.config.kind == "irrigation":
+            used |= {x.input for x in (self.config.rain, self.config.flow) if x is not None}
+        else:
+            used |= {f.rotation_input for f in self.config.feeders if f.rotation_input}
+        from gpiozero import DigitalInputDevice
+
+        for spec in self.config.inputs:
+            if spec.name in used or spec.kind != "digital":
+                continue
+            try:
+                device = DigitalInputDevice(spec.pin, pull_up=spec.pull_up,
+                                            pin_factory=self.pin_factory)
+            except Exception as exc:  # noqa: BLE001 - a pin problem is a line, not a crash
+                self.add(FAIL, self.w("gpio_busy", error=exc),
+                         self.w("gpio_busy_do", unit=UNITS[self.config.kind]))
+                continue
+            try:
+                high = bool(device.value) != bool(spec.pull_up)
+            finally:
+                device.close()
+            self.add(OK, self.w("input", name=spec.name, pin=spec.pin,
+                                level=self.w("high" if high else "low")))
+
+    # -- broker, clock, disk ---------------------------------------------------------------
+    def broker(self) -> None:
+        b, w = self.config.broker, self.w
+        host, port = b.host, b.port
+        password = None
+        if b.password_file is not None:
+            try:
+                password = Path(b.password_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                self.add(FAIL, w("broker_secret", path=b.password_file,
+                                 error=exc.strerror or exc), w("broker_secret_do"))
+                return
+        try:
+            socket.create_connection((host, port), timeout=self.broker_timeout_s).close()
+        except OSError as exc:
+            self.add(FAIL, w("broker_down", host=host, port=port,
+                             error=getattr(exc, "strerror", None) or exc), w("broker_down_do"))
+            return
+        result = mqtt_login(b, client_id=f"selftest-{self.config.unit.device_id}-"
+                                         f"{secrets.token_hex(3)}",
+                            password=password, timeout_s=self.broker_timeout_s)
+        user = b.username or "(anonymous)"
+        if result is None:
+            self.add(FAIL, w("broker_silent", host=host, port=port,
+                             secs=_secs(self.broker_timeout_s)), w("broker_silent_do"))
+        elif result != "Success":
+            self.add(FAIL, w("broker_refused", host=host, port=port, reason=result),
+                     w("broker_refused_do"))
+        else:
+            self.add(OK, w("broker_ok", host=host, port=port, user=user))
+
+    def clock_check(self) -> None:
+        from .timesync import make_sync_check
+
+        check = self.sync_check or make_sync_check(self.config.clock.sync_check)
+        zone = ZoneInfo(self.config.site.timezone)
+        local = self.clock.now().astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+        if check():
+            self.add(OK, self.w("clock_ok", local=local))
+        else:
+            self.add(WARN, self.w("clock_bad", local=local), self.w("clock_bad_do"))
+
+    def disk(self) -> None:
+        path = Path(self.config.state_dir)
+        probe = path
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free_mb = shutil.disk_usage(probe).free // (1024 * 1024)
+        if free_mb < LOW_FREE_MB:
+            self.add(FAIL if free_mb < MIN_FREE_MB else WARN,
+                     self.w("disk_low", free=free_mb, path=path), self.w("disk_low_do"))
+        if not path.is_dir():
+            self.add(WARN, self.w("state_missing", path=path), self.w("state_missing_do"))
+            return
+        try:
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".selftest-"):
+                pass
+        except OSError as exc:
+            self.add(FAIL, self.w("state_locked", path=path, error=exc.strerror or exc),
+                     self.w("state_locked_do", path=path))
+            return
+        if free_mb >= LOW_FREE_MB:
+            self.add(OK, self.w("disk_ok", free=free_mb, path=path))
+
+
+def mqtt_login(broker, *, client_id: str, password: str | None,
+               timeout_s: float = 5.0) -> str | None:
+    """Log in to the broker once; returns the CONNACK reason ("Success", "Not authorized",
+    ...) or None when no answer came within ``timeout_s``."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    answered = threading.Event()
+    reason: list[str] = []
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        reason.append(str(reason_code))
+        answered.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=MQTTProtocolVersion.MQTTv5)
+    client.on_connect = on_connect
+    if broker.tls:
+        client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None)
+    if broker.username:
+        client.username_pw_set(broker.username, password)
+    try:
+        client.connect(broker.host, broker.port, keepalive=10)
+    except (OSError, ValueError) as exc:
+        return f"connect failed: {exc}"
+    client.loop_start()
+    try:
+        answered.wait(timeout_s)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return reason[0] if reason else None
+
+
+# --------------------------------------------------------------------------------------
+# Output for a phone screen
+# --------------------------------------------------------------------------------------
+def verdict(checks: list[Check]) -> bool:
+    """Fit to run: no FAIL."""
+    return not any(c.status == FAIL for c in checks)
+
+
+def format_checklist(config, checks: list[Check], *, lang: str = "en",
+                     width: int = WIDTH) -> str:
+    """The checklist as lines of at most ``width`` columns."""
+    w = Words(lang)
+    rule = "=" * width
+    lines = textwrap.wrap(w("title", device=config.unit.device_id), width,
+                          break_on_hyphens=False)
+    lines += textwrap.wrap(f"{config.kind}, OPD {config.unit.opd}", width)
+    lines.append(rule)
+    for check in checks:
+        lines += textwrap.wrap(check.sentence(), width, initial_indent=f"{check.status:<5} ",
+                               subsequent_indent=" " * 6, break_on_hyphens=False)
+    lines.append(rule)
+    fails = sum(c.status == FAIL for c in checks)
+    warns = sum(c.status == WARN for c in checks)
+    lines += textwrap.wrap(f"{w('fit' if verdict(checks) else 'unfit')}: {fails} FAIL, "
+                           f"{warns} WARN", width)
+    return "\n".join(lines)
+
+
+def selftest(config_path, *, pin_factory: str | None = None, lang: str = "en",
+             pulse_s: float = 0.5, outputs: bool = True, clock=None, factory=None,
+             **kwargs) -> tuple[list[Check], str]:
+    """Load the config and run every check; returns ``(checks, checklist text)``.
+
+    ``pin_factory`` ("mock", "lgpio") overrides the config's; ``factory`` is a gpiozero
+    factory object to use instead (tests); other keywords go to `Selftest` (e.g.
+    ``app_kwargs`` with simulated ports, ``sync_check``). Raises ``ConfigError`` for a
+    config that does not load (before any pin is touched)."""
+    from .clock import SystemClock
+    from .config import load_config
+    from .hardware import make_pin_factory
+
+    config = load_config(config_path)
+    clock = clock or SystemClock()
+    if factory is None:
+        try:
+            factory = make_pin_factory(pin_factory or config.hardware.pin_factory)
+        except HardwareError as exc:
+            raise EdgeError(f"{exc}; run with --pin-factory mock to test off a Pi") from None
+    run = Selftest(config, pin_factory=factory, clock=clock, lang=lang, pulse_s=pulse_s,
+                   outputs=outputs, config_path=config_path, **kwargs)
+    checks = run.run()
+    return checks, format_checklist(config, checks, lang=lang)
