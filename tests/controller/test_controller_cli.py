@@ -1,0 +1,81 @@
+"""``smartcity-controller``: settings from TOML + environment, tokens, devices, exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.cli import main
+from controller.errors import SettingsError
+from controller.settings import load_settings
+from controller.store import Store
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "controller.toml"
+    path.write_text('[database]\npath = "data/controller.db"\n[mqtt]\nenabled = false\n')
+    return path
+
+
+def test_settings_relative_paths_and_env_overrides(config, tmp_path):
+    settings = load_settings(config, environ={"SMARTCITY_API__PORT": "9001",
+                                              "SMARTCITY_MQTT__HOST": "broker.local",
+                                              "SMARTCITY_MQTT__PASSWORD": "s3cret",
+                                              "OTHER_THING": "x"})
+    assert settings.database.path == tmp_path / "data" / "controller.db"
+    assert (settings.api.port, settings.mqtt.host) == (9001, "broker.local")
+    assert settings.mqtt.read_password() == "s3cret"
+    assert "s3cret" not in repr(settings)
+
+
+def test_settings_errors_name_file_and_field(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[api]\nport = 0\nbogus = 1\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(bad, environ={})
+    text = str(info.value)
+    assert str(bad) in text and "api.port" in text and "api.bogus" in text
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert load_settings(empty, environ={}).api.port == 8080
+    with pytest.raises(SettingsError, match="mqtt.port"):
+        load_settings(empty, environ={"SMARTCITY_MQTT__PORT": "not-a-port"})
+    bad.write_text("[api\n")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings(bad, environ={})
+
+
+def test_cli_token_create_list_revoke(config, capsys):
+    assert main(["token", "create", "--config", str(config), "--role", "operator",
+                 "--opd", "dlh"]) == 1  # no such OPD yet
+    assert "OPD 'dlh' does not exist" in capsys.readouterr().err
+    assert main(["device", "add", "--config", str(config), "--opd", "dlh",
+                 "--device-id", "taman-01"]) == 0
+    out = capsys.readouterr().out
+    assert "MQTT username: taman-01" in out and "shown once" in out
+    assert main(["token", "create", "--config", str(config), "--role", "operator",
+                 "--opd", "dlh", "--name", "ana"]) == 0
+    token = capsys.readouterr().out.splitlines()[1]
+    assert len(token) == 43
+    assert main(["token", "list", "--config", str(config)]) == 0
+    listing = capsys.readouterr().out
+    assert "ana" in listing and "live" in listing and token not in listing
+    assert main(["token", "revoke", "--config", str(config), "1"]) == 0
+    assert main(["token", "revoke", "--config", str(config), "99"]) == 1
+    assert main(["token", "create", "--config", str(config), "--role", "admin",
+                 "--opd", "dlh"]) == 2
+    with Store.open(config.parent / "data" / "controller.db") as store:
+        assert [a["action"] for a in store.list_audit()] == ["token.revoke", "token.create",
+                                                              "device.add"]
+        assert store.list_audit()[0]["actor"].startswith("cli:")
+
+
+def test_cli_refusals_exit_non_zero(config, tmp_path, capsys):
+    args = ["device", "add", "--config", str(config), "--opd", "dlh", "--device-id"]
+    assert main([*args, "taman-01"]) == 0
+    assert main([*args, "taman-01"]) == 1
+    assert "already registered" in capsys.readouterr().err
+    assert main([*args, "Taman 01"]) == 2
+    assert main(["mqtt-acl", "--config", str(config)]) == 2
+    assert "MQTT password" in capsys.readouterr().err
+    assert main(["serve", "--config", str(tmp_path / "nope.toml")]) == 2
