@@ -68,6 +68,9 @@ class Unit:
     link: Link
     outbox: Outbox
     state: StateStore
+    tick_wait_s: float = 0.0
+    """``tick`` first waits up to this long for a command or config (0: no wait), so
+    ``run_unit`` handles a command as soon as it arrives instead of on the next tick."""
     _closed: bool = False
 
     def start(self) -> None:
@@ -77,6 +80,8 @@ class Unit:
         self.app.start()
 
     def tick(self) -> None:
+        if self.tick_wait_s > 0:
+            self.link.wait_inbound(self.tick_wait_s)
         self.link.poll()
         self.app.tick()
 
@@ -142,8 +147,9 @@ def run_unit(config_path, *, pin_factory: str | None = None, app_class=None,
     factory = make_pin_factory(pin_factory or config.hardware.pin_factory)
     unit = build_unit(config, pin_factory=factory, app_class=app_class,
                       link_options=link_options)
+    unit.tick_wait_s = tick_s  # the loop's pause is spent waiting for commands
     try:
-        run_app(unit, stop=stop, tick_s=tick_s, install_signals=install_signals)
+        run_app(unit, stop=stop, tick_s=0.0, install_signals=install_signals)
     finally:
         unit.close()
     return 0

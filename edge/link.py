@@ -110,7 +110,7 @@ class LinkOptions:
     """Tuning; the defaults suit a unit on a mobile network."""
 
     window: int = 100  # outbox rows handed to paho and not yet PUBACKed, at most
-    drain_rate_per_s: float = 100.0  # outbox rows published per second, at most
+    drain_rate_per_s: float = 200.0  # outbox rows published per second, at most
     resend_after_s: float = 60.0  # ack stalled this long with all rows sent: resend
     resend_max_s: float = 3600.0  # ... doubling up to this
     reconnect_min_s: float = 1.0

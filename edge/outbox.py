@@ -299,6 +299,7 @@ class Drain:
         self._refilled = monotonic()
         self._resend_delay = resend_after_s
         self._last_activity = monotonic()
+        self._ack_seen = float("-inf")  # when the controller's last ack came, moved or not
         self._blocked = False
 
     def restart(self) -> None:
@@ -319,6 +320,7 @@ class Drain:
     def acked(self, seq: int) -> int:
         """The controller's ack: delete rows <= seq; returns rows deleted."""
         deleted = self.outbox.ack(seq)
+        self._ack_seen = self.monotonic()
         if deleted:
             self._resend_delay = self.resend_after_s
             self._last_activity = self.monotonic()
@@ -346,7 +348,10 @@ class Drain:
                 self.cursor = row.seq
                 self._tokens -= 1
                 self.sent += 1
-            self._last_activity = now
+            # New rows restart the stall clock only while the controller is silent: one
+            # that answers with an ack stuck below a gap must get a resend, busy or not.
+            if now - self._ack_seen > self.resend_after_s:
+                self._last_activity = now
         return None  # window full: the next PUBACK wakes us
 
     def _refill(self, now: float) -> None:

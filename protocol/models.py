@@ -445,7 +445,8 @@ class Event(Message):
     ts: UtcDatetime = Field(description="When it happened (UTC).")
     type: EventType = Field(description="What happened (see the event type table).")
     details: Annotated[dict[str, Any], _bounded_json(MAX_DETAILS_DEPTH, MAX_DETAILS_ITEMS)] = (
-        Field(default_factory=dict, description="Type-specific facts as a JSON object "
+        Field(default_factory=dict, validate_default=True,  # outbox_dropped needs details
+              description="Type-specific facts as a JSON object "
               f"(at most {MAX_DETAILS_DEPTH} levels, {MAX_DETAILS_ITEMS} items), e.g. "
               "zone, duration_s, dose_g, reason, command id.")
     )

@@ -101,6 +101,7 @@ class Broker:
             "persistence true",
             f"persistence_location {self.work}/",
             "autosave_interval 10",
+            "set_tcp_nodelay true",
             "max_queued_messages 100000",
             "max_queued_bytes 268435456",
             "allow_anonymous false",

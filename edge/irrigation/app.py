@@ -403,6 +403,7 @@ class IrrigationApp(App):
         self._sensor_runs(now)
         self._expire_queue(now)
         self._dispatch(now, mono)
+        self._save(mono)  # a run is on disk as active before its valve opens
         self._drive_supply(mono)
         self._save(mono)
         self._arm(now, mono)

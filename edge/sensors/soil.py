@@ -90,6 +90,8 @@ def parse_line(raw: bytes, *, require_checksum: bool = False,
         if not math.isfinite(number):
             raise SensorError(f"not a finite number: {part!r}")
         values[key.strip()] = number
+    if not values:
+        raise SensorError(f"no number in {raw!r}")
     return values
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from controller.api.deps import AdminUser, CurrentUser, StoreDep, VisibleDevice
 from controller.api.schemas import DeviceCreate, DeviceCreated, DeviceOut, Ident, OpdOut
@@ -14,13 +14,16 @@ router = APIRouter(prefix="/api/v1", tags=["devices"])
 
 @router.get("/devices", response_model=list[DeviceOut])
 def list_devices(store: StoreDep, user: CurrentUser, opd: Ident | None = None,
-                 online: bool | None = None) -> list[DeviceOut]:
+                 online: bool | None = None) -> Response:
     """Every device the caller may see, with its state (operators: their OPD only)."""
     if user.opd_scope is not None:
         if opd is not None and opd != user.opd_scope:
-            return []
+            return Response(b"[]", media_type="application/json")
         opd = user.opd_scope
-    return [device_out(store, row) for row in store.list_devices(opd=opd, online=online)]
+    # The body comes straight from SQLite (same shape as DeviceOut; the schema above
+    # documents it): thousands of devices in a few milliseconds.
+    return Response(store.list_devices_json(opd=opd, online=online),
+                    media_type="application/json")
 
 
 @router.get("/devices/{device_id}", response_model=DeviceOut)
