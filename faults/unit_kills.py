@@ -1,0 +1,383 @@
+"""Campaign 3: an irrigation unit SIGKILLed in the middle of a run, over and over.
+
+A real irrigation unit (``faults.unit_process irrigation``: ``IrrigationApp`` with its
+MQTT link and outbox, two zones and a booster pump on gpiozero mock pins) talks to a
+private Mosquitto and ``smartcity-controller serve``. Each cycle:
+
+1. asks the controller's API for ``run_zone`` (a two-minute run) unless a resumed run is
+   already going, and waits until the mock pins show the zone's valve open;
+2. waits a random moment (every fifth cycle: none at all, to land right after the valve
+   opened) and SIGKILLs the unit;
+3. starts it again (its config saying ``on_interrupted = "drop"``, or ``"resume"`` every
+   ``--resume-every`` cycles) and measures, from the moment it was spawned, how long until
+   its pins report says every output is driven off;
+4. waits until the controller's database holds the ``run_interrupted`` event of the
+   killed run.
+
+At the end every run must have exactly one ``run_interrupted`` per kill that cut it,
+nothing the unit's outbox assigned may be missing or doubled at the controller, no output
+may have come on after a restart without a command (or a resumed run), and every restart
+must have had its outputs off within 2 s.
+
+    .venv/bin/python -m faults.unit_kills --cycles 50 [--resume-every 4]
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faults.common import (
+    Budget,
+    ControllerProcess,
+    Report,
+    UnitProcess,
+    count_device,
+    main_with,
+    outbox_state,
+    parser,
+    start_broker,
+    wait_until,
+)
+
+DEVICE, OPD = "taman-uk-01", "dlh"
+RUN_S = 120
+ZONES = {"zone1": "valve-1", "zone2": "valve-2"}
+PINS = {"GPIO17": "valve-1", "GPIO27": "valve-2", "GPIO24": "pompa"}
+RESERVE_S = 45.0
+RECOVERY_KILL_S = (0.003, 0.013)  # after the boot report: when the restart records the run
+
+IRRIGATION_TOML = """\
+kind = "irrigation"
+state_dir = "{state_dir}"
+
+[unit]
+device_id = "{device}"
+opd = "{opd}"
+
+[broker]
+host = "{host}"
+port = {port}
+keepalive_s = 5
+
+[hardware]
+pin_factory = "mock"
+
+[clock]
+sync_check = "assume_synced"
+
+[telemetry]
+interval_s = 2
+
+[[outputs]]
+name = "valve-1"
+pin = 17
+max_on_s = 600
+
+[[outputs]]
+name = "valve-2"
+pin = 27
+max_on_s = 600
+
+[[outputs]]
+name = "pompa"
+pin = 24
+max_on_s = 900
+
+[[zones]]
+name = "zone1"
+valve = "valve-1"
+
+[[zones]]
+name = "zone2"
+valve = "valve-2"
+
+[master]
+output = "pompa"
+kind = "pump"
+pre_s = 0.5
+post_s = 0.5
+
+[runs]
+on_interrupted = "{policy}"
+"""
+
+
+@dataclass
+class PinsReport:
+    """One incarnation's pins report (see ``faults.unit_process``)."""
+
+    boot_at: float | None = None
+    process_t0: float | None = None
+    boot_states: dict[str, bool] = field(default_factory=dict)
+    changes: list[tuple[float, str, int]] = field(default_factory=list)
+    stopped_states: dict[str, bool] | None = None
+
+    def is_on(self, output: str) -> bool:
+        state = False
+        for _, name, value in self.changes:
+            if name == output:
+                state = bool(value)
+        return state
+
+    def all_off(self) -> bool:
+        return not any(self.is_on(name) for name in PINS.values())
+
+    def first_on_after(self, t: float) -> float | None:
+        """When an output first came on at or after ``t`` (None: never)."""
+        return next((at for at, _, v in self.changes if v and at >= t), None)
+
+
+def read_pins(path: Path) -> PinsReport:
+    report = PinsReport()
+    if not path.exists():
+        return report
+    for line in path.read_text(encoding="ascii").splitlines():
+        parts = line.split(" ", 3)
+        if parts[0] == "boot" and len(parts) == 4:
+            report.boot_at, report.process_t0 = float(parts[1]), float(parts[2])
+            report.boot_states = json.loads(parts[3])
+        elif parts[0] == "stopped" and len(parts) >= 3:
+            report.stopped_states = json.loads(line.split(" ", 2)[2])
+        elif len(parts) == 3 and parts[1] in PINS:
+            report.changes.append((float(parts[0]), PINS[parts[1]], int(parts[2])))
+    return report
+
+
+def interrupted(db: Path, run_id: str) -> list[dict]:
+    """The ``run_interrupted`` events of ``run_id`` at the controller, in seq order."""
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        rows = conn.execute(
+            "SELECT details FROM events WHERE device_id = ? AND type = 'run_interrupted' "
+            "AND json_extract(details, '$.run_id') = ? ORDER BY seq", (DEVICE, run_id))
+        return [json.loads(r[0]) for r in rows]
+    finally:
+        conn.close()
+
+
+def all_interrupted(db: Path) -> Counter:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return Counter(r[0] for r in conn.execute(
+            "SELECT json_extract(details, '$.run_id') FROM events WHERE device_id = ? "
+            "AND type = 'run_interrupted'", (DEVICE,)))
+    finally:
+        conn.close()
+
+
+class IrrigationUnit(UnitProcess):
+    """The unit under test; each start gets its own pins report file."""
+
+    def __init__(self, workdir: Path, broker):
+        super().__init__(workdir, DEVICE, OPD, IRRIGATION_TOML, "irrigation", [])
+        self.broker = broker
+        self.pins: Path | None = None
+
+    def start_with(self, policy: str) -> float:
+        self.write_config(host=self.broker.host, port=self.broker.port, policy=policy)
+        self.pins = self.dir / f"pins-{self.starts + 1:03d}.log"
+        self.role_args = ["--pins", str(self.pins)]
+        return self.start()
+
+    def report(self) -> PinsReport:
+        return read_pins(self.pins)
+
+    def wait_boot(self, timeout: float = 10.0) -> PinsReport:
+        return wait_until(lambda: (r := self.report()).boot_at is not None and r, timeout,
+                          "boot report", step=0.005)
+
+
+def run(*, workdir: Path, cycles: int = 50, max_s: float = 900.0, seed: int | None = None,
+        resume_every: int = 4, recovery_kill_every: int = 0,
+        delay_s: tuple[float, float] = (0.2, 3.0)) -> Report:
+    """Run the campaign in ``workdir``; returns what it counted.
+
+    ``recovery_kill_every``: every Nth cycle the restarted unit is killed once more,
+    3-13 ms after its outputs were built, while it records the interrupted run (off by
+    default; see docs/reliability.md for what it finds)."""
+    seed = random.randrange(2**32) if seed is None else seed
+    rng = random.Random(seed)
+    budget = Budget(max_s)
+    report = Report("unit_kills", cycles)
+    report.figures["seed"] = seed
+    broker = start_broker(workdir)
+    controller = ControllerProcess(workdir, broker)
+    controller.register([(DEVICE, OPD, "irrigation")])
+    unit = IrrigationUnit(workdir, broker)
+    expected: Counter = Counter()  # run_id -> kills that cut it
+    in_process_s: list[float] = []
+    record_s: list[float] = []
+    policies: Counter = Counter()
+    recovery_kills = 0
+    run_id: str | None = None
+    run_zone: str | None = None
+    commands: list[str] = []
+    try:
+        controller.start()
+        t_spawn = unit.start_with("drop")
+        boot = unit.wait_boot()
+        report.figures["cold_start"] = f"outputs off {boot.boot_at - t_spawn:.2f} s after spawn"
+        wait_until(lambda: outbox_state(unit.outbox)[0] > 0 and _online(controller), 20,
+                   "unit online at the controller")
+        for cycle in range(cycles):
+            if budget.exhausted(RESERVE_S):
+                report.problems.append(f"wall-clock cap: stopped after {report.cycles_done} "
+                                       f"cycles")
+                break
+            if run_id is None:
+                run_zone = sorted(ZONES)[cycle % len(ZONES)]
+                t_cmd = time.time()
+                ghost = unit.report().first_on_after(0.0)
+                if ghost is not None:
+                    report.problems.append(f"cycle {cycle}: an output came on at {ghost:.3f} "
+                                           f"after a restart with nothing to run")
+                response = controller.api("POST", f"/api/v1/devices/{DEVICE}/commands", json={
+                    "action": "run_zone", "params": {"zone": run_zone, "duration_s": RUN_S}})
+                response.raise_for_status()
+                commands.append(response.json()["id"])
+                run_id = f"manual:{commands[-1]}"
+            else:
+                t_cmd = time.time()  # a resumed run: its valve opens again on its own
+            valve = ZONES[run_zone]
+            try:
+                wait_until(lambda: unit.report().is_on(valve), 20,  # noqa: B023
+                           f"{valve} open", step=0.005)
+            except TimeoutError as exc:
+                report.problems.append(f"cycle {cycle}: {exc} (asked at {t_cmd:.3f})")
+                break
+            time.sleep(0.0 if cycle % 5 == 0 else rng.uniform(*delay_s))
+            unit.kill()
+            killed = run_id
+            expected[killed] += 1
+            policy = ("resume" if resume_every and cycle % resume_every == resume_every - 1
+                      else "drop")
+            policies[policy] += 1
+            restarts = 2 if (recovery_kill_every and cycle % recovery_kill_every == 0
+                             and policy == "drop") else 1
+            for restart in range(restarts):
+                if restart:  # killed again while it records the interrupted run
+                    time.sleep(rng.uniform(*RECOVERY_KILL_S))
+                    unit.kill()
+                    recovery_kills += 1
+                t_spawn = unit.start_with(policy)
+                boot = unit.wait_boot()
+                report.outputs_off_s.append(boot.boot_at - t_spawn)
+                in_process_s.append(boot.boot_at - boot.process_t0)
+                if any(boot.boot_states.values()):
+                    report.problems.append(f"cycle {cycle}: outputs on at boot "
+                                           f"{boot.boot_states}")
+            if policy == "drop":
+                run_id = run_zone = None
+            t_restart = time.monotonic()
+            try:
+                events = wait_until(
+                    lambda: len(e := interrupted(controller.db, killed)) >= expected[killed]  # noqa: B023
+                    and e, 30, f"run_interrupted of {killed} at the controller")
+                record_s.append(time.monotonic() - t_restart)
+                action = events[-1].get("action")
+                want = "resumed" if policy == "resume" else "dropped"
+                if action != want:
+                    report.problems.append(f"cycle {cycle}: run_interrupted says {action!r}, "
+                                           f"policy {policy!r}")
+            except TimeoutError as exc:
+                report.problems.append(f"cycle {cycle}: {exc}")
+            report.cycles_done += 1
+        _finish(report, controller, unit, run_id, expected, commands)
+    finally:
+        unit.stop()
+        controller.stop()
+        broker.close()
+    if in_process_s:
+        report.figures["in_process"] = (f"outputs off max {max(in_process_s):.2f} s after the "
+                                        f"interpreter started (imports included)")
+    if record_s:
+        report.figures["interrupted_at"] = (f"run_interrupted at the controller max "
+                                            f"{max(record_s):.2f} s after the restart")
+    report.figures["policies"] = dict(policies)
+    if recovery_kill_every:
+        report.figures["recovery_kills"] = recovery_kills
+    report.wall_s = budget.elapsed_s
+    return report
+
+
+def _online(controller: ControllerProcess) -> bool:
+    response = controller.api("GET", f"/api/v1/devices/{DEVICE}")
+    return response.status_code == 200 and response.json().get("online") is True
+
+
+def _finish(report: Report, controller: ControllerProcess, unit: IrrigationUnit,
+            run_id: str | None, expected: Counter, commands: list[str]) -> None:
+    """Stop what still runs, let the outbox catch up, then count everything."""
+    if run_id is None:
+        ghost = unit.report().first_on_after(0.0)
+        if ghost is not None:
+            report.problems.append(f"an output came on at {ghost:.3f} after the last restart "
+                                   f"with nothing to run")
+    else:
+        controller.api("POST", f"/api/v1/devices/{DEVICE}/commands",
+                       json={"action": "stop_all", "params": {}}).raise_for_status()
+        try:
+            wait_until(lambda: unit.report().all_off(), 20, "every output off after stop_all")
+        except TimeoutError as exc:
+            report.problems.append(str(exc))
+    # The unit keeps sending telemetry: wait until the controller acked what it has now.
+    assigned, _ = outbox_state(unit.outbox)
+    try:
+        wait_until(lambda: _acked(controller.db) >= assigned, 30, "the controller's ack",
+                   step=0.2)
+    except TimeoutError as exc:
+        report.problems.append(str(exc))
+    report.add(count_device(controller.db, DEVICE, unit.outbox))
+    got = all_interrupted(controller.db)
+    doubled = sum(max(0, got[r] - n) for r, n in expected.items())
+    missing = sum(max(0, n - got[r]) for r, n in expected.items())
+    strays = sum(n for r, n in got.items() if r not in expected)
+    report.figures["run_interrupted"] = (f"{sum(got.values())} at the controller for "
+                                         f"{sum(expected.values())} kills of "
+                                         f"{len(expected)} runs: {missing} missing, "
+                                         f"{doubled} doubled, {strays} unexpected")
+    if doubled or missing or strays:
+        report.problems.append(f"run_interrupted: {missing} missing, {doubled} doubled, "
+                               f"{strays} for runs never killed")
+        report.doubled += doubled + strays
+        report.lost += missing
+    statuses = Counter(controller.api("GET", f"/api/v1/commands/{c}").json().get("status")
+                       for c in commands)
+    report.figures["commands"] = dict(statuses)
+    rc = unit.stop()
+    stopped = unit.report().stopped_states
+    if rc != 0 or stopped is None or any(stopped.values()):
+        report.problems.append(f"clean stop: exit {rc}, outputs {stopped}")
+
+
+def _acked(db: Path) -> int:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        row = conn.execute("SELECT acked_seq FROM device_seq WHERE device_id = ?",
+                           (DEVICE,)).fetchone()
+        return row[0] if row else 0
+    finally:
+        conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0], cycles=50, max_s=900)
+    p.add_argument("--resume-every", type=int, default=4,
+                   help="every Nth restart runs with on_interrupted = resume (0: never)")
+    p.add_argument("--recovery-kill-every", type=int, default=0,
+                   help="every Nth cycle also kill the restarted unit while it records the "
+                        "interrupted run (default 0: never)")
+    args = p.parse_args(argv)
+    return main_with(run, args, resume_every=args.resume_every,
+                     recovery_kill_every=args.recovery_kill_every)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
