@@ -166,3 +166,27 @@ def test_outbox_drain_skips_rows_thinned_while_in_flight(tmp_path):
         drain.confirmed(mid)
     drain.pump()
     assert [s for _, s in broker.sent][6:] == [7, 8]
+
+
+def test_outbox_drain_resends_below_a_gap_while_the_unit_keeps_producing(box):
+    """A controller that answers with an ack stuck below a gap gets the missing rows again,
+    even though the unit keeps adding (and sending) new rows more often than
+    ``resend_after_s`` - as after a broker crash that lost what it had not saved."""
+    fill(box, 3)
+    broker, t = FakeBroker(), FakeTime()
+    drain = Drain(box, broker.send, window=10, rate_per_s=None, resend_after_s=60,
+                  resend_max_s=200, monotonic=t)
+    drain.pump()
+    for mid in list(drain.inflight):
+        drain.confirmed(mid)
+    for _ in range(12):  # two minutes: a new row every 10 s, the ack stuck at 0 each time
+        t.t += 10
+        fill(box, 1)
+        drain.acked(0)
+        drain.pump()
+        for mid in list(drain.inflight):
+            drain.confirmed(mid)
+        drain.pump()
+    sent = [s for _, s in broker.sent]
+    assert sent.count(1) >= 2, f"seq 1 was never sent again: {sent}"
+    assert drain.resends >= 1
