@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 ROLES = ("admin", "operator", "viewer")
 COMMAND_STATES = ("pending", "sent", "accepted", "done", "failed", "rejected", "expired")
 _TERMINAL = {"done", "failed", "rejected", "expired"}
+_RUN_ENDS = (EventType.RUN_FINISHED, EventType.RUN_SKIPPED, EventType.RUN_INTERRUPTED)
 _RANK = {"pending": 0, "sent": 1, "accepted": 2}
 _DUPLICATE = "duplicate"
 
@@ -619,6 +620,8 @@ class Store:
                     "INSERT OR IGNORE INTO events (device_id, seq, ts, received_at, type, "
                     "details) VALUES (?, ?, ?, ?, ?, ?)",
                     (dev, msg.seq, iso(msg.ts), now, msg.type.value, _dumps(msg.details)))
+                if cursor.rowcount and msg.type in _RUN_ENDS:
+                    self._close_command_from_event(dev, msg, now)
                 if msg.type is EventType.OUTBOX_DROPPED:
                     announced = sum(tracker.drop(a, b) for a, b in dropped_ranges(msg))
                     if cursor.rowcount:
@@ -653,6 +656,28 @@ class Store:
         if isinstance(msg, CommandReply):
             return self._apply_reply(dev, msg, now)
         return ("bad_channel", f"{item.channel.value} is not a channel units publish on")
+
+    def _close_command_from_event(self, device_id: str, event: Event, now: str) -> None:
+        """A run started by a command ended in a way no reply will report: the unit
+        restarted mid-run (its reply callback died with it) and then dropped the run, or
+        resumed it and later finished it. Close the command from that event."""
+        cmd_id = event.details.get("cmd_id")
+        if not isinstance(cmd_id, str):
+            return
+        if event.type is EventType.RUN_FINISHED:  # as the unit's own reply would say
+            ended = event.details.get("ended", "completed")
+            status = "done" if ended == "completed" else "failed"
+            detail = f"the run finished ({ended})"
+        elif event.type is EventType.RUN_SKIPPED:
+            status, detail = "failed", f"the run was skipped ({event.details.get('reason')})"
+        elif event.details.get("action") == "dropped":
+            status, detail = "failed", "the unit restarted mid-run and dropped the run"
+        else:
+            return  # resumed: its run_finished will close it
+        self.db.execute(
+            "UPDATE commands SET status = ?, detail = ?, updated_at = ? WHERE id = ? "
+            "AND device_id = ? AND status NOT IN ('done', 'failed', 'rejected', 'expired')",
+            (status, detail, now, cmd_id, device_id))
 
     def _apply_reply(self, device_id: str, reply: CommandReply, now: str
                      ) -> tuple[str, str] | None:

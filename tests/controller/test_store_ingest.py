@@ -185,3 +185,32 @@ def test_store_token_hash_only_and_revocation(store, dev):
     assert store.principal_for(hash_token("t")) is None
     actions = [a["action"] for a in store.list_audit()]
     assert actions[:2] == ["token.revoke", "token.create"]
+
+
+def test_store_command_closed_by_run_events_after_a_unit_restart(store, dev):
+    """A unit killed mid-run loses the reply it owed; its run_interrupted (dropped) or the
+    resumed run's run_finished closes the command, and nothing else's command moves."""
+    from protocol.models import Command
+
+    for cid in ("c-drop", "c-resume", "c-other"):
+        cmd = Command(id=cid, issued_at=T0, expires_at=T0 + timedelta(minutes=5),
+                      action="run_zone", params={"zone": "zone1", "duration_s": 60})
+        store.create_command(dev, cmd, actor="op", now=T0)
+        store.mark_command_sent(cid, now=T0)
+        store.commit_batch([Inbound("dlh", dev, Channel.CMD_REPLY,
+                                    CommandReply(id=cid, status="accepted", ts=T0), T0)])
+    store.commit_batch([
+        event(dev, 1, "run_interrupted", cmd_id="c-drop", action="dropped"),
+        event(dev, 2, "run_interrupted", cmd_id="c-resume", action="resumed"),
+    ])
+    assert store.get_command("c-drop")["status"] == "failed"
+    assert "restarted" in store.get_command("c-drop")["detail"]
+    assert store.get_command("c-resume")["status"] == "accepted"
+    store.commit_batch([event(dev, 3, "run_finished", cmd_id="c-resume", ended="completed")])
+    assert store.get_command("c-resume")["status"] == "done"
+    # a late run_finished never reopens a final command, and others stay as they were
+    store.commit_batch([event(dev, 4, "run_finished", cmd_id="c-drop", ended="completed")])
+    assert store.get_command("c-drop")["status"] == "failed"
+    assert store.get_command("c-other")["status"] == "accepted"
+    store.commit_batch([event(dev, 5, "run_finished", cmd_id="c-other", ended="stop_all")])
+    assert store.get_command("c-other")["status"] == "failed"
