@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import serial
 
 from .base import ErrorCounters, SensorError
-from .modbus import open_port
+from .modbus import LazyPort
 
 logger = logging.getLogger(__name__)
 
@@ -129,23 +129,18 @@ class EzoSensor:
         self.need_ok = response_codes
         self.counters = ErrorCounters()
         self.garbled = 0
-        self._baudrate = baudrate
         self._monotonic = monotonic
-        if isinstance(port, str):
-            self.port_name, self._port, self._owns_port = port, None, True
-        else:
-            self.port_name = getattr(port, "port", None) or repr(port)
-            self._port, self._owns_port = port, False
+        self._lazy = LazyPort(port, baudrate=baudrate, timeout_s=slice_s)
+        self.port_name = self._lazy.name
         self._set_up = False
 
     # -- the port ------------------------------------------------------------------------
     def _ensure_port(self):
-        if self._port is None:
-            self._port = open_port(self.port_name, baudrate=self._baudrate,
-                                   timeout_s=self.slice_s)
+        if self._lazy.port is None:
+            self._lazy.get()
         else:
             try:
-                self._port.timeout = self.slice_s
+                self._lazy.port.timeout = self.slice_s
             except (AttributeError, ValueError, serial.SerialException):
                 pass  # an injected port without a settable timeout
         if not self._set_up:
@@ -153,10 +148,10 @@ class EzoSensor:
             # Polling mode and response codes; their answers are read and dropped.
             self._exchange(b"C,0\r", need_ok=True)
             self._exchange(b"*OK,1\r", need_ok=True)
-        return self._port
+        return self._lazy.port
 
     def _exchange(self, request: bytes, need_ok: bool) -> bytes:
-        port = self._port
+        port = self._lazy.port
         try:
             port.reset_input_buffer()
             port.write(request)
@@ -182,12 +177,7 @@ class EzoSensor:
             raise SensorError(f"{self.port_name}: {exc}") from exc
 
     def _drop_port(self):
-        if self._owns_port and self._port is not None:
-            try:
-                self._port.close()
-            except (OSError, serial.SerialException):
-                logger.debug("closing %s failed", self.port_name, exc_info=True)
-            self._port = None
+        if self._lazy.drop():
             self._set_up = False
 
     # -- reading -----------------------------------------------------------------------

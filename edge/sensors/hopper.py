@@ -42,7 +42,7 @@ import serial
 from gpiozero import DistanceSensor
 
 from .base import ErrorCounters, SensorError
-from .modbus import open_port
+from .modbus import LazyPort
 
 logger = logging.getLogger(__name__)
 
@@ -100,32 +100,16 @@ class LoadCell:
         self.max_bytes = max_bytes
         self.counters = ErrorCounters()
         self.garbled = 0
-        self._baudrate = baudrate
         self._monotonic = monotonic
-        if isinstance(port, str):
-            self.port_name, self._port, self._owns_port = port, None, True
-        else:
-            self.port_name = getattr(port, "port", None) or repr(port)
-            self._port, self._owns_port = port, False
-
-    def _ensure_port(self):
-        if self._port is None:
-            self._port = open_port(self.port_name, baudrate=self._baudrate,
-                                   timeout_s=self.slice_s)
-        return self._port
+        self._lazy = LazyPort(port, baudrate=baudrate, timeout_s=slice_s)
+        self.port_name = self._lazy.name
 
     def read(self) -> float:
         """The newest good weight (grams) waiting, else the next one within the timeout."""
         try:
-            port = self._ensure_port()
-            values, garbled = self._collect(port)
+            values, garbled = self._collect(self._lazy.get())
         except (OSError, serial.SerialException, ValueError) as exc:
-            if self._owns_port and self._port is not None:
-                try:
-                    self._port.close()
-                except (OSError, serial.SerialException):
-                    logger.debug("closing %s failed", self.port_name, exc_info=True)
-                self._port = None
+            self._lazy.drop()
             err = exc if isinstance(exc, SensorError) else SensorError(
                 f"{self.port_name}: {exc}")
             self.counters.failed(err)
@@ -169,12 +153,7 @@ class LoadCell:
         return values, garbled
 
     def close(self) -> None:
-        if self._owns_port and self._port is not None:
-            try:
-                self._port.close()
-            except (OSError, serial.SerialException):
-                logger.debug("closing %s failed", self.port_name, exc_info=True)
-            self._port = None
+        self._lazy.drop()
 
 
 class UltrasonicLevel:

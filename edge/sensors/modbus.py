@@ -49,6 +49,37 @@ def open_port(url: str, *, baudrate: int = 9600, timeout_s: float = 0.5,
         raise SensorError(f"cannot open serial port {url}: {exc}") from exc
 
 
+class LazyPort:
+    """A sensor's serial port: a URL opened on first use and closed after an error (so
+    the next read opens it afresh), or an already open serial-like object (the
+    simulator's), which is never closed here."""
+
+    def __init__(self, port, *, baudrate: int, timeout_s: float):
+        self._baudrate, self._timeout_s = baudrate, timeout_s
+        if isinstance(port, str):
+            self.name, self.port, self.owned = port, None, True
+        else:
+            self.name = getattr(port, "port", None) or repr(port)
+            self.port, self.owned = port, False
+
+    def get(self):
+        """The open port; opens it when needed (raises ``SensorError``)."""
+        if self.port is None:
+            self.port = open_port(self.name, baudrate=self._baudrate, timeout_s=self._timeout_s)
+        return self.port
+
+    def drop(self) -> bool:
+        """Close a port we opened; True when there was one to close."""
+        if not self.owned or self.port is None:
+            return False
+        try:
+            self.port.close()
+        except (OSError, serial.SerialException):
+            logger.debug("closing %s failed", self.name, exc_info=True)
+        self.port = None
+        return True
+
+
 def _runs(registers: RegisterMap, max_count: int = 32):
     """Group register numbers into (start, count) runs of neighbours."""
     numbers = sorted({reg for reg, _, _ in registers.values()})
