@@ -68,15 +68,22 @@ def iso(dt: datetime) -> str:
     """A datetime as the stored UTC text (naive datetimes are taken as UTC)."""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    elif dt.tzinfo is not UTC:
+        dt = dt.astimezone(UTC)
+    if dt.year >= 1000:  # isoformat is several times faster than strftime; same text
+        return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # built once, not per call
+
+
 def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return None if value is None else _ENCODER.encode(value)
 
 
 def _loads(value: str | None) -> Any:

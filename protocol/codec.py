@@ -224,7 +224,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _parse(text: str, context: str) -> dict[str, Any]:
-    if _nesting_depth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+    # Nesting cannot be deeper than the number of opening brackets; counting them is
+    # cheap, so the full scan only runs for payloads that might be too deep.
+    if (text.count("{") + text.count("[") > MAX_JSON_DEPTH
+            and _nesting_depth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH):
         raise PayloadError(f"nested deeper than {MAX_JSON_DEPTH} levels", context=context)
     try:
         obj = json.loads(

@@ -149,6 +149,11 @@ def _int_in_range(value: int) -> int:
 
 def _number(value: object) -> int | float:
     """A JSON number: int in range or finite float; not bool, not a numeric string."""
+    kind = type(value)  # the common cases first, without isinstance chains
+    if kind is float and math.isfinite(value):  # type: ignore[arg-type]
+        return value  # type: ignore[return-value]
+    if kind is int and -MAX_INT <= value <= MAX_INT:  # type: ignore[operator]
+        return value  # type: ignore[return-value]
     if isinstance(value, bool):
         raise ValueError("must be a number, not true/false")
     if isinstance(value, int):
@@ -161,6 +166,11 @@ def _number(value: object) -> int | float:
 
 
 def _reading(value: object) -> bool | int | float | None:
+    kind = type(value)  # the common cases first, without isinstance chains
+    if kind is float and math.isfinite(value):  # type: ignore[arg-type]
+        return value  # type: ignore[return-value]
+    if value is None or kind is bool:
+        return value  # type: ignore[return-value]
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int | float):
