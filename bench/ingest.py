@@ -52,10 +52,11 @@ from bench.common import (  # noqa: E402
     wait_until,
     write_json,
 )
+from controller.settings import MqttSettings  # noqa: E402
 from protocol import Channel, Event, Status, Telemetry, encode, topic  # noqa: E402
 
 OPD = "dlh"
-RECEIVE_MAXIMUM = 1000  # the controller's default mqtt.receive_maximum
+RECEIVE_MAXIMUM = MqttSettings().receive_maximum  # as the controller by default
 CONTROLLER_ID = "bench-ingest-controller"
 BARE_ID = "bench-ingest-bare"
 ZONES = ("rumput-utara", "rumput-selatan", "bunga", "pohon-median")

@@ -20,6 +20,17 @@ registered or sits under another OPD, or which answers an unknown command, is co
 by reason (``smartcity_ingest_rejected_total``), logged, acknowledged (so the broker
 does not send it forever) and never stored.
 
+Decoding, validating and committing a batch (:func:`store_batch`) runs in a writer
+**process** of its own (``ingest.writer = "process"``, the default for a database file):
+one CPython process cannot receive with paho and validate and store at the same time, as
+both need its one interpreter lock, so the network thread and the store work would take
+turns. The writer thread sends each batch's raw messages to that process and waits for
+its :class:`Outcome`; PUBACKs still follow the commit. If the process dies, it is started
+again and the batch is sent again (what it had committed is found as duplicates); after
+three failures in a row the batch is committed in this process. With
+``ingest.writer = "thread"`` (and always for an in-memory database) the writer thread
+commits itself.
+
 The writer thread also expires unanswered commands (every ``ingest.sweep_interval_s``)
 and runs telemetry retention (every ``database.maintenance_interval_s``).
 """
@@ -28,14 +39,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import queue
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, NoReturn
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -79,6 +94,24 @@ class _Received:
 
 
 @dataclass
+class Outcome:
+    """What storing one batch did, in plain values (it crosses a process boundary)."""
+
+    acks: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """device_id -> (opd, acked seq) for every device that sent telemetry or events."""
+    came_online: list[tuple[str, str]] = field(default_factory=list)
+    rejected: list[tuple[str, str, str]] = field(default_factory=list)
+    """(where, reason, explanation) of each message not stored; already logged."""
+    stored: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    dropped_announced: int = 0
+    gaps_opened: int = 0
+    lags: list[float] = field(default_factory=list)
+    """Seconds from each telemetry/event's own timestamp to its commit."""
+    commit_s: float = 0.0
+
+
+@dataclass
 class _AckState:
     opd: str
     seq: int = 0
@@ -97,6 +130,166 @@ def subscription_filters(share_group: str = "") -> list[str]:
     """The filters the ingest subscribes to (shared when ``share_group`` is set)."""
     filters = [all_filter(channel) for channel in INGEST_CHANNELS]
     return [shared(share_group, f) for f in filters] if share_group else filters
+
+
+def _reject(where: str, reason: str, why: str, outcome: Outcome) -> None:
+    outcome.rejected.append((where, reason, why))
+    logger.warning("rejected message on %r (%s): %s", where[:200], reason, why)
+
+
+def _decode(topic_: str, payload: bytes, received_at: datetime, outcome: Outcome
+            ) -> Inbound | None:
+    try:
+        parts = parse_topic(topic_)
+        if CHANNEL_DIRECTION[parts.channel] is not Direction.UNIT_TO_CONTROLLER:
+            _reject(topic_, "bad_channel", "not a channel units publish on", outcome)
+            return None
+    except ProtocolError as exc:
+        _reject(topic_, "bad_topic", str(exc), outcome)
+        return None
+    try:
+        message = decode(parts.channel, payload)
+    except ProtocolError as exc:
+        _reject(topic_, "bad_payload", str(exc), outcome)
+        return None
+    return Inbound(parts.opd, parts.device, parts.channel, message, received_at)
+
+
+def _commit(store: Store, items: list[Inbound], outcome: Outcome) -> BatchResult:
+    """Commit a batch; if that fails, each message alone (a bad one cannot stall the rest)."""
+    for attempt in range(3):
+        try:
+            return store.commit_batch(items)
+        except Exception:  # noqa: BLE001 - retried, then split up
+            logger.exception("committing a batch of %d failed (attempt %d)", len(items),
+                             attempt + 1)
+            time.sleep(0.2 * (attempt + 1))
+    merged = BatchResult()
+    for item in items:
+        try:
+            one = store.commit_batch([item])
+        except Exception:  # noqa: BLE001 - count it and go on
+            logger.exception("could not store message of %s on %s", item.device_id,
+                             item.channel.value)
+            outcome.rejected.append((f"{item.opd}/{item.device_id}/{item.channel.value}",
+                                     "store_error", "could not be stored"))
+            continue
+        merged.acks.update(one.acks)
+        merged.rejected += one.rejected
+        for channel, n in one.stored.items():
+            merged.stored[channel] = merged.stored.get(channel, 0) + n
+        merged.duplicates += one.duplicates
+        merged.dropped_announced += one.dropped_announced
+        merged.gaps_opened += one.gaps_opened
+        merged.came_online += one.came_online
+    return merged
+
+
+def store_batch(store: Store, raws: list[tuple[str, bytes, datetime]]) -> Outcome:
+    """Decode, validate and commit one batch of ``(topic, payload, received_at)``.
+
+    Never raises for bad messages: they are logged and listed in ``Outcome.rejected``.
+    """
+    outcome = Outcome()
+    inbound = [item for raw in raws if (item := _decode(*raw, outcome)) is not None]
+    started = time.perf_counter()
+    result = _commit(store, inbound, outcome)
+    outcome.commit_s = time.perf_counter() - started
+    for item, reason, why in result.rejected:
+        _reject(f"{item.opd}/{item.device_id}/{item.channel.value}", reason, why, outcome)
+    outcome.acks = result.acks
+    outcome.came_online = result.came_online
+    outcome.stored = result.stored
+    outcome.duplicates = result.duplicates
+    outcome.dropped_announced = result.dropped_announced
+    outcome.gaps_opened = result.gaps_opened
+    if result.gaps_opened:
+        logger.warning("seq gap(s) opened in this batch: %d", result.gaps_opened)
+    now = datetime.now(UTC)
+    outcome.lags = [max(0.0, (now - item.message.ts).total_seconds()) for item in inbound
+                    if item.channel in (Channel.TELEMETRY, Channel.EVENT)]
+    return outcome
+
+
+def _raws(batch: list[_Received]) -> list[tuple[str, bytes, datetime]]:
+    return [(raw.topic, raw.payload, raw.received_at) for raw in batch]
+
+
+def _writer_main(conn: Connection, db_path: str, log_level: str) -> None:
+    """The writer process: one batch in, its `Outcome` out, until the pipe closes."""
+    logging.basicConfig(level=log_level,
+                        format="%(asctime)s %(levelname)s %(name)s[writer]: %(message)s")
+    with Store.open(db_path, migrate=False) as store:
+        while True:
+            try:
+                raws = conn.recv()
+            except (EOFError, OSError):
+                return  # the controller is gone or stopping
+            if raws is None:
+                return
+            try:
+                conn.send(store_batch(store, raws))
+            except (BrokenPipeError, OSError):
+                return
+
+
+class _WriterProcess:
+    """A child process running `_writer_main`, started again when it dies."""
+
+    def __init__(self, db_path: str, log_level: str):
+        self.db_path, self.log_level = db_path, log_level
+        self._ctx = multiprocessing.get_context("spawn")  # never fork a threaded process
+        self._proc: Any = None
+        self._conn: Connection | None = None
+
+    def start(self) -> None:
+        ours, theirs = self._ctx.Pipe()
+        self._proc = self._ctx.Process(target=_writer_main, name="smartcity-ingest-writer",
+                                       args=(theirs, self.db_path, self.log_level),
+                                       daemon=True)
+        self._proc.start()
+        theirs.close()
+        self._conn = ours
+        logger.info("ingest writer process started (pid %s)", self._proc.pid)
+
+    def submit(self, raws: list[tuple[str, bytes, datetime]]) -> None:
+        """Send a batch (starting the process if it is not running); OSError if it died."""
+        if self._proc is None or not self._proc.is_alive():
+            self.close()
+            self.start()
+        assert self._conn is not None
+        try:
+            self._conn.send(raws)
+        except OSError as exc:
+            self._died(exc)
+
+    def receive(self) -> Outcome:
+        """The outcome of the oldest batch sent; OSError if the process died first."""
+        try:
+            if self._conn is None:
+                raise OSError("not running")
+            return self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self._died(exc)
+            raise AssertionError("unreachable") from None
+
+    def _died(self, exc: BaseException) -> NoReturn:
+        code = self._proc.exitcode if self._proc is not None else None
+        self.close(timeout=1.0)
+        raise OSError(f"ingest writer process died (exit code {code})") from exc
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.send(None)
+            self._conn.close()
+            self._conn = None
+        if self._proc is not None:
+            self._proc.join(timeout)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join()
+            self._proc = None
 
 
 class Ingest:
@@ -122,6 +315,11 @@ class Ingest:
         self._outstanding_lock = threading.Lock()
         self._next_sweep = 0.0
         self._next_maintenance = time.monotonic() + 60.0
+        in_memory = store.path == ":memory:"
+        self._writer_process = (
+            _WriterProcess(str(Path(store.path).resolve()), settings.log_level)
+            if settings.ingest.writer == "process" and not in_memory else None)
+        self._writer_failures = 0
         v5 = cfg.mqtt_version == "5"
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -151,6 +349,8 @@ class Ingest:
             props.SessionExpiryInterval = cfg.session_expiry_s
             props.ReceiveMaximum = cfg.receive_maximum
             session = {"clean_start": False, "properties": props}
+        if self._writer_process is not None:
+            self._writer_process.start()  # now, not with the first batch: it takes a moment
         self._writer = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
         self._writer.start()
         self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s, **session)
@@ -164,6 +364,8 @@ class Ingest:
             self._stopping.set()
             self._queue.put(_STOP)
             self._writer.join(timeout)
+        if self._writer_process is not None:
+            self._writer_process.close()
         self.client.disconnect()
         self.client.loop_stop()
         self.metrics.connected.set(0)
@@ -223,22 +425,37 @@ class Ingest:
 
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
+        # With a writer process, up to two batches are in flight: while it stores one,
+        # this thread acknowledges the one before and gathers the next.
+        inflight: deque[list[_Received]] = deque()
+        stopping = False
         while True:
-            batch, stop = self._take_batch()
+            batch: list[_Received] = []
+            if not stopping and len(inflight) < 2:
+                batch, stopping = self._take_batch(wait=not inflight)
             if batch:
-                self._process(batch)
+                if self._writer_process is None:
+                    self._finish(batch, store_batch(self.store, _raws(batch)))
+                else:
+                    inflight.append(batch)
+                    self._submit(inflight)
+            if inflight and (len(inflight) > 1 or not batch or stopping):
+                outcome = self._collect(inflight)
+                self._finish(inflight.popleft(), outcome)
             try:
                 self._housekeeping()
             except Exception:  # noqa: BLE001 - the writer must keep running
                 logger.exception("ingest housekeeping failed")
-            if stop:
+            if stopping and not inflight:
                 self._flush_acks(force=True)
                 return
 
-    def _take_batch(self) -> tuple[list[_Received], bool]:
+    def _take_batch(self, wait: bool = True) -> tuple[list[_Received], bool]:
+        """The next batch; with ``wait`` False, only what is queued already."""
         cfg = self.settings.ingest
         try:
-            first = self._queue.get(timeout=self._idle_timeout())
+            first = (self._queue.get(timeout=self._idle_timeout()) if wait
+                     else self._queue.get_nowait())
         except queue.Empty:
             return [], False
         if first is _STOP:
@@ -246,7 +463,7 @@ class Ingest:
         batch = [first]
         # A command reply is committed at once (an operator waits for it); telemetry
         # and events wait up to the window so that one commit carries many.
-        urgent = first.topic.endswith(_REPLY_SUFFIX)
+        urgent = not wait or first.topic.endswith(_REPLY_SUFFIX)
         deadline = time.monotonic() + cfg.batch_window_ms / 1000
         while len(batch) < cfg.batch_max:
             remaining = 0.0 if urgent else deadline - time.monotonic()
@@ -271,97 +488,85 @@ class Ingest:
                 timeout = min(timeout, max(0.0, state.last_sent + interval - now))
         return max(timeout, 0.001)
 
-    def _process(self, batch: list[_Received]) -> None:
-        inbound = [item for item in map(self._decode, batch) if item is not None]
-        started = time.perf_counter()
-        result = self._commit(inbound)
-        commit_s = time.perf_counter() - started
+    def _finish(self, batch: list[_Received], outcome: Outcome) -> None:
+        """After the commit: PUBACKs, then the units' acks and the metrics."""
         # Committed (or refused for good): now the broker may forget these messages.
         for raw in batch:
             if raw.qos > 0 and raw.generation == self._generation:
                 self.client.ack(raw.mid, raw.qos)
         self.metrics.queue_depth.dec(len(batch))
-        for device_id, (opd, seq) in result.acks.items():
+        for device_id, (opd, seq) in outcome.acks.items():
             state = self._acks.setdefault(device_id, _AckState(opd))
             state.opd, state.seq, state.due = opd, seq, True
         try:
-            for device_id, opd in result.came_online:
+            for device_id, opd in outcome.came_online:
                 state = self._acks.setdefault(device_id, _AckState(opd))
                 if state.seq == 0:
                     state.seq = self.store.acked_seq(device_id)
                 state.due = state.due or state.seq > 0
             self._flush_acks()
-            self._account(result, inbound, commit_s, len(batch))
+            self._account(outcome, len(batch))
         except Exception:  # noqa: BLE001 - bookkeeping must not stop the writer
             logger.exception("ingest bookkeeping after a batch failed")
 
-    def _decode(self, raw: _Received) -> Inbound | None:
+    def _submit(self, inflight: deque[list[_Received]]) -> None:
+        """Send the newest batch in flight to the writer process."""
+        if self._writer_process is None:
+            return  # given up on it: `_collect` commits here
         try:
-            parts = parse_topic(raw.topic)
-            if CHANNEL_DIRECTION[parts.channel] is not Direction.UNIT_TO_CONTROLLER:
-                self._reject(raw.topic, "bad_channel", "not a channel units publish on")
-                return None
-        except ProtocolError as exc:
-            self._reject(raw.topic, "bad_topic", str(exc))
-            return None
-        try:
-            message = decode(parts.channel, raw.payload)
-        except ProtocolError as exc:
-            self._reject(raw.topic, "bad_payload", str(exc))
-            return None
-        return Inbound(parts.opd, parts.device, parts.channel, message, raw.received_at)
+            self._writer_process.submit(_raws(inflight[-1]))
+        except OSError as exc:
+            self._writer_died(exc, inflight)
 
-    def _reject(self, topic_: str, reason: str, why: str) -> None:
-        self.metrics.rejected.labels(reason=reason).inc()
-        logger.warning("rejected message on %r (%s): %s", topic_[:200], reason, why)
-
-    def _commit(self, items: list[Inbound]) -> BatchResult:
-        """Commit a batch; if that fails, each message alone (a bad one cannot stall the rest)."""
-        for attempt in range(3):
+    def _collect(self, inflight: deque[list[_Received]]) -> Outcome:
+        """The outcome of the oldest batch in flight."""
+        while self._writer_process is not None:
             try:
-                return self.store.commit_batch(items)
-            except Exception:  # noqa: BLE001 - retried, then split up
-                logger.exception("committing a batch of %d failed (attempt %d)", len(items),
-                                 attempt + 1)
-                time.sleep(0.2 * (attempt + 1))
-        merged = BatchResult()
-        for item in items:
-            try:
-                one = self.store.commit_batch([item])
-            except Exception:  # noqa: BLE001 - count it and go on
-                logger.exception("could not store message of %s on %s", item.device_id,
-                                 item.channel.value)
-                self.metrics.rejected.labels(reason="store_error").inc()
+                outcome = self._writer_process.receive()
+            except OSError as exc:
+                self._writer_died(exc, inflight)
                 continue
-            merged.acks.update(one.acks)
-            merged.rejected += one.rejected
-            for channel, n in one.stored.items():
-                merged.stored[channel] = merged.stored.get(channel, 0) + n
-            merged.duplicates += one.duplicates
-            merged.dropped_announced += one.dropped_announced
-            merged.gaps_opened += one.gaps_opened
-            merged.came_online += one.came_online
-        return merged
+            self._writer_failures = 0
+            return outcome
+        return store_batch(self.store, _raws(inflight[0]))
 
-    def _account(self, result: BatchResult, inbound: list[Inbound], commit_s: float,
-                 size: int) -> None:
-        self.metrics.commit_seconds.observe(commit_s)
+    def _writer_died(self, exc: OSError, inflight: deque[list[_Received]]) -> None:
+        """Start the process again and send it every batch in flight again (what it had
+        committed comes back as duplicates); after three failures in a row, commit in
+        this process from then on."""
+        while self._writer_process is not None:
+            self._writer_failures += 1
+            if self._writer_failures >= 3:
+                logger.error("%s, %d times in a row; committing in the controller's own "
+                             "process from now on", exc, self._writer_failures)
+                self._writer_process.close(timeout=1.0)
+                self._writer_process = None
+                return
+            logger.error("%s; starting it again and sending %d batch(es) again", exc,
+                         len(inflight))
+            time.sleep(0.2 * self._writer_failures)
+            try:
+                for batch in inflight:
+                    self._writer_process.submit(_raws(batch))
+                return
+            except OSError as again:
+                exc = again
+
+    def _account(self, outcome: Outcome, size: int) -> None:
+        self.metrics.commit_seconds.observe(outcome.commit_s)
         self.metrics.batch_size.observe(size)
-        for item, reason, why in result.rejected:
-            self._reject(f"{item.opd}/{item.device_id}/{item.channel.value}", reason, why)
-        for channel, n in result.stored.items():
+        for _where, reason, _why in outcome.rejected:
+            self.metrics.rejected.labels(reason=reason).inc()
+        for channel, n in outcome.stored.items():
             self.metrics.messages.labels(channel=channel).inc(n)
-        if result.duplicates:
-            self.metrics.duplicates.inc(result.duplicates)
-        if result.dropped_announced:
-            self.metrics.dropped.inc(result.dropped_announced)
-        if result.gaps_opened:
-            self.metrics.seq_gaps.inc(result.gaps_opened)
-            logger.warning("seq gap(s) opened in this batch: %d", result.gaps_opened)
-        now = datetime.now(UTC)
-        for item in inbound:
-            if item.channel in (Channel.TELEMETRY, Channel.EVENT):
-                self.metrics.lag.observe(max(0.0, (now - item.message.ts).total_seconds()))
+        if outcome.duplicates:
+            self.metrics.duplicates.inc(outcome.duplicates)
+        if outcome.dropped_announced:
+            self.metrics.dropped.inc(outcome.dropped_announced)
+        if outcome.gaps_opened:
+            self.metrics.seq_gaps.inc(outcome.gaps_opened)
+        for lag in outcome.lags:
+            self.metrics.lag.observe(lag)
         self.metrics.devices_online.set(self.store.count_online())
 
     def _flush_acks(self, force: bool = False) -> None:

@@ -73,8 +73,9 @@ class MqttSettings(_Section):
         7 * 86_400, ge=60, le=4_294_967_294,
         description="how long the broker keeps our session and queue while we are away")
     receive_maximum: int = Field(
-        1_000, ge=1, le=65_535,
-        description="unacknowledged messages the broker may have in flight to us")
+        2_000, ge=1, le=65_535,
+        description="unacknowledged messages the broker may have in flight to us (room "
+        "for two batches: one being stored, one being gathered)")
     reconnect_min_s: int = Field(1, ge=1, le=60)
     reconnect_max_s: int = Field(30, ge=1, le=3_600)
     share_group: ShareGroup = Field(
@@ -103,13 +104,17 @@ class MqttSettings(_Section):
 
 
 class IngestSettings(_Section):
-    batch_max: int = Field(500, ge=1, le=100_000, description="messages per transaction")
+    batch_max: int = Field(1_000, ge=1, le=100_000, description="messages per transaction")
     batch_window_ms: int = Field(50, ge=0, le=10_000,
                                  description="longest wait to fill a batch")
     ack_interval_s: float = Field(0.5, ge=0, le=60,
                                   description="at most one ack per device this often")
     sweep_interval_s: float = Field(2.0, gt=0, le=3_600,
                                     description="how often unanswered commands expire")
+    writer: Literal["process", "thread"] = Field(
+        "process", description="where batches are validated and committed: a writer "
+        "process of their own (receiving and storing then run side by side), or a thread "
+        "of the controller's process (always so for an in-memory database)")
 
 
 class ApiSettings(_Section):

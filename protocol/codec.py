@@ -223,6 +223,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+_DECODER = json.JSONDecoder(  # built once: json.loads with these hooks builds one per call
+    parse_constant=_reject_constant,
+    parse_float=_finite_float,
+    object_pairs_hook=_unique_keys,
+)
+
+
 def _parse(text: str, context: str) -> dict[str, Any]:
     # Nesting cannot be deeper than the number of opening brackets; counting them is
     # cheap, so the full scan only runs for payloads that might be too deep.
@@ -230,12 +237,7 @@ def _parse(text: str, context: str) -> dict[str, Any]:
             and _nesting_depth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH):
         raise PayloadError(f"nested deeper than {MAX_JSON_DEPTH} levels", context=context)
     try:
-        obj = json.loads(
-            text,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-            object_pairs_hook=_unique_keys,
-        )
+        obj = _DECODER.decode(text)
     except PayloadError as exc:
         raise PayloadError(exc.reason, context=context) from None
     except json.JSONDecodeError as exc:
