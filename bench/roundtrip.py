@@ -45,59 +45,21 @@ from bench.common import (  # noqa: E402
     wait_until,
     write_json,
 )
+from tests.support.unit_toml import TWO_ZONES, write_unit_toml  # noqa: E402
 
 OPD, DEVICE = "dlh", "bench-taman-01"
 FINAL = ("done", "failed", "rejected", "expired")
 WARMUP = 5
-
-UNIT_TOML = """
-kind = "irrigation"
-state_dir = "{state_dir}"
-
-[unit]
-device_id = "{device}"
-opd = "{opd}"
-
-[broker]
-host = "{host}"
-port = {port}
-
-[hardware]
-pin_factory = "mock"
-
-[clock]
-sync_check = "assume_synced"
-
-[telemetry]
-interval_s = 60
-
-[[outputs]]
-name = "valve-1"
-pin = 17
-max_on_s = 600
-
-[[outputs]]
-name = "valve-2"
-pin = 27
-max_on_s = 600
-
-[[zones]]
-name = "zone1"
-valve = "valve-1"
-
-[[zones]]
-name = "zone2"
-valve = "valve-2"
-"""
 
 COMMANDS = [{"action": "stop_all", "params": {}},
             {"action": "skip_next", "params": {"zone": "zone1"}}]
 
 
 def start_unit(workdir: Path, broker) -> subprocess.Popen:
-    config = workdir / "unit.toml"
-    config.write_text(UNIT_TOML.format(state_dir=workdir / "unit-state", device=DEVICE,
-                                       opd=OPD, host=broker.host, port=broker.port))
+    config = write_unit_toml(workdir / "unit.toml", device_id=DEVICE, opd=OPD,
+                             state_dir=workdir / "unit-state", host=broker.host,
+                             port=broker.port, keepalive_s=None, telemetry_s=60,
+                             zones=TWO_ZONES)
     log = (workdir / "unit.log").open("ab")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config),

@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.support.broker import MosquittoBroker, free_port  # noqa: E402
+from tests.support.unit_toml import write_unit_toml  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -270,43 +271,10 @@ def metric_sum(metrics: dict[tuple[str, tuple], float], name: str) -> float:
     return sum(v for (n, _), v in metrics.items() if n == name)
 
 
-PRODUCER_TOML = """\
-kind = "irrigation"
-state_dir = "{state_dir}"
-
-[unit]
-device_id = "{device}"
-opd = "{opd}"
-
-[broker]
-host = "{host}"
-port = {port}
-keepalive_s = 5
-
-[hardware]
-pin_factory = "mock"
-
-[clock]
-sync_check = "assume_synced"
-
-[telemetry]
-interval_s = 3600
-
-[[outputs]]
-name = "valve-1"
-pin = 17
-max_on_s = 600
-
-[[zones]]
-name = "zone1"
-valve = "valve-1"
-"""
-
-
 class UnitProcess:
     """One unit in its own process: ``python -m faults.unit_process ROLE CONFIG ...``."""
 
-    def __init__(self, workdir: Path, device: str, opd: str, config_text: str,
+    def __init__(self, workdir: Path, device: str, opd: str, config: dict[str, Any],
                  role: str, role_args: list[str]):
         self.device, self.opd = device, opd
         self.dir = workdir / device
@@ -316,14 +284,14 @@ class UnitProcess:
         self.config = self.dir / "unit.toml"
         self.log = self.dir / "unit.log"
         self.role, self.role_args = role, role_args
-        self.config_text = config_text
+        self.config_knobs = config  # for tests.support.unit_toml, beside id and state dir
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
-    def write_config(self, **values: Any) -> None:
-        self.config.write_text(self.config_text.format(state_dir=self.state_dir,
-                                                       device=self.device, opd=self.opd,
-                                                       **values))
+    def write_config(self, **knobs: Any) -> None:
+        """Write the unit's config; ``knobs`` add to or override the ones it was made with."""
+        write_unit_toml(self.config, device_id=self.device, opd=self.opd,
+                        state_dir=self.state_dir, **{**self.config_knobs, **knobs})
 
     def start(self) -> float:
         """Spawn the unit; returns the wall time (``time.time()``) just before the spawn."""
@@ -347,9 +315,10 @@ def producer_unit(workdir: Path, device: str, opd: str, broker: MosquittoBroker,
                   rate_per_s: float, stop_file: Path) -> UnitProcess:
     """A unit whose app publishes ``rate_per_s`` messages (telemetry and events, half
     each) through the real link and outbox until ``stop_file`` exists."""
-    unit = UnitProcess(workdir, device, opd, PRODUCER_TOML, "producer",
-                       ["--rate", str(rate_per_s), "--stop-file", str(stop_file)])
-    unit.write_config(host=broker.host, port=broker.port)
+    unit = UnitProcess(workdir, device, opd,
+                       {"host": broker.host, "port": broker.port, "telemetry_s": 3600},
+                       "producer", ["--rate", str(rate_per_s), "--stop-file", str(stop_file)])
+    unit.write_config()
     return unit
 
 

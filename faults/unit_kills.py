@@ -45,69 +45,15 @@ from faults.common import (
     start_broker,
     wait_until,
 )
+from tests.support.unit_toml import Pump
 
 DEVICE, OPD = "taman-uk-01", "dlh"
 RUN_S = 120
 ZONES = {"zone1": "valve-1", "zone2": "valve-2"}
 PINS = {"GPIO17": "valve-1", "GPIO27": "valve-2", "GPIO24": "pompa"}
+PIN_OF = {output: int(gpio.removeprefix("GPIO")) for gpio, output in PINS.items()}
 RESERVE_S = 45.0
 RECOVERY_KILL_S = (0.003, 0.013)  # after the boot report: when the restart records the run
-
-IRRIGATION_TOML = """\
-kind = "irrigation"
-state_dir = "{state_dir}"
-
-[unit]
-device_id = "{device}"
-opd = "{opd}"
-
-[broker]
-host = "{host}"
-port = {port}
-keepalive_s = 5
-
-[hardware]
-pin_factory = "mock"
-
-[clock]
-sync_check = "assume_synced"
-
-[telemetry]
-interval_s = 2
-
-[[outputs]]
-name = "valve-1"
-pin = 17
-max_on_s = 600
-
-[[outputs]]
-name = "valve-2"
-pin = 27
-max_on_s = 600
-
-[[outputs]]
-name = "pompa"
-pin = 24
-max_on_s = 900
-
-[[zones]]
-name = "zone1"
-valve = "valve-1"
-
-[[zones]]
-name = "zone2"
-valve = "valve-2"
-
-[master]
-output = "pompa"
-kind = "pump"
-pre_s = 0.5
-post_s = 0.5
-
-[runs]
-on_interrupted = "{policy}"
-"""
-
 
 @dataclass
 class PinsReport:
@@ -176,12 +122,17 @@ class IrrigationUnit(UnitProcess):
     """The unit under test; each start gets its own pins report file."""
 
     def __init__(self, workdir: Path, broker):
-        super().__init__(workdir, DEVICE, OPD, IRRIGATION_TOML, "irrigation", [])
+        super().__init__(workdir, DEVICE, OPD,
+                         {"host": broker.host, "port": broker.port, "telemetry_s": 2,
+                          "zones": {zone: (valve, PIN_OF[valve]) for zone, valve in ZONES.items()},
+                          "pump": Pump(output="pompa", pin=PIN_OF["pompa"], max_on_s=900,
+                                       pre_s=0.5, post_s=0.5)},
+                         "irrigation", [])
         self.broker = broker
         self.pins: Path | None = None
 
     def start_with(self, policy: str) -> float:
-        self.write_config(host=self.broker.host, port=self.broker.port, policy=policy)
+        self.write_config(on_interrupted=policy)
         self.pins = self.dir / f"pins-{self.starts + 1:03d}.log"
         self.role_args = ["--pins", str(self.pins)]
         return self.start()

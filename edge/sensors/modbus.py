@@ -12,10 +12,12 @@ that keep each quantity in a 16-bit register, scaled by a power of ten. Describe
 
 The port is opened with ``serial.serial_for_url``, so a test can pass ``loop://`` or a
 pty, and several sensors on one bus can share one opened port (pass the serial object
-instead of a URL). The port is opened lazily: an unplugged adapter is a counted read
-error, not a crash at start. Registers that sit next to each other are read in one
-request. Every failure (no answer, bad CRC, exception reply) raises ``SensorError`` and
-is counted in ``counters``.
+instead of a URL). A port given as a URL is a ``LazyPort``: opened on first use, so an
+unplugged adapter is a counted read error, not a crash at start, and closed after a
+failure of the port itself, so a re-plugged adapter is opened afresh on the next read
+(a slave's bad answer leaves the port open). Registers that sit next to each other are
+read in one request. Every failure (no answer, bad CRC, exception reply) raises
+``SensorError`` and is counted in ``counters``.
 
 Only one thread may talk on a bus at a time; the daemons poll their sensors from one job.
 """
@@ -51,11 +53,13 @@ def open_port(url: str, *, baudrate: int = 9600, timeout_s: float = 0.5,
 
 class LazyPort:
     """A sensor's serial port: a URL opened on first use and closed after an error (so
-    the next read opens it afresh), or an already open serial-like object (the
-    simulator's), which is never closed here."""
+    the next read opens it afresh), or an already open serial-like object (a port shared
+    by several sensors on one bus, or the simulator's), which is never closed here.
+    ``open_args`` are further ``open_port`` arguments (parity, bytesize, stopbits)."""
 
-    def __init__(self, port, *, baudrate: int, timeout_s: float):
+    def __init__(self, port, *, baudrate: int, timeout_s: float, **open_args):
         self._baudrate, self._timeout_s = baudrate, timeout_s
+        self._open_args = open_args
         if isinstance(port, str):
             self.name, self.port, self.owned = port, None, True
         else:
@@ -65,7 +69,8 @@ class LazyPort:
     def get(self):
         """The open port; opens it when needed (raises ``SensorError``)."""
         if self.port is None:
-            self.port = open_port(self.name, baudrate=self._baudrate, timeout_s=self._timeout_s)
+            self.port = open_port(self.name, baudrate=self._baudrate, timeout_s=self._timeout_s,
+                                  **self._open_args)
         return self.port
 
     def drop(self) -> bool:
@@ -111,25 +116,17 @@ class ModbusSensor:
         self.registers = dict(registers)
         self.function_code = function_code
         self.counters = ErrorCounters()
-        self._port_args = {"baudrate": baudrate, "timeout_s": timeout_s, "parity": parity,
-                           "stopbits": stopbits}
-        if isinstance(port_url, str):
-            self.port_name = port_url
-            self._serial = None
-            self._owns_port = True
-        else:
-            self.port_name = getattr(port_url, "port", None) or repr(port_url)
-            self._serial = port_url
-            self._owns_port = False
+        self._lazy = LazyPort(port_url, baudrate=baudrate, timeout_s=timeout_s,
+                              parity=parity, stopbits=stopbits)
+        self.port_name = self._lazy.name
         self._instrument = None
         self._runs = _runs(self.registers)
 
     def _ensure_instrument(self):
-        if self._instrument is None:
-            if self._serial is None:
-                self._serial = open_port(self.port_name, **self._port_args)
+        port = self._lazy.get()
+        if self._instrument is None or self._instrument.serial is not port:
             try:
-                inst = minimalmodbus.Instrument(self._serial, self.slave)
+                inst = minimalmodbus.Instrument(port, self.slave)
             except (OSError, ValueError) as exc:
                 raise SensorError(f"{self.port_name}: {exc}") from exc
             inst.clear_buffers_before_each_transaction = True
@@ -149,7 +146,11 @@ class ModbusSensor:
             raise
         except (OSError, ValueError, TypeError) as exc:
             # minimalmodbus raises ModbusException (an IOError) for no answer, bad CRC
-            # and exception replies; serial raises SerialException (an IOError).
+            # and exception replies: the slave's trouble, the port stays open. Anything
+            # else is the port's own (SerialException, an IOError: the adapter was
+            # unplugged...): it is closed and the next read opens it afresh.
+            if not isinstance(exc, minimalmodbus.ModbusException):
+                self._drop_port()
             self.counters.failed(exc)
             raise SensorError(f"modbus slave {self.slave} on {self.port_name}: {exc}") from exc
         result = {}
@@ -161,11 +162,9 @@ class ModbusSensor:
         self.counters.ok()
         return result
 
-    def close(self) -> None:
-        if self._owns_port and self._serial is not None:
-            try:
-                self._serial.close()
-            except (OSError, serial.SerialException):
-                logger.exception("closing %s", self.port_name)
-            self._serial = None
+    def _drop_port(self) -> None:
+        self._lazy.drop()
         self._instrument = None
+
+    def close(self) -> None:
+        self._drop_port()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from controller_support import add_device, auth, broker_settings, make_token, wait_until
 from fastapi.testclient import TestClient
+from support.unit_toml import write_unit_toml
 
 from controller.api.main import create_app
 from controller.store import Store
@@ -24,38 +25,6 @@ DEVICE, OPD = "taman-e2e", "dlh"
 FINAL = ("done", "failed", "rejected", "expired")
 RUN_S = 10  # edge.irrigation.rules.MIN_RUN_S: shorter manual runs are refused
 
-UNIT_TOML = """
-kind = "irrigation"
-state_dir = "{state_dir}"
-
-[unit]
-device_id = "{device}"
-opd = "{opd}"
-
-[broker]
-host = "{host}"
-port = {port}
-keepalive_s = 5
-
-[hardware]
-pin_factory = "mock"
-
-[clock]
-sync_check = "assume_synced"
-
-[telemetry]
-interval_s = 1
-
-[[outputs]]
-name = "valve-1"
-pin = 17
-max_on_s = 600
-
-[[zones]]
-name = "zone1"
-valve = "valve-1"
-"""
-
 PROGRAM = {"watering_pct": 80, "rain_delay_h": 6,
            "programs": [{"name": "pagi", "start_times": ["05:30"],
                          "zones": [{"zone": "zone1", "duration_min": 5}]}]}
@@ -63,9 +32,9 @@ PROGRAM = {"watering_pct": 80, "rain_delay_h": 6,
 
 @pytest.fixture
 def unit(tmp_path, mosquitto):
-    config = tmp_path / "unit.toml"
-    config.write_text(UNIT_TOML.format(state_dir=tmp_path / "unit", device=DEVICE, opd=OPD,
-                                       host=mosquitto.host, port=mosquitto.port))
+    config = write_unit_toml(tmp_path / "unit.toml", device_id=DEVICE, opd=OPD,
+                             state_dir=tmp_path / "unit", host=mosquitto.host,
+                             port=mosquitto.port, telemetry_s=1)
     pins = tmp_path / "pins.log"
     log = (tmp_path / "unit.log").open("w")
     proc = subprocess.Popen([sys.executable, str(HERE / "unit_process.py"), str(config),

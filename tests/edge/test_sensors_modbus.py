@@ -7,6 +7,7 @@ import threading
 import tty
 
 import pytest
+import serial
 
 from edge.sensors.base import SensorError
 from edge.sensors.modbus import ModbusSensor, open_port
@@ -128,6 +129,72 @@ def test_two_slaves_share_one_opened_port(bus):
     assert (a.read(), b.read(), a.read()) == ({"m": 31.4}, {"m": 27.5}, {"m": 31.4})
     a.close()  # does not close the shared port
     assert b.read() == {"m": 27.5}
+    port.close()
+
+
+class UnpluggablePort(serial.Serial):
+    """A real serial port on the pty whose adapter can be pulled: once ``unplugged``, every
+    write fails as pyserial's does when the device is gone."""
+
+    unplugged = False
+
+    def write(self, data):
+        if self.unplugged:
+            raise serial.SerialException("write failed: [Errno 5] Input/output error")
+        return super().write(data)
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Every port ``open_port`` opens, in order (as ``UnpluggablePort``)."""
+    ports = []
+
+    def serial_for_url(url, **kwargs):
+        ports.append(UnpluggablePort(url, **kwargs))
+        return ports[-1]
+
+    monkeypatch.setattr(serial, "serial_for_url", serial_for_url)
+    return ports
+
+
+def test_a_port_that_fails_is_closed_and_opened_afresh_on_the_next_read(bus, opened):
+    probe = ModbusSensor(bus.path, 1, {"moisture_pct": (0, 1, False)}, timeout_s=0.3)
+    assert probe.read() == {"moisture_pct": 31.4}
+    assert len(opened) == 1
+    opened[0].unplugged = True  # the adapter is pulled and plugged back in
+    with pytest.raises(SensorError, match="Input/output error"):
+        probe.read()
+    assert probe.counters.errors == 1
+    assert not opened[0].is_open  # the dead port was closed, not kept
+    assert probe.read() == {"moisture_pct": 31.4}
+    assert len(opened) == 2 and opened[1].is_open
+    assert probe.counters.consecutive_errors == 0
+    probe.close()
+    assert not opened[1].is_open
+
+
+def test_a_slaves_bad_answer_keeps_the_port_open(bus, opened):
+    probe = ModbusSensor(bus.path, 1, {"moisture_pct": (0, 1, False)}, timeout_s=0.2)
+    bus.mode = "silent"
+    with pytest.raises(SensorError):
+        probe.read()
+    bus.mode = "ok"
+    assert probe.read() == {"moisture_pct": 31.4}
+    assert len(opened) == 1 and opened[0].is_open
+    probe.close()
+
+
+def test_a_shared_port_that_fails_is_left_to_its_owner(bus):
+    port = UnpluggablePort(bus.path, baudrate=9600, timeout=0.3)
+    probe = ModbusSensor(port, 1, {"moisture_pct": (0, 1, False)})
+    port.unplugged = True
+    with pytest.raises(SensorError):
+        probe.read()
+    assert port.is_open  # the other sensors on the bus still hold it
+    port.unplugged = False
+    assert probe.read() == {"moisture_pct": 31.4}
+    probe.close()
+    assert port.is_open
     port.close()
 
 

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from controller_support import add_device, auth, broker_settings, make_token, wait_until
+from support.unit_toml import write_unit_toml
 
 from controller.api.main import create_app
 from controller.store import Store
@@ -56,48 +57,6 @@ WITA = ZoneInfo("Asia/Makassar")
 REAL, PARK, GONE, PONDS = ("dlh-taman-kota-01", "dlh-taman-bekapai-01",
                            "dlh-median-sudirman-01", "dp3-tambak-manggar-01")
 RUN_S = 10  # the irrigation app's shortest manual run
-
-UNIT_TOML = """
-kind = "irrigation"
-state_dir = "{state_dir}"
-
-[unit]
-device_id = "{device}"
-opd = "dlh"
-name = "Taman Kota"
-
-[broker]
-host = "{host}"
-port = {port}
-keepalive_s = 5
-
-[hardware]
-pin_factory = "mock"
-
-[clock]
-sync_check = "assume_synced"
-
-[telemetry]
-interval_s = 2
-
-[[outputs]]
-name = "valve-rumput"
-pin = 17
-max_on_s = 600
-
-[[outputs]]
-name = "valve-bunga"
-pin = 27
-max_on_s = 600
-
-[[zones]]
-name = "rumput-depan"
-valve = "valve-rumput"
-
-[[zones]]
-name = "bunga"
-valve = "valve-bunga"
-"""
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian's chromium is not installed "
@@ -153,9 +112,10 @@ def site(tmp_path_factory):
     port = free_port()
     server, thread = _server(create_app(settings, store=store), port)
     base = f"http://127.0.0.1:{port}"
-    config = tmp / "unit.toml"
-    config.write_text(UNIT_TOML.format(state_dir=tmp / "unit", device=REAL,
-                                       host=broker.host, port=broker.port))
+    config = write_unit_toml(tmp / "unit.toml", device_id=REAL, opd="dlh", name="Taman Kota",
+                             state_dir=tmp / "unit", host=broker.host, port=broker.port,
+                             telemetry_s=2, zones={"rumput-depan": ("valve-rumput", 17),
+                                                   "bunga": ("valve-bunga", 27)})
     pins = tmp / "pins.log"
     log = (tmp / "unit.log").open("w")
     unit = subprocess.Popen([sys.executable, str(UNIT_PROCESS), str(config), str(pins)],

@@ -10,13 +10,13 @@ from protocol import Channel
 def make_unit(mosquitto, tmp_path):
     """Build and start a unit (LimitApp) against the test broker; closed at teardown.
 
-    Calling it again with the same ``state_dir`` is a restart of the same unit."""
+    Calling it again with the same ``state_dir`` is a restart of the same unit; other
+    keywords are config knobs (``link_helpers.unit_toml``)."""
     units = []
 
     def make(*, state_dir=None, synced=True, options=FAST, start=True, wait=True,
-             broker=None, broker_extra=""):
-        config = unit_config(broker or mosquitto, state_dir or tmp_path / "state",
-                             broker_extra=broker_extra)
+             broker=None, **knobs):
+        config = unit_config(broker or mosquitto, state_dir or tmp_path / "state", **knobs)
         unit = build_unit(config, pin_factory=MockFactory(), app_class=LimitApp,
                           link_options=options, sync_check=lambda: synced)
         threaded = ThreadedUnit(unit)

@@ -24,51 +24,24 @@ from edge.errors import ConfigError
 from edge.link import LinkOptions
 from protocol import Ack, Channel, Command, DesiredConfig, decode, encode, topic
 
+try:  # under pytest
+    from support.unit_toml import unit_toml as shared_unit_toml
+except ImportError:  # a script that put the repository root on sys.path
+    from tests.support.unit_toml import unit_toml as shared_unit_toml
+
 OPD, DEVICE = "dlh", "taman-uji-01"
 MAX_RUN_S = 300  # the test app's local hard limit on one run
 
 FAST = LinkOptions(reconnect_min_s=0.1, reconnect_max_s=0.5, resend_after_s=2.0,
                    status_min_interval_s=0.2, drain_rate_per_s=1000.0)
 
-UNIT_TOML = """
-kind = "irrigation"
-state_dir = "{state_dir}"
 
-[unit]
-device_id = "{device}"
-opd = "{opd}"
-
-[broker]
-host = "{host}"
-port = {port}
-keepalive_s = {keepalive_s}
-{broker_extra}
-
-[clock]
-sync_check = "{sync_check}"
-
-[telemetry]
-interval_s = {telemetry_s}
-
-[hardware]
-pin_factory = "mock"
-
-[[outputs]]
-name = "valve1"
-pin = 17
-max_on_s = 600
-
-[[zones]]
-name = "lawn"
-valve = "valve1"
-"""
-
-
-def unit_toml(broker, state_dir, *, sync_check="assume_synced", keepalive_s=5,
-              telemetry_s=3600, broker_extra="") -> str:
-    return UNIT_TOML.format(state_dir=state_dir, device=DEVICE, opd=OPD, host=broker.host,
-                            port=broker.port, keepalive_s=keepalive_s, sync_check=sync_check,
-                            telemetry_s=telemetry_s, broker_extra=broker_extra)
+def unit_toml(broker, state_dir, *, telemetry_s=3600, **knobs) -> str:
+    """The config of the test unit (one valve, zone ``lawn``) for ``broker``; ``knobs``
+    as for ``support.unit_toml.unit_toml`` (keepalive_s, username, password_file...)."""
+    return shared_unit_toml(device_id=DEVICE, opd=OPD, state_dir=state_dir,
+                            host=broker.host, port=broker.port, telemetry_s=telemetry_s,
+                            zones={"lawn": ("valve1", 17)}, **knobs)
 
 
 def unit_config(broker, state_dir, **kwargs):

@@ -15,8 +15,8 @@ def locked_broker(mosquitto_factory):
 def test_link_logs_in_with_the_password_file(make_unit, locked_broker, tmp_path):
     secret = tmp_path / "mqtt.pass"
     secret.write_text("kata-sandi\n")
-    unit = make_unit(broker=locked_broker, broker_extra=(
-        f'username = "taman-uji-01"\npassword_file = "{secret}"'))
+    unit = make_unit(broker=locked_broker, username="taman-uji-01",
+                     password_file=secret)
     assert unit.link.connected
 
 
@@ -24,8 +24,8 @@ def test_link_with_a_wrong_password_stays_down_and_keeps_trying(make_unit, locke
                                                                 tmp_path, caplog):
     secret = tmp_path / "mqtt.pass"
     secret.write_text("salah\n")
-    unit = make_unit(broker=locked_broker, wait=False, broker_extra=(
-        f'username = "taman-uji-01"\npassword_file = "{secret}"'))
+    unit = make_unit(broker=locked_broker, wait=False, username="taman-uji-01",
+                     password_file=secret)
     wait_until(lambda: "refused the connection" in caplog.text, 10, "refusal logged")
     assert not unit.link.connected
     unit.link.event("alarm", code="test", message="kept while refused")
@@ -33,7 +33,7 @@ def test_link_with_a_wrong_password_stays_down_and_keeps_trying(make_unit, locke
 
 
 def test_link_missing_password_file_is_a_clear_error(make_unit, locked_broker, tmp_path):
-    unit = make_unit(broker=locked_broker, start=False, broker_extra=(
-        f'username = "u"\npassword_file = "{tmp_path / "absent"}"'))
+    unit = make_unit(broker=locked_broker, start=False, username="u",
+                     password_file=tmp_path / "absent")
     with pytest.raises(LinkError, match="broker.password_file"):
         unit.link.start()
