@@ -6,6 +6,9 @@ every ``SMARTCITY_<SECTION>__<KEY>`` environment variable on top (for example
 underscore separates the section from the key), and returns a `Settings` or raises
 `SettingsError` naming the file, each field and the reason.
 
+With ``mqtt.tls`` on, ``mqtt.ca_file`` (if given) must be a readable PEM certificate: the
+settings are refused otherwise, before anything connects.
+
 Secrets (the controller's MQTT password) are read from a file named in the config
 (``mqtt.password_file``) or from ``SMARTCITY_MQTT__PASSWORD``; never write them into the
 TOML file itself.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -185,7 +189,27 @@ def parse_settings(data: Mapping[str, Any], path: object = "<settings>",
                     for err in exc.errors(include_url=False, include_input=False)]
         raise SettingsError(path, problems) from None
     base = Path(str(path)).parent if path != "<settings>" else Path.cwd()
-    return _resolve_paths(settings, base)
+    settings = _resolve_paths(settings, base)
+    mqtt = settings.mqtt
+    if mqtt.enabled and mqtt.tls and mqtt.ca_file is not None:
+        problem = ca_file_problem(mqtt.ca_file)
+        if problem is not None:
+            raise SettingsError(path, [("mqtt.ca_file", f"{problem}: {mqtt.ca_file}")])
+    return settings
+
+
+def ca_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot serve as the broker's CA certificate (None: it can). Loads it
+    the way the MQTT client will, so a file that is no certificate is caught too."""
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except FileNotFoundError:
+        return "file not found"
+    except ssl.SSLError as exc:
+        return f"not a PEM CA certificate ({exc.reason or exc})"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:

@@ -52,9 +52,10 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .config import load_config
+    from .config import check_files, load_config
 
     config = load_config(args.config)
+    check_files(config, args.config)
     print(f"{args.config}: OK ({config.kind}, unit {config.unit.device_id}, OPD {config.unit.opd})")
     return 0
 

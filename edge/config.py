@@ -8,12 +8,15 @@ checks that keep a unit safe live in one place: unique names, unique pins, limit
 range, every reference resolved.
 
 ``load_config(path)`` returns the app's config model or raises ``ConfigError`` naming
-the file, each field (dotted path) and the reason.
+the file, each field (dotted path) and the reason. ``check_files(config, path)`` then
+checks the files the config names that must exist on the unit itself (the broker's CA
+certificate); ``smartcity-edge check`` runs both.
 """
 
 from __future__ import annotations
 
 import importlib
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -218,3 +221,28 @@ def load_config(path, model=None):
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [("(syntax)", str(exc))]) from None
     return parse_config(data, path, model)
+
+
+def ca_file_problem(path) -> str | None:
+    """Why ``path`` cannot serve as the broker's CA certificate, in plain words (None: it
+    can). Loads it the way the MQTT client does, so "not a certificate" is caught too."""
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except FileNotFoundError:
+        return "file not found"
+    except ssl.SSLError as exc:
+        return f"not a PEM CA certificate ({exc.reason or exc})"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def check_files(config, path="<config>") -> None:
+    """Raise ``ConfigError`` when a file the unit needs at run time is missing or unusable:
+    with ``[broker] tls = true``, the ``ca_file`` (read relative to the working directory,
+    as the daemon does)."""
+    broker = config.broker
+    if broker.tls and broker.ca_file is not None:
+        reason = ca_file_problem(broker.ca_file)
+        if reason is not None:
+            raise ConfigError(path, [("broker.ca_file", f"{reason}: {broker.ca_file}")])

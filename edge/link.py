@@ -38,6 +38,8 @@ import random
 import re
 import socket
 import sqlite3
+import ssl
+import sys
 import threading
 import time
 from collections import Counter
@@ -76,6 +78,7 @@ from protocol import (
     topic,
 )
 
+from .config import ca_file_problem
 from .errors import ConfigError, EdgeError
 from .outbox import EVENT, TELEMETRY, Drain, Outbox, Row
 
@@ -217,6 +220,9 @@ class Link:
         self.counters: Counter[str] = Counter()
         self.config_version: int | None = state.get(KEY_CONFIG_VERSION)
         self._clock_ok = False  # last answer of clock_synced(), for the other threads
+        self.connect_error: str | None = None
+        """Why the last attempt to reach the broker failed, in plain words (None once up)."""
+        self._connect_error_logged: str | None = None
         self._recent = RecentCommands(
             state, limit=self.options.recent_commands,
             max_age=timedelta(days=self.options.recent_commands_days))
@@ -558,6 +564,10 @@ class Link:
         first = self.options.reconnect_min_s * random.uniform(1.0, 2.0)
         client.reconnect_delay_set(first, max(first, self.options.reconnect_max_s))
         if broker.tls:
+            if broker.ca_file is not None:
+                problem = ca_file_problem(broker.ca_file)
+                if problem is not None:
+                    raise LinkError(f"broker.ca_file {broker.ca_file}: {problem}")
             client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None)
         if broker.username:
             client.username_pw_set(broker.username, self._password())
@@ -569,6 +579,7 @@ class Link:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.on_pre_connect = self._on_pre_connect
+        client.on_connect_fail = self._on_connect_fail
         return client
 
     def _password(self) -> str | None:
@@ -588,10 +599,26 @@ class Link:
         except Exception:
             logger.exception("could not refresh the Last Will")
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this while it handles the exception of the failed attempt (TCP
+        # connect or TLS handshake), so that exception is the current one.
+        reason, is_tls = _connect_failure(sys.exc_info()[1], self.config.broker)
+        self.connect_error = reason
+        if reason == self._connect_error_logged:
+            logger.debug("still cannot connect to the broker: %s", reason)
+            return
+        self._connect_error_logged = reason
+        broker = self.config.broker
+        logger.log(logging.ERROR if is_tls else logging.WARNING,
+                   "cannot connect to the broker at %s:%s: %s (retrying)", broker.host,
+                   broker.port, reason)
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             logger.error("broker refused the connection: %s", reason_code)
             return
+        self.connect_error = None
+        self._connect_error_logged = None
         _no_delay(client)
         # Whatever paho still holds from the last connection is resent by the Drain, from
         # the lowest seq the controller has not acked; drop paho's copies.
@@ -726,6 +753,39 @@ class Link:
                          mqtt.error_string(info.rc))
             return None
         return info.mid
+
+
+# OpenSSL's verify codes (X509_V_ERR_*) that point at something else than the CA file.
+_NAME_MISMATCH = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+_OUT_OF_DATE = (9, 10)  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
+
+
+def _connect_failure(exc: BaseException | None, broker) -> tuple[str, bool]:
+    """Plain words for a failed connection attempt, and whether TLS was the problem."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or exc.reason
+        if exc.verify_code in _NAME_MISMATCH:
+            hint = (f"broker.host ({broker.host}) is not a name the broker's certificate "
+                    f"was made for")
+        elif exc.verify_code in _OUT_OF_DATE:
+            hint = "check the unit's clock and the dates of the broker's certificate"
+        elif broker.ca_file:
+            hint = (f"broker.ca_file ({broker.ca_file}) is not the CA that signed the "
+                    f"broker's certificate")
+        else:
+            hint = ("no broker.ca_file is set and the system's CA certificates do not "
+                    "include the one that signed the broker's certificate")
+        return f"TLS: the broker's certificate was refused ({why}): {hint}", True
+    if isinstance(exc, ssl.SSLError):
+        return (f"TLS handshake failed ({exc.reason or exc}): is port {broker.port} the "
+                f"broker's TLS listener?"), True
+    if isinstance(exc, OSError):
+        text = exc.strerror or str(exc) or type(exc).__name__
+        if broker.tls and isinstance(exc, ConnectionResetError):
+            # What a plain MQTT listener does with a TLS hello: it hangs up.
+            text += f" during the TLS handshake: is port {broker.port} a TLS listener?"
+        return text, False
+    return "connection failed (no reason given)", False
 
 
 def _digest(payload: bytes) -> str:

@@ -7,12 +7,16 @@ Fixtures
 ``mosquitto``
     A started `MosquittoBroker` with the default config (anonymous access,
     persistence with a 1 s autosave, raised queue limits); stopped afterwards.
-``mosquitto_factory(password_file_users=None, acl=None, **conf_overrides)``
+``mosquitto_factory(password_file_users=None, acl=None, tls=None, **conf_overrides)``
     Make and start more brokers; keyword arguments are mosquitto.conf options
     (``autosave_on_changes=True``, ``allow_anonymous=False``, ...).
 ``mqtt_client_factory(broker, *, client_id="", protocol="5", clean_start=True,
-session_expiry=None, username=None, password=None, check=True, connect=True)``
+session_expiry=None, username=None, password=None, tls_ca=None, check=True, connect=True)``
     Connected `MqttTestClient` objects; all disconnected afterwards.
+``test_pki`` (session)
+    A throwaway CA, a server certificate it signed for 127.0.0.1 and localhost, and an
+    unrelated CA (`TestPki`); ``mosquitto_factory(tls=test_pki.listener())`` starts a
+    broker with a TLS listener on ``broker.tls_port`` next to the plain one.
 
 Broker work directories live under pytest's ``tmp_path`` so the config,
 mosquitto.log and mosquitto.db of the last runs stay around for post-mortems.
@@ -25,15 +29,19 @@ from typing import Any
 
 import pytest
 
-from .broker import MosquittoBroker, find_mosquitto
+from .broker import MosquittoBroker, TlsListener, find_mosquitto
 from .mqtt import MqttClientFactory, MqttTestClient, make_client_factory
+from .tls import TestPki, find_openssl, make_test_pki
 
 __all__ = [
     "MosquittoBroker",
     "MqttTestClient",
+    "TestPki",
+    "TlsListener",
     "mosquitto",
     "mosquitto_factory",
     "mqtt_client_factory",
+    "test_pki",
 ]
 
 MosquittoFactory = Callable[..., MosquittoBroker]
@@ -47,12 +55,13 @@ def mosquitto_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosq
     brokers: list[MosquittoBroker] = []
 
     def factory(password_file_users: dict[str, str] | None = None, acl: str | None = None,
-                **conf_overrides: Any) -> MosquittoBroker:
+                tls: TlsListener | None = None, **conf_overrides: Any) -> MosquittoBroker:
         broker = MosquittoBroker(
             password_users=password_file_users,
             acl=acl,
             conf_overrides=conf_overrides,
             workdir=tmp_path_factory.mktemp("mosquitto"),
+            tls=tls,
         )
         brokers.append(broker)
         return broker.start()
@@ -74,3 +83,11 @@ def mqtt_client_factory() -> Iterator[MqttClientFactory]:
     factory, close_all = make_client_factory()
     yield factory
     close_all()
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    """A CA, a server certificate for 127.0.0.1/localhost it signed, and an unrelated CA."""
+    if find_openssl() is None:
+        pytest.skip("openssl is not installed")
+    return make_test_pki(tmp_path_factory.mktemp("pki"))

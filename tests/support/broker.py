@@ -23,6 +23,10 @@ What persistence promises (Mosquitto 2.0, see mosquitto.conf(5)):
 
 `persistence_snapshot` and `wait_for_save` let a test prove a save happened
 after a given point instead of sleeping and hoping.
+
+TLS: pass ``tls=TlsListener(cafile, certfile, keyfile)`` and the broker opens a
+second listener, MQTT over TLS, on its own free loopback port (``tls_port``), next
+to the plain one on ``port``.  `tests.support.tls.make_test_pki` makes the files.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +118,23 @@ def write_password_file(path: Path, users: Mapping[str, str], *, use_tool: bool 
         path.write_text("".join(pbkdf2_password_line(u, p) + "\n" for u, p in users.items()))
 
 
+@dataclass(frozen=True)
+class TlsListener:
+    """Files of a Mosquitto TLS listener (see mosquitto.conf(5), "Certificate based SSL/TLS
+    Support").  With ``require_certificate`` the broker also asks clients for a
+    certificate signed by ``cafile``."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    require_certificate: bool = False
+
+    def conf_lines(self) -> list[str]:
+        return [f"cafile {self.cafile}", f"certfile {self.certfile}",
+                f"keyfile {self.keyfile}",
+                f"require_certificate {_conf_value(self.require_certificate)}"]
+
+
 def _conf_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -141,6 +163,9 @@ class MosquittoBroker:
     ``password_users`` ({user: password}) writes a password file; ``acl`` is the
     text of an ACL file (Mosquitto denies everything not granted once an ACL
     file is set).  `restart` keeps the port and the persistence directory.
+
+    ``tls`` adds a TLS listener on ``tls_port`` (same host); the plain listener on
+    ``port`` stays, so tests can still look at the broker without certificates.
     """
 
     def __init__(
@@ -158,6 +183,7 @@ class MosquittoBroker:
         workdir: str | os.PathLike | None = None,
         executable: str | None = None,
         use_mosquitto_passwd: bool | None = None,
+        tls: TlsListener | None = None,
     ) -> None:
         self.executable = executable or find_mosquitto()
         if not self.executable:
@@ -169,6 +195,8 @@ class MosquittoBroker:
             self._dir_finalizer = weakref.finalize(self, shutil.rmtree, self.workdir, True)
         self.host = HOST
         self.port = free_port(self.host)
+        self.tls = tls
+        self.tls_port: int | None = self._free_tls_port() if tls is not None else None
         self.conf_path = self.workdir / "mosquitto.conf"
         self.log_path = self.workdir / "mosquitto.log"
         self.stderr_path = self.workdir / "mosquitto.stderr"
@@ -215,7 +243,17 @@ class MosquittoBroker:
                 continue
             values: Iterable[Any] = value if isinstance(value, (list, tuple)) else [value]
             lines.extend(f"{name} {_conf_value(v)}" for v in values)
+        if self.tls is not None:
+            # Listener options apply to the listener line they follow: keep this last.
+            lines.append(f"listener {self.tls_port} {self.host}")
+            lines.extend(self.tls.conf_lines())
         return "\n".join(lines) + "\n"
+
+    def _free_tls_port(self) -> int:
+        port = free_port(self.host)
+        while port == self.port:
+            port = free_port(self.host)
+        return port
 
     def write_conf(self) -> None:
         """(Re)write mosquitto.conf from `conf`; takes effect on the next (re)start."""
@@ -225,6 +263,13 @@ class MosquittoBroker:
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def tls_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the TLS listener; an error if the broker has none."""
+        if self.tls_port is None:
+            raise BrokerError("this broker has no TLS listener (pass tls=TlsListener(...))")
+        return self.host, self.tls_port
 
     @property
     def pid(self) -> int | None:
@@ -253,6 +298,8 @@ class MosquittoBroker:
                     raise
                 if first_start:
                     self.port = free_port(self.host)
+                    if self.tls is not None:
+                        self.tls_port = self._free_tls_port()
                     self.write_conf()
                 log.info("port busy, retrying mosquitto on %s:%s", self.host, self.port)
                 time.sleep(0.2)
@@ -274,15 +321,23 @@ class MosquittoBroker:
         while True:
             if proc.poll() is not None:
                 raise BrokerError(f"mosquitto exited with {proc.returncode}\n{self.log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.2):
-                # Mosquitto opens its listener before entering the main loop; a
-                # failed bind makes it exit, so "alive and accepting" means ours.
+            # Mosquitto opens its listeners before entering the main loop; a
+            # failed bind makes it exit, so "alive and accepting" means ours.
+            if self._accepting(self.port) and (
+                    self.tls_port is None or self._accepting(self.tls_port)):
                 if proc.poll() is None:
                     return
             if time.monotonic() >= deadline:
                 self._signal_and_wait(signal.SIGKILL)
                 raise BrokerError(f"mosquitto did not listen on {self.port} in time\n{self.log_tail()}")
             time.sleep(0.02)
+
+    def _accepting(self, port: int) -> bool:
+        try:
+            socket.create_connection((self.host, port), 0.2).close()
+        except OSError:
+            return False
+        return True
 
     def _signal_and_wait(self, sig: signal.Signals, timeout: float = STOP_TIMEOUT) -> int | None:
         proc = self._proc

@@ -15,6 +15,9 @@ Sessions:
 * MQTT 3.1.1: ``clean_start=False`` is sent as clean_session=False; such a
   session never expires in Mosquitto unless persistent_client_expiration is set.
 
+TLS: ``tls_ca=<CA file>`` connects over TLS and verifies the broker's certificate
+against that CA; connect to the broker's ``tls_address`` then.
+
 The paho network thread runs the callbacks; test code waits with `wait_for`.
 Auto-reconnect is off: a test reconnects explicitly by making a new client
 with the same client id, which is what a restarted Pi unit does.
@@ -27,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -75,6 +79,7 @@ class MqttTestClient:
         username: str | None = None,
         password: str | None = None,
         keepalive: int = 30,
+        tls_ca: str | Path | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}")
@@ -93,6 +98,9 @@ class MqttTestClient:
         )
         if username is not None:
             self.client.username_pw_set(username, password)
+        if tls_ca is not None:
+            # TLS, verifying the broker's certificate (and host name) against this CA.
+            self.client.tls_set(ca_certs=str(tls_ca))
         self._cond = threading.Condition()
         self.messages: list[Received] = []
         self.connack: ReasonCode | None = None
@@ -250,7 +258,8 @@ def make_client_factory() -> tuple[MqttClientFactory, Callable[[], None]]:
     """Return ``(factory, close_all)``: the factory connects clients and remembers them.
 
     ``factory(broker, *, client_id="", protocol="5", clean_start=True,
-    session_expiry=None, username=None, password=None, check=True, connect=True)``
+    session_expiry=None, username=None, password=None, tls_ca=None, check=True,
+    connect=True)``
     where ``broker`` is anything with ``host`` and ``port`` or a ``(host, port)`` pair.
     """
     clients: list[MqttTestClient] = []

@@ -26,8 +26,14 @@ def test_example_park_config_loads():
                                                          "musim-hujan"]
 
 
-def test_example_passes_the_check_command(capsys):
-    assert main(["check", "--config", str(EXAMPLE)]) == 0
+def test_example_passes_the_check_command(capsys, tmp_path, test_pki):
+    # The example uses TLS with the broker's CA in /etc/smartcity/ca.pem; `check` also
+    # wants that file, so point it at a real CA certificate here.
+    text = EXAMPLE.read_text()
+    assert 'ca_file = "/etc/smartcity/ca.pem"' in text
+    path = tmp_path / "irrigation.toml"
+    path.write_text(text.replace('"/etc/smartcity/ca.pem"', f'"{test_pki.ca_cert}"'))
+    assert main(["check", "--config", str(path)]) == 0
     assert "OK (irrigation, unit dlh-taman-bekapai-01, OPD dlh)" in capsys.readouterr().out
 
 
