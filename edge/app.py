@@ -82,6 +82,18 @@ class App:
             )
         return self.pulse_counters[name]
 
+    def event_once(self, key: str, type: str, **details: Any) -> None:
+        """Report an event that a restart may report again: the publisher stores it only
+        if nothing was stored under ``key`` before (see ``Publisher.event_once``).
+
+        ``key`` names what happened, not when it was reported: the same on every start
+        that finds the same saved state, different for anything that happened anew."""
+        once = getattr(self.publisher, "event_once", None)
+        if once is None:  # a publisher that keeps nothing across restarts
+            self.publisher.event(type, **details)
+        else:
+            once(key, type, **details)
+
     def alarm(self, code: str, message: str, **details: Any) -> None:
         logger.warning("alarm %s: %s", code, message)
         self.publisher.event("alarm", code=code, message=message, **details)

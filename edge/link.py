@@ -255,11 +255,29 @@ class Link:
 
         Never raises into the app: an invalid event is stored as an ``invalid_event``
         alarm instead, and a failing disk is logged and counted."""
+        return self._event(type, details, None)
+
+    def event_once(self, key: str, type: str, **details: Any) -> int | None:
+        """Like ``event``, but stored only if no event was ever stored under ``key``
+        (``Outbox.add_once``); returns the seq of the first copy.
+
+        For what a daemon reports at start-up and then marks as reported in its state
+        file: killed between the two writes, it reports again under the same key at its
+        next start, and only the first copy goes out."""
+        return self._event(type, details, key)
+
+    def _event(self, type: str, details: dict, key: str | None) -> int | None:
         ts = self.clock.now()
+
+        def store(build) -> tuple[int, bool]:
+            if key is None:
+                return self.outbox.add(EVENT, build), True
+            return self.outbox.add_once(EVENT, key, build)
+
         try:
             try:
                 plain = _plain(details)
-                seq = self.outbox.add(EVENT, lambda s: encode(
+                seq, stored = store(lambda s: encode(
                     Event(seq=s, ts=ts, type=type, details=plain)))
             except (ValidationError, ProtocolError, TypeError, ValueError) as exc:
                 # An app bug must not lose the fact that something happened: say so.
@@ -267,7 +285,7 @@ class Link:
                 logger.error("event %r %r is not a valid message (%s); storing an alarm "
                              "instead", type, details, exc)
                 reason = str(exc)[:300]
-                seq = self.outbox.add(EVENT, lambda s: encode(Event(
+                seq, stored = store(lambda s: encode(Event(
                     seq=s, ts=ts, type="alarm",
                     details={"code": "invalid_event", "event_type": str(type)[:64],
                              "message": reason})))
@@ -275,6 +293,11 @@ class Link:
             self.counters["outbox_errors"] += 1
             logger.exception("event %s %s could not be stored in the outbox", type, details)
             return None
+        if not stored:
+            self.counters["events_stored_already"] += 1
+            logger.info("event %s %s was stored already (seq %d, key %r): not again",
+                        type, details, seq, key)
+            return seq
         logger.info("event %s %s (seq %d)", type, details, seq)
         self._wake()
         return seq

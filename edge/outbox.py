@@ -28,6 +28,13 @@ lose one. Each thinning is counted (``dropped``, persisted) and announced in the
 transaction by an event built with ``announce(seq, dropped_seqs)``, so the controller
 accounts for the missing seqs and its ack can move past them.
 
+Messages stored once: ``add_once(kind, key, build)`` (``Link.event_once``) stores the
+message only if none was ever stored under ``key``, in the same transaction that records
+the key. A daemon that reports something at start-up (a run interrupted by a crash) and
+then saves in its own state file that it has done so can be killed between the two
+writes; on its next start it reports again under the same key, and the outbox keeps the
+first copy. The most recent ``max_keys`` keys are kept, acknowledged or not.
+
 A lost outbox file (a new SD card) restarts seq at 1. The controller then answers with
 an ack above anything this outbox has assigned; ``ack`` notices, moves ``next_seq`` past
 it and renumbers the waiting rows (``reseq``), so new messages are not taken for
@@ -68,6 +75,11 @@ CREATE TABLE IF NOT EXISTS replies (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     payload BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS message_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    seq INTEGER NOT NULL
+);
 """
 
 
@@ -93,15 +105,16 @@ class Outbox:
     """Durable, ordered store of outgoing messages; thread-safe."""
 
     def __init__(self, path, *, max_rows: int = 100_000, thin_batch: int = 100,
-                 announce: Announcer | None = None,
+                 max_keys: int = 10_000, announce: Announcer | None = None,
                  reseq: Callable[[bytes, int], bytes] = json_reseq):
-        if max_rows < 2 or thin_batch < 1:
-            raise ValueError("max_rows must be >= 2 and thin_batch >= 1")
+        if max_rows < 2 or thin_batch < 1 or max_keys < 1:
+            raise ValueError("max_rows must be >= 2, thin_batch and max_keys >= 1")
         self.path = Path(path) if str(path) != ":memory:" else None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_rows = max_rows
         self.thin_batch = thin_batch
+        self.max_keys = max_keys
         self.announce = announce or _default_announce
         self.reseq = reseq
         self._lock = threading.Lock()
@@ -121,12 +134,28 @@ class Outbox:
         Thins old telemetry first when the outbox is full. If ``build`` raises, nothing
         is stored and the seq is not used.
         """
+        return self._add(kind, build, None)[0]
+
+    def add_once(self, kind: str, key: str, build: Builder) -> tuple[int, bool]:
+        """Store one message unless one was already stored under ``key``.
+
+        Returns ``(seq, True)`` when stored now, ``(seq of the first copy, False)`` when
+        the key was known (``build`` is then not called).
+        """
+        return self._add(kind, build, key)
+
+    def _add(self, kind: str, build: Builder, key: str | None) -> tuple[int, bool]:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
         with self._lock:
             count = self._count
             try:
                 with self._transaction() as db:
+                    if key is not None:
+                        row = db.execute("SELECT seq FROM message_keys WHERE key = ?",
+                                         (key,)).fetchone()
+                        if row is not None:
+                            return row[0], False
                     seq = self._meta(db, "next_seq")
                     if self._count >= self.max_rows:
                         seq = self._thin(db, seq)
@@ -135,11 +164,19 @@ class Outbox:
                                (seq, kind, payload))
                     self._set_meta(db, "next_seq", seq + 1)
                     self._count += 1
+                    if key is not None:
+                        self._remember(db, key, seq)
             except BaseException:
                 self._count = count  # rolled back
                 raise
             self._dropped = self._meta(self._db, "dropped")
-            return seq
+            return seq, True
+
+    def _remember(self, db, key: str, seq: int) -> None:
+        """Record ``key``; forget the oldest keys beyond ``max_keys``."""
+        kept = db.execute("INSERT INTO message_keys (key, seq) VALUES (?, ?)",
+                          (key, seq)).lastrowid
+        db.execute("DELETE FROM message_keys WHERE id <= ?", (kept - self.max_keys,))
 
     def _thin(self, db, seq: int) -> int:
         """Drop every other of the oldest telemetry rows; announce; return the next seq."""
@@ -185,9 +222,10 @@ class Outbox:
         rows = db.execute("SELECT seq, kind, payload FROM messages ORDER BY seq").fetchall()
         db.execute("DELETE FROM messages")
         seq = acked + 1
-        for _old, kind, payload in rows:
+        for old, kind, payload in rows:
             db.execute("INSERT INTO messages (seq, kind, payload) VALUES (?, ?, ?)",
                        (seq, kind, self.reseq(payload, seq)))
+            db.execute("UPDATE message_keys SET seq = ? WHERE seq = ?", (seq, old))
             seq += 1
         self._set_meta(db, "next_seq", seq)
         logger.warning("controller acknowledged seq %d, beyond this outbox's last seq: the "

@@ -3,6 +3,11 @@
 Apps call ``event(type, **details)`` and ``telemetry(readings, outputs)``; they never see
 MQTT. The edge link (``edge.link``) implements this with its durable outbox; tests and
 the simulator use ``MemoryPublisher``.
+
+``event_once(key, type, **details)`` stores an event only if none was stored under
+``key`` before, across restarts where the publisher is durable: for what a daemon reports
+at start-up and then marks as reported in its own state file (a crash between the two
+writes must not report it twice). Apps reach it through ``App.event_once``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ logger = logging.getLogger(__name__)
 class Publisher(Protocol):
     def event(self, type: str, **details: Any) -> None: ...
 
+    def event_once(self, key: str, type: str, **details: Any) -> None: ...
+
     def telemetry(self, readings: dict[str, Any], outputs: dict[str, bool]) -> None: ...
 
 
@@ -31,17 +38,29 @@ class Record:
 
 
 class MemoryPublisher:
-    """Keeps everything in a list; ``events(type)`` filters them."""
+    """Keeps everything in a list; ``events(type)`` filters them. ``event_once`` keys
+    live as long as the publisher (share one across app restarts to stand in for the
+    outbox)."""
 
     def __init__(self, clock):
         self.clock = clock
         self.records: list[Record] = []
+        self._keys: set[str] = set()
         self._lock = threading.Lock()
 
     def event(self, type: str, **details: Any) -> None:
         logger.info("event %s %s", type, details)
         with self._lock:
             self.records.append(Record("event", self.clock.now(), type, details))
+
+    def event_once(self, key: str, type: str, **details: Any) -> None:
+        with self._lock:
+            if key in self._keys:
+                logger.info("event %s %s was stored already (key %r)", type, details, key)
+                return
+        self.event(type, **details)
+        with self._lock:
+            self._keys.add(key)
 
     def telemetry(self, readings: dict[str, Any], outputs: dict[str, bool]) -> None:
         with self._lock:

@@ -254,8 +254,19 @@ def run(*, workdir: Path, cycles: int = 50, max_s: float = 900.0, seed: int | No
     report.figures["policies"] = dict(policies)
     if recovery_kill_every:
         report.figures["recovery_kills"] = recovery_kills
+        report.figures["reported_again"] = (
+            f"{_reported_again(unit.log)} run_interrupted reported again by a start killed "
+            f"before it saved the run (the outbox kept the first copy)")
     report.wall_s = budget.elapsed_s
     return report
+
+
+def _reported_again(log: Path) -> int:
+    """``run_interrupted`` events the unit's link found stored already (its log)."""
+    if not log.exists():
+        return 0
+    return sum(1 for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
+               if "edge.link: event run_interrupted " in line and "was stored already" in line)
 
 
 def _online(controller: ControllerProcess) -> bool:

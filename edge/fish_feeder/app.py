@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -269,17 +270,23 @@ class FishFeederApp(App):
                     logger.exception("closing a sensor")
 
     def _recover(self) -> None:
-        """After a restart: record a feeding cut short, clear lockouts, restore the queue."""
+        """After a restart: record a feeding cut short, clear lockouts, restore the queue.
+
+        Each report is stored once per key (``App.event_once``): a start killed after
+        the report and before the state write below reports again at the next start,
+        and the outbox keeps one copy."""
         for name, run in (self.state.get("ff.in_progress") or {}).items():
-            self.publisher.event("run_interrupted", feeder=name, pond=run.get("pond"),
-                                 planned_g=run.get("planned_g"), counted_g=run.get("reserved_g"),
-                                 started_at=run.get("started_at"), source=run.get("source"),
-                                 reason="restart")
+            feeding = run.get("id") or f"{name}:{run.get('started_at')}"
+            self.event_once(f"run_interrupted:{feeding}", "run_interrupted", feeder=name,
+                            pond=run.get("pond"), planned_g=run.get("planned_g"),
+                            counted_g=run.get("reserved_g"), started_at=run.get("started_at"),
+                            source=run.get("source"), reason="restart")
         self.state.set("ff.in_progress", {})
         for name, lock in (self.state.get("ff.lockouts") or {}).items():
-            self.publisher.event("alarm_cleared", code=lock.get("code", "feeder_jam"),
-                                 feeder=name, cleared_by="restart", since=lock.get("since"),
-                                 message=f"feeder {name}: lockout cleared by a restart")
+            self.event_once(f"lockout_cleared:{name}:{lock.get('since')}", "alarm_cleared",
+                            code=lock.get("code", "feeder_jam"), feeder=name,
+                            cleared_by="restart", since=lock.get("since"),
+                            message=f"feeder {name}: lockout cleared by a restart")
         self.state.set("ff.lockouts", {})
         now = self.clock.now()
         for raw in self.state.get("ff.pending") or []:
@@ -425,8 +432,8 @@ class FishFeederApp(App):
         dose = clamp.allowed_g
         self._add_today(p.feeder, p.pond, commanded_g=dose)  # reserved until measured
         runs = self.state.get("ff.in_progress") or {}
-        runs[p.feeder] = {"pond": p.pond, "planned_g": dose, "reserved_g": dose,
-                          "started_at": _iso(now), "source": p.source}
+        runs[p.feeder] = {"id": uuid.uuid4().hex, "pond": p.pond, "planned_g": dose,
+                          "reserved_g": dose, "started_at": _iso(now), "source": p.source}
         self.state.set("ff.in_progress", runs)
         info = {"plan_g": p.plan_g, "factor": decision.factor, "reduced_by": decision.reason,
                 "slot": p.slot, "source": p.source, "cmd_id": p.cmd_id}

@@ -104,6 +104,7 @@ class Run:
     cycles_done: int = 0
     resumed: bool = False
     resumed_reported: bool = False
+    interruptions: int = 0  # run_interrupted reports saved with the run
     # in this process only
     not_before: float = field(default=0.0, metadata={"runtime": True})
     cycle_s: float = field(default=0.0, metadata={"runtime": True})
@@ -328,7 +329,12 @@ class IrrigationApp(App):
                 self.devices.close()
 
     def _recover_runs(self) -> None:
-        """After an unclean stop: record interrupted runs, then resume or drop them."""
+        """After an unclean stop: record interrupted runs, then resume or drop them.
+
+        The report goes to the outbox and the run's new state to the state file, two
+        files: a start killed between the two writes finds the run as it was and reports
+        it again, under the same key (run, creation, interruptions saved so far), which
+        the outbox stores once. The key changes only when the run is saved again."""
         mono = self.clock.monotonic()
         policy = self.config.runs.on_interrupted
         for run in list(self.runs):
@@ -339,7 +345,9 @@ class IrrigationApp(App):
                 remaining[0] = max(0.0, remaining[0] - run.cycle_done_s)
             remaining = [c for c in remaining if c >= MIN_RUN_S]
             action = "resumed" if policy == "resume" and remaining else "dropped"
-            self.publisher.event(
+            run.interruptions += 1
+            self.event_once(
+                f"run_interrupted:{run.run_id}:{run.created}:{run.interruptions}",
                 "run_interrupted", **run.details(), started=run.started,
                 planned_s=round(run.planned_s, 1), done_s=round(run.done_s, 1),
                 remaining_s=round(sum(remaining), 1), action=action, policy=policy)

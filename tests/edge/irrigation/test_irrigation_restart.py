@@ -7,6 +7,7 @@ from irrigation_harness import WITA, Bench, make_config
 
 from edge.clock import VirtualClock
 from edge.errors import ConfigError
+from edge.irrigation.app import STATE_RUNS
 from edge.state import StateStore
 
 MON = datetime(2026, 9, 7, 0, 0, tzinfo=WITA)
@@ -76,6 +77,37 @@ def test_interrupted_run_is_recorded_and_resumed_for_its_remaining_time(tmp_path
     assert fin["resumed"] is True and fin["ended"] == "completed"
     assert fin["duration_s"] == pytest.approx(600, abs=0.5)
     assert b.events("run_started") == []  # the run had started before the restart
+
+
+def saved_runs(path) -> list[dict]:
+    """The runs in the state file as a restart would find them (a fresh connection)."""
+    store = StateStore(path)
+    try:
+        return store.get(STATE_RUNS) or []
+    finally:
+        store.close()
+
+
+def test_a_run_is_saved_as_active_before_its_valve_opens(tmp_path, monkeypatch):
+    """A unit killed the moment a valve opened must find that run on restart, or no
+    run_interrupted is ever recorded for water that flowed."""
+    path = tmp_path / "state.db"
+    b = Bench(make_config(master=None, program=DAILY), start=MON.replace(hour=9),
+              state=StateStore(path)).start()
+    valve = b.app.devices.valves["z1"]
+    real_on = valve.on
+    on_disk = []
+
+    def on_after_reading_the_state_file(*args, **kwargs):
+        on_disk.append(saved_runs(path))
+        real_on(*args, **kwargs)
+
+    monkeypatch.setattr(valve, "on", on_after_reading_the_state_file)
+    b.command("run_zone", cmd_id="c-1", zone="z1", duration_s=600)
+    assert b.is_on("v1")
+    (runs,) = on_disk  # the valve was switched on once
+    assert [(r["run_id"], r["zone"], r["state"]) for r in runs] == [("manual:c-1", "z1", "active")]
+    assert runs[0]["started"] is not None
 
 
 def test_interrupted_run_is_dropped_when_the_policy_says_so(tmp_path):
