@@ -37,7 +37,8 @@ if str(ROOT) not in sys.path:
 
 from tests.support.broker import MosquittoBroker, free_port  # noqa: E402
 
-__all__ = ["ROOT", "Controller", "Figure", "MosquittoBroker", "cpu_seconds", "free_port",
+__all__ = ["ROOT", "Controller", "Figure", "MosquittoBroker", "cpu_seconds", "descendants",
+           "tree_cpu_seconds", "free_port",
            "machine", "memory_kb", "percentile", "print_figures", "print_table",
            "register_devices", "shipped_broker_options", "start_broker", "wait_until",
            "write_json"]
@@ -146,6 +147,31 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds used so far by process ``pid`` (its threads included)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def descendants(pid: int) -> list[int]:
+    """Every running process below ``pid`` (children, their children, ...)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and every process it started that is still running (the
+    controller's ingest writer process, for one)."""
+    total = 0.0
+    for each in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(each)
+    return total
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -283,7 +309,8 @@ class Controller:
             conn.close()
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
+        """The controller's CPU seconds, its writer process included."""
+        return tree_cpu_seconds(self.pid)
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM (the ingest commits and acks what it holds), then SIGKILL if stuck."""

@@ -23,9 +23,19 @@ Role = Literal["admin", "operator", "viewer"]
 TOKEN_BYTES = 32
 
 
+def random_token(nbytes: int) -> str:
+    """URL-safe random text of ``nbytes`` random bytes that never starts with ``-``, so it
+    can follow an option on a command line (``--token TOKEN``) without being taken for
+    one."""
+    while True:
+        token = secrets.token_urlsafe(nbytes)
+        if not token.startswith("-"):
+            return token
+
+
 def new_token() -> str:
     """A fresh random bearer token (show it once; store only `hash_token` of it)."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    return random_token(TOKEN_BYTES)
 
 
 def hash_token(token: str) -> str:

@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from controller.auth import random_token
 from protocol.topics import ROOT, Channel, topic
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ UNIT_READS = (Channel.CMD, Channel.ACK, Channel.CONFIG)
 
 def new_password() -> str:
     """A random MQTT password for a device (24 bytes, URL-safe base64)."""
-    return secrets.token_urlsafe(24)
+    return random_token(24)
 
 
 def pbkdf2_hash(password: str, *, iterations: int = PBKDF2_ITERATIONS,

@@ -31,12 +31,11 @@ without using the token (``provision --dry-run``).
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from controller.auth import hash_token
+from controller.auth import hash_token, random_token
 from controller.broker_files import (
     acl_text,
     mosquitto_hash,
@@ -95,7 +94,7 @@ class Enrolment:
 
 def new_enrolment_token() -> str:
     """A fresh one-time enrolment token (22 URL-safe characters)."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    return random_token(TOKEN_BYTES)
 
 
 def write_broker_files(store: Store, settings: Settings, *, acl_path: str | Path | None = None,

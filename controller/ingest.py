@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -83,8 +83,7 @@ _REPLY_SUFFIX = "/" + Channel.CMD_REPLY.value
 _STOP = object()
 
 
-@dataclass(frozen=True)
-class _Received:
+class _Received(NamedTuple):  # one per message: a tuple is the cheapest to build
     topic: str
     payload: bytes
     mid: int
@@ -305,7 +304,9 @@ class Ingest:
         self.store = store
         self.metrics = metrics
         cfg = settings.mqtt
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._taken = 0  # messages taken off the queue, not yet committed and acknowledged
+        metrics.queue_depth.set_function(lambda: self._queue.qsize() + self._taken)
         self._generation = 0
         self._connected = threading.Event()
         self._stopping = threading.Event()
@@ -421,7 +422,6 @@ class Ingest:
         # Only enqueue: no slow work on the network thread.
         self._queue.put(_Received(msg.topic, bytes(msg.payload), msg.mid, msg.qos,
                                   self._generation, datetime.now(UTC)))
-        self.metrics.queue_depth.inc()
 
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
@@ -477,6 +477,7 @@ class Ingest:
                 break
             batch.append(item)
             urgent = urgent or item.topic.endswith(_REPLY_SUFFIX)
+        self._taken += len(batch)
         return batch, False
 
     def _idle_timeout(self) -> float:
@@ -494,7 +495,7 @@ class Ingest:
         for raw in batch:
             if raw.qos > 0 and raw.generation == self._generation:
                 self.client.ack(raw.mid, raw.qos)
-        self.metrics.queue_depth.dec(len(batch))
+        self._taken -= len(batch)
         for device_id, (opd, seq) in outcome.acks.items():
             state = self._acks.setdefault(device_id, _AckState(opd))
             state.opd, state.seq, state.due = opd, seq, True

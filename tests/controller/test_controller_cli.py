@@ -79,3 +79,17 @@ def test_cli_refusals_exit_non_zero(config, tmp_path, capsys):
     assert main(["mqtt-acl", "--config", str(config)]) == 2
     assert "MQTT password" in capsys.readouterr().err
     assert main(["serve", "--config", str(tmp_path / "nope.toml")]) == 2
+
+
+def test_random_tokens_never_start_with_a_dash(monkeypatch):
+    """A token typed after ``--token`` must not look like an option to argparse."""
+    import secrets
+
+    from controller.auth import new_token
+    from controller.broker_files import new_password
+    from controller.enrolment import new_enrolment_token
+
+    for make in (new_token, new_password, new_enrolment_token):
+        drawn = iter(["-starts-with-a-dash", "-again", "fine-token"])
+        monkeypatch.setattr(secrets, "token_urlsafe", lambda n, drawn=drawn: next(drawn))
+        assert make() == "fine-token"

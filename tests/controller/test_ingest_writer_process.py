@@ -58,6 +58,9 @@ def test_batches_are_stored_by_a_separate_process(running, mosquitto, mqtt_clien
     wait_until(lambda: store.acked_seq("taman-01") == 100, what="seq 100 committed")
     assert seqs(store, "taman-01") == list(range(1, 101))
     assert writer_pid(ingest) == pid  # the same process did it all
+    depth = "smartcity_ingest_queue_depth"
+    wait_until(lambda: ingest.metrics.registry.get_sample_value(depth) == 0,
+               what="nothing left between receiving and committing")
 
 
 def test_writer_process_killed_mid_stream_loses_and_doubles_nothing(
