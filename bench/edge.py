@@ -6,7 +6,14 @@ Three measurements, on loopback with a private Mosquitto:
    irrigation config (config/irrigation.example.toml; only its state_dir, broker and
    clock check changed for this machine) in a subprocess. Its CPU time is read from
    /proc over an idle window (nothing scheduled, telemetry every 5 min), and its peak
-   resident set (VmHWM) at the end, after the whole window of running.
+   resident set (VmHWM) at the end, after the whole window of running. The daemon runs
+   the project's packages as a unit does: from a copy of ``edge/`` and ``protocol/``
+   it may not write to, with their bytecode compiled beforehand by the command the
+   shipped unit runs first (the ``compileall`` in ``ExecStartPre`` of
+   systemd/smartcity-irrigation.service); ``--no-bytecode`` leaves that out, so the
+   daemon compiles the modules itself at start, as it did before that step existed.
+   ``--stages`` only prints the daemon's memory after each step of its start-up (and a
+   bare Python and pydantic with one model for reference), to see where it goes.
 2. Valve timing: the same config in a second daemon whose mock pins log each change
    with its time. The bench sends ``run_zone`` commands (10 s) over MQTT and compares
    how long each valve and the pump were really on with what the config asks: the pump
@@ -16,7 +23,7 @@ Three measurements, on loopback with a private Mosquitto:
    drained to a controller stand-in that acks what it stores (bench/edge_drain.py), at
    the default drain rate and without a limit.
 
-    .venv/bin/python bench/edge.py [--idle-s 30] [--runs 4] [--quick]
+    .venv/bin/python bench/edge.py [--idle-s 30] [--quick] [--no-bytecode] [--stages]
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ import dataclasses
 import logging
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,6 +62,9 @@ from bench.common import (  # noqa: E402
 )
 
 EXAMPLE = ROOT / "config" / "irrigation.example.toml"
+UNIT_FILE = ROOT / "systemd" / "smartcity-irrigation.service"
+INSTALLED_SRC = "/opt/smartcity/src"  # where a unit's checkout is (docs/provisioning.md)
+PACKAGES = ("edge", "protocol")  # the project's packages a unit runs
 RUN_S = 10  # the shortest manual run the irrigation app accepts (rules.MIN_RUN_S)
 
 
@@ -98,10 +110,11 @@ def unit_config(workdir: Path, broker, name: str, *, master: bool = True) -> Pat
     return path
 
 
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None,
+           cwd: Path = ROOT) -> subprocess.Popen:
+    env = env or dict(os.environ, PYTHONPATH=str(ROOT))
     with log.open("ab") as out:
-        return subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=out, start_new_session=True)
 
 
@@ -121,12 +134,47 @@ def edge_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "edge.cli"]
 
 
+def unit_compile_step(unit_file: Path = UNIT_FILE) -> list[str]:
+    """The package directories (relative to the checkout) that the unit compiles before
+    it starts the daemon: the ``compileall`` command of its ``ExecStartPre``; [] if none."""
+    dirs: list[str] = []
+    for line in unit_file.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() != "ExecStartPre" or "compileall" not in value:
+            continue
+        words = shlex.split(value.lstrip("-+@:!"))
+        command = shlex.split(words[-1]) if words[:2] == ["/bin/sh", "-c"] else words
+        dirs += [w.removeprefix(INSTALLED_SRC + "/") for w in command
+                 if w.startswith(INSTALLED_SRC + "/")]
+    return dirs
+
+
+def unit_tree(workdir: Path, bytecode: bool) -> Path:
+    """A copy of the project's packages (no bytecode), compiled as the unit's
+    ``ExecStartPre`` does if ``bytecode``. The daemon runs from it and never writes to it
+    (``PYTHONDONTWRITEBYTECODE``), as under ``ProtectSystem=strict``."""
+    src = workdir / "src"
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, src / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if bytecode:
+        dirs = [str(src / d) for d in unit_compile_step()]
+        if dirs:
+            subprocess.run([sys.executable, "-I", "-m", "compileall", "-q", *dirs],
+                           check=True)
+    return src
+
+
+def unit_env(src: Path) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(src), PYTHONDONTWRITEBYTECODE="1")
+
+
 # --------------------------------------------------------------------------- 1. memory, CPU
 
-def idle_unit(workdir: Path, broker, warmup_s: float, idle_s: float) -> dict:
+def idle_unit(workdir: Path, broker, warmup_s: float, idle_s: float, src: Path) -> dict:
     config = unit_config(workdir, broker, "idle-unit")
     proc = _spawn([*edge_command(), "run", "--config", str(config), "--pin-factory", "mock"],
-                  workdir / "idle-unit.log")
+                  workdir / "idle-unit.log", env=unit_env(src), cwd=workdir)
     try:
         started = time.monotonic()
         time.sleep(warmup_s)
@@ -142,6 +190,88 @@ def idle_unit(workdir: Path, broker, warmup_s: float, idle_s: float) -> dict:
                 "rss_kb": memory["VmRSS"], "peak_rss_kb": memory["VmHWM"]}
     finally:
         _stop(proc)
+
+
+# --------------------------------------------------------------------------- memory by stage
+
+STAGES = r"""
+import sys, time
+def mark(stage):
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
+    print(stage, status["VmRSS"].split()[0], status["VmHWM"].split()[0], len(sys.modules),
+          sep="\t", flush=True)
+mark("Python started")
+if sys.argv[1] == "pydantic":
+    from pydantic import BaseModel
+    class Model(BaseModel):
+        x: int
+    Model(x=1)
+    mark("pydantic imported, one model built and used")
+    sys.exit()
+from edge import cli
+cli.build_parser()
+mark("edge.cli imported, parser built (argparse, logging)")
+from pydantic import BaseModel
+class Model(BaseModel):
+    x: int
+Model(x=1)
+mark("pydantic, one model built and used")
+import paho.mqtt.client
+mark("paho-mqtt (imports ssl, http.client, urllib.request)")
+import json, sqlite3
+mark("sqlite3, json")
+import protocol
+mark("protocol (its pydantic models)")
+import gpiozero
+mark("gpiozero (its package imports every device class)")
+import astral.sun, schedule, tomllib, zoneinfo
+mark("astral, schedule, tomllib, zoneinfo")
+import edge.config, edge.irrigation.config
+mark("edge.config, irrigation config models and rules, edge.app")
+import edge.daemon, edge.service
+mark("edge.daemon, link, outbox, state, service")
+import minimalmodbus, serial
+mark("pyserial, minimalmodbus (the config's serial and Modbus probes)")
+import edge.irrigation.app, edge.irrigation.devices, edge.sensors.soil
+mark("irrigation app, devices, sensor drivers")
+from edge.hardware import make_pin_factory
+config = edge.config.load_config(sys.argv[1])
+factory = make_pin_factory("mock")
+mark("config read and validated, mock pin factory")
+unit = edge.daemon.build_unit(config, pin_factory=factory)
+mark("unit built (outputs, sensors, state.db, outbox.db)")
+unit.start()
+deadline = time.monotonic() + 10
+while not unit.link.connected and time.monotonic() < deadline:
+    unit.tick()
+    time.sleep(0.05)
+mark("started, link up")
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    unit.tick()
+    time.sleep(0.2)
+mark(f"after {sys.argv[2]} s of running")
+unit.close()
+"""
+
+
+def memory_stages(workdir: Path, broker, src: Path, run_s: float) -> list[dict]:
+    """VmRSS and VmHWM in a fresh interpreter after each step of a unit's start-up: its
+    imports one group at a time, in the order of their dependencies, then the steps of
+    ``smartcity-edge run`` (config, unit, start); and pydantic with one model alone."""
+    config = unit_config(workdir, broker, "stages-unit")
+    rows = []
+    for argv in (["pydantic"], [str(config), str(run_s)]):
+        with (workdir / "stages.log").open("ab") as log:
+            out = subprocess.run([sys.executable, "-c", STAGES, *argv], env=unit_env(src),
+                                 cwd=workdir, stdout=subprocess.PIPE, stderr=log, text=True,
+                                 timeout=120, check=True).stdout
+        for line in out.splitlines():
+            stage, rss, hwm, modules = line.split("\t")
+            rows.append({"stage": stage, "rss_kb": int(rss), "hwm_kb": int(hwm),
+                         "modules": int(modules)})
+    return rows
 
 
 # --------------------------------------------------------------------------- 2. valve timing
@@ -286,6 +416,20 @@ def drain_cases(workdir: Path, broker, telemetry: int, events: int) -> list[dict
     return out
 
 
+def print_stages(rows: list[dict]) -> int:
+    table, previous = [], 0.0
+    for r in rows:
+        mib = r["hwm_kb"] / 1024
+        plus = "" if r["stage"] == "Python started" else f"{mib - previous:+.1f}"
+        table.append((r["stage"], f"{r['rss_kb'] / 1024:.1f}", f"{mib:.1f}", plus,
+                      r["modules"]))
+        previous = mib
+    print_table("Memory by stage of start-up (each row: after that step; two processes)",
+                ["stage", "VmRSS MiB", "VmHWM MiB", "+ MiB", "modules"], table)
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 def main(argv=None) -> int:
@@ -296,6 +440,10 @@ def main(argv=None) -> int:
     parser.add_argument("--events", type=int, default=200, help="backlog events")
     parser.add_argument("--quick", action="store_true",
                         help="3 s windows, one run without the pump, a 1-hour backlog")
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="no compiled bytecode for the daemon: it compiles at start")
+    parser.add_argument("--stages", action="store_true",
+                        help="only the daemon's memory after each step of its start-up")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--unit-process", nargs=2, metavar=("CONFIG", "PIN_LOG"),
                         help=argparse.SUPPRESS)
@@ -310,11 +458,19 @@ def main(argv=None) -> int:
         args.idle_s, args.warmup_s, args.telemetry, args.events = 3.0, 2.0, 60, 10
         rounds = [["rumput-utara", "bunga"]]
     print(f"edge: example irrigation unit, mock pins; {machine()}")
+    bytecode = not args.no_bytecode
+    compiled = unit_compile_step() if bytecode else []
+    print("bytecode: " + (f"{', '.join(compiled)} compiled before start, as the ExecStartPre "
+                          f"of {UNIT_FILE.name} does" if compiled else
+                          "none; the daemon compiles the project's modules at start"))
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp, start_broker() as broker:
         workdir = Path(tmp)
+        src = unit_tree(workdir, bytecode)
+        if args.stages:
+            return print_stages(memory_stages(workdir, broker, src, args.idle_s))
         idle = threading.Thread(target=lambda: results.update(
-            idle=idle_unit(workdir, broker, args.warmup_s, args.idle_s)))
+            idle=idle_unit(workdir, broker, args.warmup_s, args.idle_s, src)))
         idle.start()
         try:
             results["timing"] = valve_timing(workdir, broker, rounds, master)
@@ -360,7 +516,9 @@ def main(argv=None) -> int:
         Figure("rows not delivered", "0", str(lost), lost == 0),
     ]
     print_figures("Figures", figures)
-    write_json(args.json, {"bench": "edge", "idle": idle, "timing": timing["rows"],
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+    write_json(args.json, {"bench": "edge", "bytecode": bool(compiled), "idle": idle,
+                           "timing": timing["rows"],
                            "runs": runs, "runs_done": done, "drain": drain,
                            "outputs_measured": len(timing["rows"]), "figures": figures})
     return 0

@@ -60,6 +60,12 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from .fish_feeder.calibrate import run
+
+    return run(args)
+
+
 def cmd_provision(args) -> int:
     from dataclasses import fields
 
@@ -97,9 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config file and exit")
     check.add_argument("--config", required=True)
     check.set_defaults(func=cmd_check)
-    from .fish_feeder import calibrate as fish_feeder_calibrate
-
-    fish_feeder_calibrate.add_parser(sub)
+    cal = sub.add_parser("calibrate", help="measure a feeder's grams per second and write it "
+                                           "to the config",
+                         description="Measure a fish feeder's dosing rate and write it into "
+                                     "the config (see docs/fish_feeder.md).")
+    cal.add_argument("--config", required=True, help="the unit's TOML config file")
+    cal.add_argument("--feeder", required=True, help="feeder name as in the config")
+    cal.add_argument("--run-s", type=float, default=30.0, help="motor run time (default 30)")
+    cal.add_argument("--grams", type=float, help="weighed grams; no prompt")
+    cal.add_argument("--no-run", action="store_true",
+                     help="do not run the motor: compute from --grams and --run-s")
+    cal.add_argument("--pin-factory", choices=["mock", "lgpio"], help="override the config")
+    cal.set_defaults(func=cmd_calibrate)
     prov = sub.add_parser("provision", help="write the unit's config and credentials, "
                                             "enable its systemd unit")
     prov.add_argument("--controller", help="controller URL, e.g. https://smartcity.example")

@@ -259,22 +259,8 @@ def calibrate(config_path, feeder: str, *, run_s: float = 30.0, grams: float | N
     return cal
 
 
-def add_parser(subparsers) -> None:
-    """Register ``calibrate`` on ``smartcity-edge``'s subcommands."""
-    p = subparsers.add_parser(
-        "calibrate", help="measure a feeder's grams per second and write it to the config",
-        description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True, help="the unit's TOML config file")
-    p.add_argument("--feeder", required=True, help="feeder name as in the config")
-    p.add_argument("--run-s", type=float, default=30.0, help="motor run time (default 30)")
-    p.add_argument("--grams", type=float, help="weighed grams; no prompt")
-    p.add_argument("--no-run", action="store_true",
-                   help="do not run the motor: compute from --grams and --run-s")
-    p.add_argument("--pin-factory", choices=["mock", "lgpio"], help="override the config")
-    p.set_defaults(func=run)
-
-
 def run(args) -> int:
+    """``smartcity-edge calibrate`` (its arguments are defined in ``edge.cli``)."""
     factory = None
     if getattr(args, "pin_factory", None):
         from ..hardware import make_pin_factory

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import io
 import os
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from edge import cli
 from edge.clock import VirtualClock
 from edge.config import load_config
 from edge.fish_feeder import calibrate as cal
@@ -118,10 +118,7 @@ def test_calibrate_refuses_unknown_feeder_and_overlong_run(config_file):
 
 
 def test_cli_subcommand_no_run(config_file, capsys):
-    parser = argparse.ArgumentParser(prog="smartcity-edge")
-    cal.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["calibrate", "--config", str(config_file), "--feeder",
-                              "pakan-nila", "--no-run", "--run-s", "20", "--grams", "380"])
-    assert args.func(args) == 0
+    assert cli.main(["calibrate", "--config", str(config_file), "--feeder", "pakan-nila",
+                     "--no-run", "--run-s", "20", "--grams", "380"]) == 0
     assert load_config(config_file).feeder("pakan-nila").rate_g_per_s == 19.0
     assert "19.0" in capsys.readouterr().out
