@@ -8,10 +8,10 @@ Three measurements, on loopback with a private Mosquitto:
    /proc over an idle window (nothing scheduled, telemetry every 5 min), and its peak
    resident set (VmHWM) at the end, after the whole window of running. The daemon runs
    the project's packages as a unit does: from a copy of ``edge/`` and ``protocol/``
-   it may not write to, with their bytecode compiled beforehand by the command the
-   shipped unit runs first (the ``compileall`` in ``ExecStartPre`` of
-   systemd/smartcity-irrigation.service); ``--no-bytecode`` leaves that out, so the
-   daemon compiles the modules itself at start, as it did before that step existed.
+   it may not write to, with their bytecode compiled beforehand, as ``pip install``
+   does when a unit is installed (docs/provisioning.md); ``--no-bytecode`` leaves that
+   out, so the daemon compiles the modules itself at every start (as with an editable
+   install, whose source directory the daemon may not write to).
    ``--stages`` only prints the daemon's memory after each step of its start-up (and a
    bare Python and pydantic with one model for reference), to see where it goes.
 2. Valve timing: the same config in a second daemon whose mock pins log each change
@@ -34,7 +34,6 @@ import dataclasses
 import logging
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -62,8 +61,6 @@ from bench.common import (  # noqa: E402
 )
 
 EXAMPLE = ROOT / "config" / "irrigation.example.toml"
-UNIT_FILE = ROOT / "systemd" / "smartcity-irrigation.service"
-INSTALLED_SRC = "/opt/smartcity/src"  # where a unit's checkout is (docs/provisioning.md)
 PACKAGES = ("edge", "protocol")  # the project's packages a unit runs
 RUN_S = 10  # the shortest manual run the irrigation app accepts (rules.MIN_RUN_S)
 
@@ -134,34 +131,17 @@ def edge_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "edge.cli"]
 
 
-def unit_compile_step(unit_file: Path = UNIT_FILE) -> list[str]:
-    """The package directories (relative to the checkout) that the unit compiles before
-    it starts the daemon: the ``compileall`` command of its ``ExecStartPre``; [] if none."""
-    dirs: list[str] = []
-    for line in unit_file.read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() != "ExecStartPre" or "compileall" not in value:
-            continue
-        words = shlex.split(value.lstrip("-+@:!"))
-        command = shlex.split(words[-1]) if words[:2] == ["/bin/sh", "-c"] else words
-        dirs += [w.removeprefix(INSTALLED_SRC + "/") for w in command
-                 if w.startswith(INSTALLED_SRC + "/")]
-    return dirs
-
-
 def unit_tree(workdir: Path, bytecode: bool) -> Path:
-    """A copy of the project's packages (no bytecode), compiled as the unit's
-    ``ExecStartPre`` does if ``bytecode``. The daemon runs from it and never writes to it
+    """A copy of the project's packages (no bytecode), compiled as ``pip install`` does
+    if ``bytecode``. The daemon runs from it and never writes to it
     (``PYTHONDONTWRITEBYTECODE``), as under ``ProtectSystem=strict``."""
     src = workdir / "src"
     for package in PACKAGES:
         shutil.copytree(ROOT / package, src / package,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     if bytecode:
-        dirs = [str(src / d) for d in unit_compile_step()]
-        if dirs:
-            subprocess.run([sys.executable, "-I", "-m", "compileall", "-q", *dirs],
-                           check=True)
+        subprocess.run([sys.executable, "-I", "-m", "compileall", "-q",
+                        *(str(src / package) for package in PACKAGES)], check=True)
     return src
 
 
@@ -459,9 +439,9 @@ def main(argv=None) -> int:
         rounds = [["rumput-utara", "bunga"]]
     print(f"edge: example irrigation unit, mock pins; {machine()}")
     bytecode = not args.no_bytecode
-    compiled = unit_compile_step() if bytecode else []
-    print("bytecode: " + (f"{', '.join(compiled)} compiled before start, as the ExecStartPre "
-                          f"of {UNIT_FILE.name} does" if compiled else
+    compiled = list(PACKAGES) if bytecode else []
+    print("bytecode: " + (f"{', '.join(compiled)} compiled before start, as pip install "
+                          "does" if compiled else
                           "none; the daemon compiles the project's modules at start"))
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp, start_broker() as broker:

@@ -62,7 +62,7 @@ def test_bench_edge_measures_memory_timing_and_drain(tmp_path):
     stdout, r = run_bench("edge", tmp_path)
     assert "Output on-time" in stdout and "Catch-up" in stdout
     assert r["idle"]["peak_rss_kb"] > 0 and r["idle"]["cpu_pct"] >= 0
-    assert r["bytecode"] is True  # compiled first, as the shipped unit's ExecStartPre does
+    assert r["bytecode"] is True  # compiled first, as pip install does on a unit
     assert r["runs_done"] == r["runs"] == 2
     assert r["outputs_measured"] == 2  # both valves, each opened once
     for case in r["drain"]:

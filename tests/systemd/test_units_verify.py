@@ -9,14 +9,9 @@ entirely clean.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
-import shlex
 import shutil
-import stat
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -117,37 +112,6 @@ def test_edge_units_match_what_provision_writes(name):
     assert s["ExecStart"][0].endswith(f"smartcity-edge run --config {CONFIG_DIR / kind}.toml")
     example = tomllib.loads((REPO / "config" / f"{kind}.example.toml").read_text())
     assert Path(example["state_dir"]) == Path("/var/lib") / s["StateDirectory"][0]
-
-
-@pytest.mark.parametrize("name", sorted(EDGE_UNITS))
-def test_edge_units_compile_bytecode_the_daemon_can_read(name, tmp_path):
-    """Before the daemon starts, root compiles the project's modules next to the source
-    (the daemon cannot write there); the files must be readable by the service user even
-    under the unit's UMask, and a failure must not stop the unit."""
-    s = service_settings(REPO / "systemd" / name)
-    pre = [v for v in s.get("ExecStartPre", []) if "compileall" in v]
-    assert len(pre) == 1, s.get("ExecStartPre")
-    prefixes = re.match(r"^[-+@:!]*", pre[0]).group()
-    assert set(prefixes) == {"-", "+"}  # as root; a failure is ignored
-    assert s["UMask"] == ["0027"]
-    argv = shlex.split(pre[0][len(prefixes):])
-    assert argv[:2] == ["/bin/sh", "-c"] and " -I -m compileall " in argv[2]
-    # Run it on a copy of the source tree, under the unit's umask.
-    src = tmp_path / "src"
-    for package in ("edge", "protocol"):
-        shutil.copytree(REPO / package, src / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    script = (argv[2].replace("/opt/smartcity/src", str(src))
-              .replace("/opt/smartcity/venv/bin/python", sys.executable))
-    subprocess.run(["/bin/sh", "-c", f"umask 0027 && {script}"], check=True, timeout=120)
-    sources = sorted(src.rglob("*.py"))
-    assert len(sources) > 40
-    for source in sources:
-        pyc = Path(importlib.util.cache_from_source(str(source)))
-        assert pyc.is_file(), pyc
-        assert os.stat(pyc).st_mode & stat.S_IROTH, oct(os.stat(pyc).st_mode)
-        assert os.stat(pyc.parent).st_mode & stat.S_IXOTH
-    assert "/opt/smartcity/src/edge" in argv[2] and "/opt/smartcity/src/protocol" in argv[2]
 
 
 def exposure(unit: Path) -> float | None:
