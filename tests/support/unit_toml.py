@@ -53,6 +53,7 @@ def _table(header: str, values: Mapping[str, object]) -> list[str]:
 def unit_toml(*, device_id: str, opd: str, state_dir: str | Path, host: str, port: int,
               name: str | None = None, keepalive_s: int | None = 5,
               username: str | None = None, password_file: str | Path | None = None,
+              tls: bool | None = None, ca_file: str | Path | None = None,
               sync_check: str | None = "assume_synced", telemetry_s: float | None = None,
               zones: Mapping[str, tuple[str, int]] = ONE_ZONE, max_on_s: float = 600,
               pump: Pump | None = None, on_interrupted: str | None = None) -> str:
@@ -64,7 +65,8 @@ def unit_toml(*, device_id: str, opd: str, state_dir: str | Path, host: str, por
     lines = [f"kind = {_value('irrigation')}", f"state_dir = {_value(state_dir)}"]
     lines += _table("[unit]", {"device_id": device_id, "opd": opd, "name": name})
     lines += _table("[broker]", {"host": host, "port": port, "keepalive_s": keepalive_s,
-                                 "username": username, "password_file": password_file})
+                                 "username": username, "password_file": password_file,
+                                 "tls": tls, "ca_file": ca_file})
     lines += _table("[hardware]", {"pin_factory": "mock"})
     lines += _table("[clock]", {"sync_check": sync_check})
     lines += _table("[telemetry]", {"interval_s": telemetry_s})

@@ -118,8 +118,7 @@ def tls_unit(tmp_path):
         path = tmp_path / "irrigation.toml"
         path.write_text(unit_toml(
             SimpleNamespace(host=host, port=port), tmp_path / "state",
-            broker_extra=(f'tls = true\nca_file = "{ca_file}"\nusername = "{USERNAME}"\n'
-                          f'password_file = "{secret}"')))
+            tls=True, ca_file=ca_file, username=USERNAME, password_file=secret))
         config = load_config(path)
         unit = ThreadedUnit(build_unit(config, pin_factory=MockFactory(), app_class=LimitApp,
                                        link_options=FAST, sync_check=lambda: True))
@@ -225,7 +224,7 @@ def test_unit_with_tls_on_a_plain_port_says_so(mosquitto, test_pki, tls_unit):
 def write_config(tmp_path, ca_file, *, tls=True):
     path = tmp_path / "unit.toml"
     path.write_text(unit_toml(SimpleNamespace(host="127.0.0.1", port=8883), tmp_path / "st",
-                              broker_extra=f'tls = {str(tls).lower()}\nca_file = "{ca_file}"'))
+                              tls=tls, ca_file=ca_file))
     return path
 
 
