@@ -1,8 +1,10 @@
 """Wire one unit together and run it: ``smartcity-edge run`` calls ``run_unit``.
 
-Order matters: the config is validated whole before any pin is touched; the app is built
-(which drives every output off) before the network is touched; the link connects in the
-background so a missing broker never delays the unit's own work (local autonomy)::
+Order matters: the config is validated whole, and the files it names that the unit
+needs (the broker's CA certificate) are checked, before any pin is touched; the app is
+built (which drives every output off) before the network is touched; the link connects
+in the background so a missing broker never delays the unit's own work (local
+autonomy)::
 
     config -> pin factory -> StateStore (state_dir/state.db)
            -> Outbox (state_dir/outbox.db) -> Link -> App -> run_app
@@ -136,14 +138,15 @@ def run_unit(config_path, *, pin_factory: str | None = None, app_class=None,
              stop: threading.Event | None = None, link_options: LinkOptions | None = None,
              tick_s: float = 0.2, install_signals: bool = True) -> int:
     """Load the config at ``config_path`` and run the unit until SIGTERM/SIGINT or
-    ``stop``; returns the exit status (0). Raises ``ConfigError`` for a bad config
-    before any pin is touched. ``pin_factory`` ("mock" or "lgpio") overrides the
-    config's."""
-    from .config import load_config
+    ``stop``; returns the exit status (0). Raises ``ConfigError`` for a bad config, or a
+    file it names that the unit cannot use (the broker's CA certificate), before any pin
+    is touched. ``pin_factory`` ("mock" or "lgpio") overrides the config's."""
+    from .config import check_files, load_config
     from .hardware import make_pin_factory
     from .service import run_app
 
     config = load_config(config_path)
+    check_files(config, config_path)
     factory = make_pin_factory(pin_factory or config.hardware.pin_factory)
     unit = build_unit(config, pin_factory=factory, app_class=app_class,
                       link_options=link_options)
