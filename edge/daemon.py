@@ -151,8 +151,25 @@ def run_unit(config_path, *, pin_factory: str | None = None, app_class=None,
     unit = build_unit(config, pin_factory=factory, app_class=app_class,
                       link_options=link_options)
     unit.tick_wait_s = tick_s  # the loop's pause is spent waiting for commands
+    stop = stop or threading.Event()
+    done = threading.Event()
+    # A stop (SIGTERM, SIGINT or ``stop``) must not wait for a command or the end of the
+    # tick: it wakes the loop's wait at once, so the outputs go off now.
+    waker = threading.Thread(target=_wake_on_stop, args=(stop, done, unit.link),
+                             name="edge-stop-waker", daemon=True)
+    waker.start()
     try:
         run_app(unit, stop=stop, tick_s=0.0, install_signals=install_signals)
     finally:
+        done.set()
         unit.close()
     return 0
+
+
+def _wake_on_stop(stop: threading.Event, done: threading.Event, link: Link) -> None:
+    """Wake ``link.wait_inbound`` as soon as ``stop`` is set; ends with the daemon
+    (``done``) if it stops for another reason."""
+    while not done.is_set():
+        if stop.wait(1.0):
+            link.wake_inbound()
+            return

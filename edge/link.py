@@ -382,6 +382,10 @@ class Link:
         """Block up to ``timeout_s`` until a command or config waits for ``poll()``."""
         return self._inbound_ready.wait(timeout_s)
 
+    def wake_inbound(self) -> None:
+        """End a ``wait_inbound`` now, with nothing arrived (the daemon's stop does this)."""
+        self._inbound_ready.set()
+
     def poll(self) -> None:
         """Handle commands and config that arrived; refresh the status. Call each tick."""
         self._inbound_ready.clear()
