@@ -42,6 +42,7 @@ import logging
 import multiprocessing
 import queue
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -61,6 +62,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from controller.metrics import Metrics
 from controller.settings import Settings
 from controller.store import BatchResult, Inbound, Store
+from edge.connect_failure import connect_failure
 from protocol.codec import decode, encode
 from protocol.errors import ProtocolError
 from protocol.models import Ack
@@ -339,6 +341,8 @@ class Ingest:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_connect_fail = self._on_connect_fail
+        self._connect_errors_logged: set[str] = set()  # since the last connect
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Ingest:
@@ -398,6 +402,7 @@ class Ingest:
         if reason_code.is_failure:
             logger.error("broker refused the ingest connection: %s", reason_code)
             return
+        self._connect_errors_logged.clear()
         _no_delay(client)
         self._generation += 1
         options = SubscribeOptions(qos=1) if self.settings.mqtt.mqtt_version == "5" else 1
@@ -406,6 +411,20 @@ class Ingest:
         self._connected.set()
         self.metrics.connected.set(1)
         logger.info("ingest connected (session present: %s)", flags.session_present)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this while it handles the exception of the failed attempt (TCP
+        # connect or TLS handshake), so that exception is the current one. Each reason
+        # is logged once until a connect succeeds; paho retries meanwhile.
+        cfg = self.settings.mqtt
+        reason, _ = connect_failure(sys.exc_info()[1], cfg, section="mqtt",
+                                    machine="controller")
+        if reason in self._connect_errors_logged:
+            logger.debug("ingest still cannot connect to the broker: %s", reason)
+            return
+        self._connect_errors_logged.add(reason)
+        logger.error("ingest cannot connect to the broker at %s:%s: %s (retrying)", cfg.host,
+                     cfg.port, reason)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         for code in reason_codes:

@@ -1,8 +1,10 @@
 """Wire one unit together and run it: ``smartcity-edge run`` calls ``run_unit``.
 
-Order matters: the config is validated whole before any pin is touched; the app is built
-(which drives every output off) before the network is touched; the link connects in the
-background so a missing broker never delays the unit's own work (local autonomy)::
+Order matters: the config is validated whole, and the files it names that the unit
+needs (the broker's CA certificate) are checked, before any pin is touched; the app is
+built (which drives every output off) before the network is touched; the link connects
+in the background so a missing broker never delays the unit's own work (local
+autonomy)::
 
     config -> pin factory -> StateStore (state_dir/state.db)
            -> Outbox (state_dir/outbox.db) -> Link -> App -> run_app
@@ -136,20 +138,38 @@ def run_unit(config_path, *, pin_factory: str | None = None, app_class=None,
              stop: threading.Event | None = None, link_options: LinkOptions | None = None,
              tick_s: float = 0.2, install_signals: bool = True) -> int:
     """Load the config at ``config_path`` and run the unit until SIGTERM/SIGINT or
-    ``stop``; returns the exit status (0). Raises ``ConfigError`` for a bad config
-    before any pin is touched. ``pin_factory`` ("mock" or "lgpio") overrides the
-    config's."""
-    from .config import load_config
+    ``stop``; returns the exit status (0). Raises ``ConfigError`` for a bad config, or a
+    file it names that the unit cannot use (the broker's CA certificate), before any pin
+    is touched. ``pin_factory`` ("mock" or "lgpio") overrides the config's."""
+    from .config import check_files, load_config
     from .hardware import make_pin_factory
     from .service import run_app
 
     config = load_config(config_path)
+    check_files(config, config_path)
     factory = make_pin_factory(pin_factory or config.hardware.pin_factory)
     unit = build_unit(config, pin_factory=factory, app_class=app_class,
                       link_options=link_options)
     unit.tick_wait_s = tick_s  # the loop's pause is spent waiting for commands
+    stop = stop or threading.Event()
+    done = threading.Event()
+    # A stop (SIGTERM, SIGINT or ``stop``) must not wait for a command or the end of the
+    # tick: it wakes the loop's wait at once, so the outputs go off now.
+    waker = threading.Thread(target=_wake_on_stop, args=(stop, done, unit.link),
+                             name="edge-stop-waker", daemon=True)
+    waker.start()
     try:
         run_app(unit, stop=stop, tick_s=0.0, install_signals=install_signals)
     finally:
+        done.set()
         unit.close()
     return 0
+
+
+def _wake_on_stop(stop: threading.Event, done: threading.Event, link: Link) -> None:
+    """Wake ``link.wait_inbound`` as soon as ``stop`` is set; ends with the daemon
+    (``done``) if it stops for another reason."""
+    while not done.is_set():
+        if stop.wait(1.0):
+            link.wake_inbound()
+            return

@@ -38,7 +38,6 @@ import random
 import re
 import socket
 import sqlite3
-import ssl
 import sys
 import threading
 import time
@@ -79,6 +78,7 @@ from protocol import (
 )
 
 from .config import ca_file_problem
+from .connect_failure import connect_failure
 from .errors import ConfigError, EdgeError
 from .outbox import EVENT, TELEMETRY, Drain, Outbox, Row
 
@@ -382,6 +382,10 @@ class Link:
         """Block up to ``timeout_s`` until a command or config waits for ``poll()``."""
         return self._inbound_ready.wait(timeout_s)
 
+    def wake_inbound(self) -> None:
+        """End a ``wait_inbound`` now, with nothing arrived (the daemon's stop does this)."""
+        self._inbound_ready.set()
+
     def poll(self) -> None:
         """Handle commands and config that arrived; refresh the status. Call each tick."""
         self._inbound_ready.clear()
@@ -625,7 +629,7 @@ class Link:
     def _on_connect_fail(self, client, userdata) -> None:
         # paho calls this while it handles the exception of the failed attempt (TCP
         # connect or TLS handshake), so that exception is the current one.
-        reason, is_tls = _connect_failure(sys.exc_info()[1], self.config.broker)
+        reason, is_tls = connect_failure(sys.exc_info()[1], self.config.broker)
         self.connect_error = reason
         if reason == self._connect_error_logged:
             logger.debug("still cannot connect to the broker: %s", reason)
@@ -776,39 +780,6 @@ class Link:
                          mqtt.error_string(info.rc))
             return None
         return info.mid
-
-
-# OpenSSL's verify codes (X509_V_ERR_*) that point at something else than the CA file.
-_NAME_MISMATCH = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
-_OUT_OF_DATE = (9, 10)  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
-
-
-def _connect_failure(exc: BaseException | None, broker) -> tuple[str, bool]:
-    """Plain words for a failed connection attempt, and whether TLS was the problem."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        why = exc.verify_message or exc.reason
-        if exc.verify_code in _NAME_MISMATCH:
-            hint = (f"broker.host ({broker.host}) is not a name the broker's certificate "
-                    f"was made for")
-        elif exc.verify_code in _OUT_OF_DATE:
-            hint = "check the unit's clock and the dates of the broker's certificate"
-        elif broker.ca_file:
-            hint = (f"broker.ca_file ({broker.ca_file}) is not the CA that signed the "
-                    f"broker's certificate")
-        else:
-            hint = ("no broker.ca_file is set and the system's CA certificates do not "
-                    "include the one that signed the broker's certificate")
-        return f"TLS: the broker's certificate was refused ({why}): {hint}", True
-    if isinstance(exc, ssl.SSLError):
-        return (f"TLS handshake failed ({exc.reason or exc}): is port {broker.port} the "
-                f"broker's TLS listener?"), True
-    if isinstance(exc, OSError):
-        text = exc.strerror or str(exc) or type(exc).__name__
-        if broker.tls and isinstance(exc, ConnectionResetError):
-            # What a plain MQTT listener does with a TLS hello: it hangs up.
-            text += f" during the TLS handshake: is port {broker.port} a TLS listener?"
-        return text, False
-    return "connection failed (no reason given)", False
 
 
 def _digest(payload: bytes) -> str:

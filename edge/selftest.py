@@ -17,8 +17,9 @@ What it does, in this order:
 2. **Sensors**: the rain switch and other digital inputs, soil probes (MCP3008, serial
    line, Modbus), water-quality probes (EZO, Modbus), hopper levels, read through the
    same drivers the daemons use.
-3. **Broker**: TCP connect, then an MQTT login with the unit's own username and password
-   file (a separate client id, so a running daemon is not disturbed).
+3. **Broker**: with ``tls = true``, the CA file (``ca_file``) loads; a TCP connect, then
+   an MQTT login with the unit's own username and password file (a separate client id,
+   so a running daemon is not disturbed).
 4. **Clock**: synchronised or not (``[clock] sync_check``).
 5. **Disk**: the state directory exists and is writable, and its file system has room.
 
@@ -45,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from .config import ca_file_problem
 from .errors import EdgeError, HardwareError
 
 logger = logging.getLogger(__name__)
@@ -175,6 +177,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
                       "Broker {host}:{port}: tidak ada jawaban login dalam {secs} dtk."),
     "broker_silent_do": ("Check tls, ca_file and the port in [broker].",
                          "Periksa tls, ca_file dan port di [broker]."),
+    "broker_ca_missing": ("Broker: CA file missing ({path}).",
+                          "Broker: file CA tidak ada ({path})."),
+    "broker_ca_bad": ("Broker: CA file unusable ({path}: {error}).",
+                      "Broker: file CA tidak bisa dipakai ({path}: {error})."),
+    "broker_ca_do": ("Copy the broker's CA certificate there (ca_file in [broker]), or "
+                     "provision again with --ca-file.",
+                     "Salin sertifikat CA broker ke sana (ca_file di [broker]), atau "
+                     "provision ulang dengan --ca-file."),
     "broker_secret": ("Broker: cannot read the password file {path} ({error}).",
                       "Broker: file kata sandi {path} tidak bisa dibaca ({error})."),
     "broker_secret_do": ("Provision the unit again (smartcity-edge provision).",
@@ -515,6 +525,12 @@ class Selftest:
                 self.add(FAIL, w("broker_secret", path=b.password_file,
                                  error=exc.strerror or exc), w("broker_secret_do"))
                 return
+        if b.tls and b.ca_file is not None:
+            problem = ca_file_problem(b.ca_file)
+            if problem is not None:
+                key = "broker_ca_bad" if Path(b.ca_file).exists() else "broker_ca_missing"
+                self.add(FAIL, w(key, path=b.ca_file, error=problem), w("broker_ca_do"))
+                return
         try:
             socket.create_connection((host, port), timeout=self.broker_timeout_s).close()
         except OSError as exc:
@@ -585,11 +601,11 @@ def mqtt_login(broker, *, client_id: str, password: str | None,
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=MQTTProtocolVersion.MQTTv5)
     client.on_connect = on_connect
-    if broker.tls:
-        client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None)
     if broker.username:
         client.username_pw_set(broker.username, password)
     try:
+        if broker.tls:  # loads the CA file: OSError (ssl.SSLError) when it cannot
+            client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None)
         client.connect(broker.host, broker.port, keepalive=10)
     except (OSError, ValueError) as exc:
         return f"connect failed: {exc}"

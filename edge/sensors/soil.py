@@ -25,7 +25,9 @@ the value of the configured key. An optional ``*HH`` suffix is a checksum: the X
 byte before the ``*``, in hex (as in NMEA). A line with a wrong checksum, no number, or a
 value that is not finite is counted as an error and ignored, never used. A probe that only
 answers when asked gets a ``query`` (e.g. ``"R\\r\\n"``) written before each read; one that
-talks on its own is read by taking the newest complete line waiting.
+talks on its own is read by taking the newest complete line waiting. Its port is a
+``LazyPort`` (``edge.sensors.modbus``), as for the other serial readers: opened on first
+use, closed after a failure of the port itself so the next read opens it afresh.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from dataclasses import dataclass
 import serial
 
 from .base import ErrorCounters, SensorError
-from .modbus import ModbusSensor, open_port
+from .modbus import LazyPort, ModbusSensor
 
 logger = logging.getLogger(__name__)
 
@@ -101,22 +103,14 @@ class LineSensor:
     def __init__(self, port_url, *, baudrate: int = 9600, timeout_s: float = 1.0,
                  query: str | None = None, require_checksum: bool = False,
                  bare_key: str = "value", max_lines: int = 64):
-        self.port_name = port_url if isinstance(port_url, str) else repr(port_url)
-        self._port = None if isinstance(port_url, str) else port_url
-        self._owns_port = isinstance(port_url, str)
-        self._baudrate = baudrate
+        self._lazy = LazyPort(port_url, baudrate=baudrate, timeout_s=timeout_s)
+        self.port_name = self._lazy.name
         self._timeout_s = timeout_s
         self.query = query.encode("ascii") if query else None
         self.require_checksum = require_checksum
         self.bare_key = bare_key
         self.max_lines = max_lines
         self.counters = ErrorCounters()
-
-    def _open(self):
-        if self._port is None:
-            self._port = open_port(self.port_name, baudrate=self._baudrate,
-                                   timeout_s=self._timeout_s)
-        return self._port
 
     def _lines(self, port) -> list[bytes]:
         if self.query is not None:
@@ -133,13 +127,13 @@ class LineSensor:
     def read(self) -> dict[str, float]:
         """The newest good line's values; raises ``SensorError`` when there is none."""
         try:
-            lines = self._lines(self._open())
-        except SensorError as exc:
+            lines = self._lines(self._lazy.get())
+        except SensorError as exc:  # the port did not open
             self.counters.failed(exc)
             raise
         except (serial.SerialException, OSError) as exc:
             self.counters.failed(exc)
-            self.close()  # reopen next time (an adapter that was unplugged)
+            self._lazy.drop()  # reopen next time (an adapter that was unplugged)
             raise SensorError(f"{self.port_name}: {exc}") from exc
         if lines == [b""]:
             self.counters.failed("no answer")
@@ -159,12 +153,7 @@ class LineSensor:
         raise SensorError(f"{self.port_name}: {last_error}")
 
     def close(self) -> None:
-        if self._owns_port and self._port is not None:
-            try:
-                self._port.close()
-            except (OSError, serial.SerialException):
-                logger.exception("closing %s", self.port_name)
-            self._port = None
+        self._lazy.drop()
 
 
 def _check_pct(value: float, source: str) -> float:

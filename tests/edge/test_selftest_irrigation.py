@@ -64,7 +64,7 @@ class Field:
 
 def unit_config(tmp_path: Path, *, broker_host="127.0.0.1", broker_port=1, password="pw",
                 serial_port="loop://", modbus_port=None, query=False,
-                sync_check="never_synced") -> Path:
+                sync_check="never_synced", ca_file=None) -> Path:
     text = EXAMPLE.read_text()
     text = text.replace('state_dir = "/var/lib/smartcity/irrigation"',
                         f'state_dir = "{tmp_path / "state"}"')
@@ -73,7 +73,8 @@ def unit_config(tmp_path: Path, *, broker_host="127.0.0.1", broker_port=1, passw
     secret.write_text(password + "\n")
     text = set_toml_values(text, {("broker", "host"): broker_host,
                                   ("broker", "port"): broker_port,
-                                  ("broker", "tls"): False,
+                                  ("broker", "tls"): ca_file is not None,
+                                  ("broker", "ca_file"): str(ca_file or "unused.pem"),
                                   ("broker", "password_file"): str(secret),
                                   ("clock", "sync_check"): sync_check,
                                   ("hardware", "pin_factory"): "mock"})
@@ -176,6 +177,46 @@ def test_selftest_speaks_bahasa_indonesia(tmp_path, capsys, monkeypatch):
     assert "Sensor tanah soil-bunga: tidak ada jawaban di loop://." in words
     assert words.endswith("TIDAK LAYAK JALAN: 5 FAIL, 2 WARN")
     assert "Katup" not in out  # --no-outputs: nothing was switched
+
+
+def unwrap(out: str) -> list[str]:
+    """The checklist's items, one sentence each (continuation lines joined)."""
+    items: list[str] = []
+    for line in out.splitlines()[3:-2]:
+        if line.startswith(" " * 6):
+            items[-1] += " " + line.strip()
+        else:
+            items.append(line)
+    return items
+
+
+@pytest.mark.parametrize(("problem", "lang", "expected"), [
+    ("missing", "en", "FAIL  Broker: CA file missing ({ca})."),
+    ("missing", "id", "FAIL  Broker: file CA tidak ada ({ca})."),
+    ("not_pem", "en", "FAIL  Broker: CA file unusable ({ca}: not a PEM CA certificate"),
+    ("not_pem", "id", "FAIL  Broker: file CA tidak bisa dipakai ({ca}: not a PEM CA"),
+])
+def test_selftest_a_bad_ca_file_is_a_broker_fail_line_not_a_crash(
+        tmp_path, capsys, monkeypatch, mosquitto, problem, lang, expected):
+    monkeypatch.setenv("SMARTCITY_PIN_FACTORY", "mock")
+    monkeypatch.chdir(tmp_path)  # ca_file is read relative to the working directory
+    ca = Path("ca.pem")  # short: a long path is broken across lines
+    if problem == "not_pem":
+        ca.write_text("this is the password, not a certificate\n")
+    # The broker's port answers, so only the CA file stands in the way.
+    config = unit_config(tmp_path, broker_host=mosquitto.host, broker_port=mosquitto.port,
+                         ca_file=ca, sync_check="assume_synced")
+    assert main(["selftest", "--config", str(config), "--no-outputs", "--lang", lang]) == 1
+    out = capsys.readouterr().out
+    assert all(len(line) <= WIDTH for line in out.splitlines()), out
+    items = unwrap(out)
+    [broker] = [i for i in items if i.startswith("FAIL  Broker")]
+    assert broker.startswith(expected.format(ca=ca)), broker
+    assert "--ca-file" in broker  # what to do about it
+    # ... and the checks after it still ran.
+    clock = "OK    Clock synchronised: " if lang == "en" else "OK    Jam tersinkron: "
+    assert any(i.startswith(clock) for i in items), items
+    assert any(i.startswith(("OK    Disk: ", "WARN  Disk: ")) for i in items), items
 
 
 def test_selftest_bad_config_exits_2_before_touching_a_pin(tmp_path, capsys):

@@ -7,9 +7,10 @@ import threading
 import tty
 
 import pytest
+import serial
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockSPIDevice
-from test_sensors_modbus import FakeSlaves
+from test_sensors_modbus import FakeSlaves, UnpluggablePort
 
 from edge.sensors.base import SensorError
 from edge.sensors.modbus import ModbusSensor, open_port
@@ -63,7 +64,7 @@ def test_parse_line_can_require_a_checksum():
 
 def test_line_sensor_takes_the_newest_good_line_and_counts_garbage():
     line = LineSensor("loop://", timeout_s=0.05)
-    port = line._open()
+    port = line._lazy.get()
     port.write(b"moisture_pct=20.0\nmoisture_pct=21.5\ngarbage!!\n")
     assert line.read() == {"moisture_pct": 21.5}
     assert line.counters.errors == 1 and line.counters.reads == 2
@@ -123,9 +124,66 @@ def test_serial_soil_sensor_queries_a_polled_probe_over_a_pty():
         node.close()
 
 
+def test_line_sensor_closes_a_failed_port_and_opens_it_afresh(monkeypatch):
+    node = QueryProbe("28.3")
+    node.start()
+    opened = []
+
+    def serial_for_url(url, **kwargs):
+        opened.append(UnpluggablePort(url, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(serial, "serial_for_url", serial_for_url)
+    try:
+        line = LineSensor(node.path, query="R\r\n", require_checksum=True, timeout_s=0.5)
+        assert opened == []  # opened on first use, not when built
+        assert line.read() == {"moisture_pct": 28.3}
+        assert len(opened) == 1
+        opened[0].unplugged = True  # the adapter is pulled and plugged back in
+        with pytest.raises(SensorError, match="Input/output error"):
+            line.read()
+        assert line.counters.errors == 1
+        assert not opened[0].is_open  # the dead port was closed, not kept
+        assert line.read() == {"moisture_pct": 28.3}
+        assert len(opened) == 2 and opened[1].is_open
+        assert line.counters.consecutive_errors == 0
+        line.close()
+        assert not opened[1].is_open
+    finally:
+        node.close()
+
+
+def test_line_sensor_on_an_adapter_not_plugged_in_errors_until_it_is(tmp_path):
+    device = tmp_path / "ttyUSB0"
+    line = LineSensor(str(device), query="R\r\n", timeout_s=0.5)
+    for _ in range(2):
+        with pytest.raises(SensorError, match="cannot open serial port"):
+            line.read()
+    assert line.counters.errors == 2 and line.counters.consecutive_errors == 2
+    node = QueryProbe("30.5")
+    node.start()
+    try:
+        device.symlink_to(node.path)  # plugged in
+        assert line.read() == {"moisture_pct": 30.5}
+        assert line.counters.consecutive_errors == 0
+        line.close()
+    finally:
+        node.close()
+
+
+def test_line_sensor_leaves_a_shared_port_to_its_owner():
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    line = LineSensor(port, timeout_s=0.05)
+    port.write(b"moisture_pct=12.5\n")
+    assert line.read() == {"moisture_pct": 12.5}
+    line.close()
+    assert port.is_open  # other readers on the line still hold it
+    port.close()
+
+
 def test_serial_soil_sensor_needs_its_key():
     line = LineSensor("loop://", timeout_s=0.05)
-    line._open().write(b"soil_temp_c=27\n")
+    line._lazy.get().write(b"soil_temp_c=27\n")
     sensor = SerialSoilSensor(line)
     with pytest.raises(SensorError, match="moisture_pct"):
         sensor.read()

@@ -16,7 +16,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 from link_helpers import FAST, LimitApp, ThreadedUnit, unit_toml, unit_topic, wait_until
 
-from edge import cli
+from edge import cli, hardware
 from edge.config import load_config
 from edge.daemon import build_unit
 from edge.link import LinkError
@@ -253,6 +253,29 @@ def test_check_accepts_a_real_ca_file_and_ignores_ca_file_without_tls(tmp_path, 
     assert "OK (irrigation" in capsys.readouterr().out
     plain = write_config(tmp_path, tmp_path / "absent.pem", tls=False)
     assert cli.main(["check", "--config", str(plain)]) == 0
+
+
+@pytest.mark.parametrize("problem", ["missing", "not_pem"])
+def test_run_refuses_a_bad_ca_file_before_any_pin(tmp_path, mocker, capsys, problem):
+    ca_file = tmp_path / "etc" / "ca.pem"
+    if problem == "not_pem":
+        ca_file.parent.mkdir()
+        ca_file.write_text("this is the password, not a certificate\n")
+    path = write_config(tmp_path, ca_file)
+    factories = []
+
+    def spy_factory(kind="auto"):
+        factories.append(MockFactory())
+        return factories[-1]
+
+    mocker.patch.object(hardware, "make_pin_factory", spy_factory)
+    assert cli.main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: invalid config" in err
+    reason = "file not found" if problem == "missing" else "not a PEM CA certificate"
+    assert f"broker.ca_file: {reason}" in err and str(ca_file) in err
+    assert factories == [], "no pin factory may be built for a broken config"
+    assert not (tmp_path / "st").exists()  # nor any state written
 
 
 def test_link_start_with_a_missing_ca_file_is_a_clear_error(tmp_path):

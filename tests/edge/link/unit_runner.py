@@ -2,7 +2,7 @@
 app that produces events (and telemetry, from the config) until its outbox has assigned
 ``total`` seqs, then keeps running so the link drains and serves acks.
 
-    python unit_runner.py CONFIG_FILE TOTAL [PER_TICK]
+    python unit_runner.py CONFIG_FILE TOTAL [PER_TICK [TICK_S]]
 """
 
 import logging
@@ -32,7 +32,8 @@ def main(argv):
     ProducerApp.total = int(argv[1])
     if len(argv) > 2:
         ProducerApp.per_tick = int(argv[2])
-    return run_unit(argv[0], app_class=ProducerApp, link_options=FAST, tick_s=0.05)
+    tick_s = float(argv[3]) if len(argv) > 3 else 0.05
+    return run_unit(argv[0], app_class=ProducerApp, link_options=FAST, tick_s=tick_s)
 
 
 if __name__ == "__main__":
