@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +34,7 @@ from pydantic import (
 )
 
 from controller.errors import SettingsError
+from edge.connect_failure import ca_file_problem
 
 logger = logging.getLogger(__name__)
 
@@ -196,20 +196,6 @@ def parse_settings(data: Mapping[str, Any], path: object = "<settings>",
         if problem is not None:
             raise SettingsError(path, [("mqtt.ca_file", f"{problem}: {mqtt.ca_file}")])
     return settings
-
-
-def ca_file_problem(path: Path) -> str | None:
-    """Why ``path`` cannot serve as the broker's CA certificate (None: it can). Loads it
-    the way the MQTT client will, so a file that is no certificate is caught too."""
-    try:
-        ssl.create_default_context(cafile=str(path))
-    except FileNotFoundError:
-        return "file not found"
-    except ssl.SSLError as exc:
-        return f"not a PEM CA certificate ({exc.reason or exc})"
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    return None
 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:

@@ -16,7 +16,6 @@ certificate); ``smartcity-edge check`` runs both.
 from __future__ import annotations
 
 import importlib
-import ssl
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -32,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from .connect_failure import ca_file_problem
 from .errors import ConfigError
 
 # Where each kind's config model lives; imported only when a file asks for it.
@@ -221,20 +221,6 @@ def load_config(path, model=None):
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [("(syntax)", str(exc))]) from None
     return parse_config(data, path, model)
-
-
-def ca_file_problem(path) -> str | None:
-    """Why ``path`` cannot serve as the broker's CA certificate, in plain words (None: it
-    can). Loads it the way the MQTT client does, so "not a certificate" is caught too."""
-    try:
-        ssl.create_default_context(cafile=str(path))
-    except FileNotFoundError:
-        return "file not found"
-    except ssl.SSLError as exc:
-        return f"not a PEM CA certificate ({exc.reason or exc})"
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    return None
 
 
 def check_files(config, path="<config>") -> None:

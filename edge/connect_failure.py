@@ -3,7 +3,8 @@
 Shared by the unit's link (config section ``[broker]``) and the controller's ingest
 (``[mqtt]``). paho calls ``on_connect_fail`` while it handles the exception of the failed
 attempt, so the callback passes ``sys.exc_info()[1]`` to ``connect_failure``, which names
-the cause and the config field to look at::
+the cause and the config field to look at (and ``ca_file_problem`` checks a CA file
+before any attempt)::
 
     reason, is_tls = connect_failure(sys.exc_info()[1], config.broker)
     reason, is_tls = connect_failure(exc, settings.mqtt, section="mqtt", machine="controller")
@@ -16,6 +17,20 @@ import ssl
 # OpenSSL's verify codes (X509_V_ERR_*) that point at something else than the CA file.
 _NAME_MISMATCH = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
 _OUT_OF_DATE = (9, 10)  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
+
+
+def ca_file_problem(path) -> str | None:
+    """Why ``path`` cannot serve as the broker's CA certificate, in plain words (None: it
+    can). Loads it the way the MQTT client does, so "not a certificate" is caught too."""
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except FileNotFoundError:
+        return "file not found"
+    except ssl.SSLError as exc:
+        return f"not a PEM CA certificate ({exc.reason or exc})"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def connect_failure(exc: BaseException | None, broker, *, section: str = "broker",

@@ -77,8 +77,7 @@ from protocol import (
     topic,
 )
 
-from .config import ca_file_problem
-from .connect_failure import connect_failure
+from .connect_failure import ca_file_problem, connect_failure
 from .errors import ConfigError, EdgeError
 from .outbox import EVENT, TELEMETRY, Drain, Outbox, Row
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .config import ca_file_problem
+from .connect_failure import ca_file_problem
 from .errors import EdgeError, HardwareError
 
 logger = logging.getLogger(__name__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -29,10 +30,9 @@ def seqs(store: Store, device: str) -> list[int]:
     return [r["seq"] for r in store.telemetry(device, limit=10_000)]
 
 
-@pytest.fixture
-def running(tmp_path, mosquitto):
-    settings = broker_settings(tmp_path, mosquitto)
-    assert settings.ingest.writer == "process"  # the default for a database file
+@contextmanager
+def controller(settings):
+    """A running controller (API and ingest) with one registered unit."""
     with Store.open(settings.database.path) as store:
         add_device(store, "taman-01", "dlh")
         app = create_app(settings, store=store)
@@ -40,6 +40,14 @@ def running(tmp_path, mosquitto):
             ingest = app.state.controller.ingest
             assert ingest.wait_connected(10)
             yield ingest, store
+
+
+@pytest.fixture
+def running(tmp_path, mosquitto):
+    settings = broker_settings(tmp_path, mosquitto)
+    assert settings.ingest.writer == "process"  # the default for a database file
+    with controller(settings) as both:
+        yield both
 
 
 def writer_pid(ingest) -> int:
@@ -98,15 +106,10 @@ def test_after_three_failures_in_a_row_batches_are_committed_here(
 
 def test_thread_writer_needs_no_process(tmp_path, mosquitto, mqtt_client_factory):
     settings = broker_settings(tmp_path, mosquitto, ingest={"writer": "thread"})
-    with Store.open(settings.database.path) as store:
-        add_device(store, "taman-01", "dlh")
-        app = create_app(settings, store=store)
-        with TestClient(app):
-            ingest = app.state.controller.ingest
-            assert ingest.wait_connected(10)
-            assert ingest._writer_process is None
-            unit = mqtt_client_factory(mosquitto)
-            for seq in range(1, 11):
-                unit.publish(topic("dlh", "taman-01", "telemetry"), tele(seq), wait=False)
-            wait_until(lambda: store.acked_seq("taman-01") == 10, what="seq 10 committed")
+    with controller(settings) as (ingest, store):
+        assert ingest._writer_process is None
+        unit = mqtt_client_factory(mosquitto)
+        for seq in range(1, 11):
+            unit.publish(topic("dlh", "taman-01", "telemetry"), tele(seq), wait=False)
+        wait_until(lambda: store.acked_seq("taman-01") == 10, what="seq 10 committed")
         assert seqs(store, "taman-01") == list(range(1, 11))
