@@ -17,6 +17,7 @@ the database is checked: every message stored once, none missing, none refused.
 
     .venv/bin/python bench/ingest.py [--units 50] [--per-unit 400] [--quick]
     .venv/bin/python bench/ingest.py --profile     # the ingest in-process under cProfile
+    .venv/bin/python bench/ingest.py --stages      # µs per message: topic, payload, commit
 """
 
 from __future__ import annotations
@@ -309,6 +310,42 @@ def profile(args) -> None:
         print(f"\n=== {name}\n{out.getvalue()}")
 
 
+def stages(args) -> None:
+    """Per-message cost of each stage of storing, in this process, without MQTT: read
+    the topic, decode and validate the payload, commit in batches of ``batch_max``."""
+    from controller.settings import IngestSettings
+    from controller.store import Inbound, Store
+    from protocol.codec import decode
+    from protocol.topics import parse_topic
+
+    devices = device_ids(args.units)
+    messages = stream(devices, args.per_unit)
+    n, batch = len(messages), IngestSettings().batch_max
+    t0 = time.perf_counter()
+    parts = [parse_topic(t) for t, _ in messages]
+    t1 = time.perf_counter()
+    decoded = [decode(p.channel, payload) for p, (_, payload) in zip(parts, messages,
+                                                                     strict=True)]
+    t2 = time.perf_counter()
+    now = datetime.now(UTC)
+    inbound = [Inbound(p.opd, p.device, p.channel, m, now)
+               for p, m in zip(parts, decoded, strict=True)]
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        db_path = Path(tmp) / "controller.db"
+        register_devices(db_path, [(OPD, d) for d in devices], token_role=None)
+        with Store.open(db_path) as store:
+            t3 = time.perf_counter()
+            for i in range(0, n, batch):
+                store.commit_batch(inbound[i:i + batch])
+            t4 = time.perf_counter()
+    print_table(f"Per message, {n:,} messages ({args.units} units), one process, no MQTT",
+                ["stage", "µs per message"],
+                [("topic (parse_topic)", f"{(t1 - t0) / n * 1e6:.1f}"),
+                 ("payload (protocol.decode)", f"{(t2 - t1) / n * 1e6:.1f}"),
+                 (f"commit (Store.commit_batch, {batch} a transaction)",
+                  f"{(t4 - t3) / n * 1e6:.1f}")])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=50)
@@ -317,6 +354,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="one round, 10 units x 100")
     parser.add_argument("--profile", action="store_true",
                         help="run the ingest in this process under cProfile instead")
+    parser.add_argument("--stages", action="store_true",
+                        help="only the per-message cost of each storing stage, no MQTT")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -324,6 +363,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     if args.profile:
         profile(args)
+        return 0
+    if args.stages:
+        print(f"ingest stages; {machine()}")
+        stages(args)
         return 0
     print(f"ingest: {args.units} units x {args.per_unit} messages, QoS 1, {args.rounds} "
           f"round(s); {machine()}")
