@@ -266,6 +266,16 @@ class Link:
         next start, and only the first copy goes out."""
         return self._event(type, details, key)
 
+    def event_stored(self, key: str) -> bool | None:
+        """Whether an event was stored under ``key`` by ``event_once`` (``Outbox.has_key``);
+        None when the outbox cannot be read (logged and counted, never raised)."""
+        try:
+            return self.outbox.has_key(key)
+        except sqlite3.Error:
+            self.counters["outbox_errors"] += 1
+            logger.exception("could not look up key %r in the outbox", key)
+            return None
+
     def _event(self, type: str, details: dict, key: str | None) -> int | None:
         ts = self.clock.now()
 
