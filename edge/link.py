@@ -261,9 +261,10 @@ class Link:
         """Like ``event``, but stored only if no event was ever stored under ``key``
         (``Outbox.add_once``); returns the seq of the first copy.
 
-        For what a daemon reports at start-up and then marks as reported in its state
-        file: killed between the two writes, it reports again under the same key at its
-        next start, and only the first copy goes out."""
+        For a report that goes with a write to the daemon's state file: killed between
+        the two writes, the daemon reports again under the same key at its next start
+        and only the first copy goes out, or it asks ``event_stored(key)`` whether the
+        report was made."""
         return self._event(type, details, key)
 
     def event_stored(self, key: str) -> bool | None:
