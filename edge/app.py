@@ -94,6 +94,17 @@ class App:
         else:
             once(key, type, **details)
 
+    def event_stored(self, key: str) -> bool | None:
+        """Whether an event was stored under ``key`` by ``event_once``: True or False, or
+        None when the publisher cannot tell now (its outbox cannot be read). A publisher
+        that keeps no keys knows of none (False).
+
+        For a report made before the state write that records what it reports (a run
+        finished, then the run removed): a start that finds the old state asks whether
+        the report was made."""
+        lookup = getattr(self.publisher, "event_stored", None)
+        return False if lookup is None else lookup(key)
+
     def alarm(self, code: str, message: str, **details: Any) -> None:
         logger.warning("alarm %s: %s", code, message)
         self.publisher.event("alarm", code=code, message=message, **details)

@@ -260,10 +260,21 @@ class Link:
         """Like ``event``, but stored only if no event was ever stored under ``key``
         (``Outbox.add_once``); returns the seq of the first copy.
 
-        For what a daemon reports at start-up and then marks as reported in its state
-        file: killed between the two writes, it reports again under the same key at its
-        next start, and only the first copy goes out."""
+        For a report that goes with a write to the daemon's state file: killed between
+        the two writes, the daemon reports again under the same key at its next start
+        and only the first copy goes out, or it asks ``event_stored(key)`` whether the
+        report was made."""
         return self._event(type, details, key)
+
+    def event_stored(self, key: str) -> bool | None:
+        """Whether an event was stored under ``key`` by ``event_once`` (``Outbox.has_key``);
+        None when the outbox cannot be read (logged and counted, never raised)."""
+        try:
+            return self.outbox.has_key(key)
+        except sqlite3.Error:
+            self.counters["outbox_errors"] += 1
+            logger.exception("could not look up key %r in the outbox", key)
+            return None
 
     def _event(self, type: str, details: dict, key: str | None) -> int | None:
         ts = self.clock.now()

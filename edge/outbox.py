@@ -34,6 +34,8 @@ the key. A daemon that reports something at start-up (a run interrupted by a cra
 then saves in its own state file that it has done so can be killed between the two
 writes; on its next start it reports again under the same key, and the outbox keeps the
 first copy. The most recent ``max_keys`` keys are kept, acknowledged or not.
+``has_key(key)`` says whether a message was stored under ``key``: a daemon that reports
+something (a run finished) before saving that it happened asks it at its next start.
 
 A lost outbox file (a new SD card) restarts seq at 1. The controller then answers with
 an ack above anything this outbox has assigned; ``ack`` notices, moves ``next_seq`` past
@@ -143,6 +145,12 @@ class Outbox:
         the key was known (``build`` is then not called).
         """
         return self._add(kind, build, key)
+
+    def has_key(self, key: str) -> bool:
+        """Whether a message was stored under ``key`` (one of the last ``max_keys``)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM message_keys WHERE key = ?",
+                                    (key,)).fetchone() is not None
 
     def _add(self, kind: str, build: Builder, key: str | None) -> tuple[int, bool]:
         if kind not in KINDS:

@@ -8,6 +8,9 @@ the simulator use ``MemoryPublisher``.
 ``key`` before, across restarts where the publisher is durable: for what a daemon reports
 at start-up and then marks as reported in its own state file (a crash between the two
 writes must not report it twice). Apps reach it through ``App.event_once``.
+``event_stored(key)`` says whether an event was stored under ``key``: for what a daemon
+reports before it saves that it happened (a run finished), asked at its next start
+(``App.event_stored``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ class Publisher(Protocol):
     def event(self, type: str, **details: Any) -> None: ...
 
     def event_once(self, key: str, type: str, **details: Any) -> None: ...
+
+    def event_stored(self, key: str) -> bool | None: ...
 
     def telemetry(self, readings: dict[str, Any], outputs: dict[str, bool]) -> None: ...
 
@@ -61,6 +66,10 @@ class MemoryPublisher:
         self.event(type, **details)
         with self._lock:
             self._keys.add(key)
+
+    def event_stored(self, key: str) -> bool:
+        with self._lock:
+            return key in self._keys
 
     def telemetry(self, readings: dict[str, Any], outputs: dict[str, bool]) -> None:
         with self._lock:

@@ -24,6 +24,15 @@ A jam (no rotation pulses, or no weight drop, within ``confirm_timeout_s``) swit
 motor off, raises one alarm and locks the feeder: no feeding runs on it until an operator
 sends ``clear_fault{feeder}`` or a technician restarts the daemon (which records the
 lockout it clears as ``alarm_cleared`` with ``cleared_by = "restart"``).
+
+Reports go to the outbox and totals to the state file, two files, and a kill can fall
+between two writes. A feeding's grams are reserved against the daily cap in the same
+state transaction that saves it as in progress; when it ends, its grams, its feed-log
+entry and its ``feed_dispensed`` report are saved in one transaction, then the report is
+stored in the outbox under the feeding's id (``App.event_once``), then the feeding is
+cleared. A restart that finds the feeding with its report stores the report (once) and
+counts nothing again; one without a report was cut short (``run_interrupted``, counted
+in full).
 """
 
 from __future__ import annotations
@@ -274,9 +283,14 @@ class FishFeederApp(App):
 
         Each report is stored once per key (``App.event_once``): a start killed after
         the report and before the state write below reports again at the next start,
-        and the outbox keeps one copy."""
+        and the outbox keeps one copy. A feeding saved with its report had ended and is
+        counted already: its report is stored (unless it was) and nothing else."""
         for name, run in (self.state.get("ff.in_progress") or {}).items():
             feeding = run.get("id") or f"{name}:{run.get('started_at')}"
+            if "report" in run:
+                self.event_once(f"feed_dispensed:{feeding}", "feed_dispensed",
+                                **run["report"])
+                continue
             self.event_once(f"run_interrupted:{feeding}", "run_interrupted", feeder=name,
                             pond=run.get("pond"), planned_g=run.get("planned_g"),
                             counted_g=run.get("reserved_g"), started_at=run.get("started_at"),
@@ -430,39 +444,46 @@ class FishFeederApp(App):
             return self._skipped(p, "daily_cap_reached", asked_g=asked,
                                  max_daily_g=spec.max_daily_g)
         dose = clamp.allowed_g
-        self._add_today(p.feeder, p.pond, commanded_g=dose)  # reserved until measured
+        feeding = {"id": uuid.uuid4().hex, "pond": p.pond, "planned_g": dose,
+                   "reserved_g": dose, "started_at": _iso(now), "source": p.source}
         runs = self.state.get("ff.in_progress") or {}
-        runs[p.feeder] = {"id": uuid.uuid4().hex, "pond": p.pond, "planned_g": dose,
-                          "reserved_g": dose, "started_at": _iso(now), "source": p.source}
-        self.state.set("ff.in_progress", runs)
+        runs[p.feeder] = feeding
+        # Reserved until measured, in the transaction that saves the feeding in progress.
+        self._add_today(p.feeder, p.pond, commanded_g=dose, also={"ff.in_progress": runs})
         info = {"plan_g": p.plan_g, "factor": decision.factor, "reduced_by": decision.reason,
                 "slot": p.slot, "source": p.source, "cmd_id": p.cmd_id}
         try:
-            feeder.start(dose, lambda result: self._fed(p, dose, info, result))
+            feeder.start(dose, lambda result: self._fed(p, feeding, info, result))
         except (RuntimeError, ValueError) as exc:
-            self._add_today(p.feeder, p.pond, commanded_g=-dose)
             runs.pop(p.feeder, None)
-            self.state.set("ff.in_progress", runs)
+            self._add_today(p.feeder, p.pond, commanded_g=-dose, also={"ff.in_progress": runs})
             return self._skipped(p, "feeder_not_ready", error=str(exc))
         return True
 
-    def _fed(self, p: Pending, reserved_g: float, info: dict, result: FeedResult) -> None:
+    def _fed(self, p: Pending, feeding: dict, info: dict, result: FeedResult) -> None:
         with self._lock:
             measured = result.measured_g if result.measured_g is not None else result.commanded_g
-            self._add_today(p.feeder, p.pond, commanded_g=result.commanded_g - reserved_g,
-                            measured_g=measured)
-            self._log_feeding(p.pond, result, measured)
-            self._learn_rate(p.feeder, result)
+            details = {k: v for k, v in info.items() if v not in (None, "")}
+            report = dict(
+                pond=p.pond, feeder=p.feeder, species=self._ponds[p.pond].species,
+                planned_g=result.planned_g, measured_g=result.measured_g,
+                measured_by=result.measured_by, commanded_g=result.commanded_g,
+                duration_s=result.duration_s, pulses=result.pulses, fault=result.fault,
+                **details)
+            # One transaction: the grams counted, the feed log, and the feeding marked
+            # done with its report. Then the report, once per feeding; then the feeding
+            # is cleared. A kill anywhere leaves one report and the grams counted once.
             runs = self.state.get("ff.in_progress") or {}
+            runs[p.feeder] = {**feeding, "report": report}
+            self._add_today(p.feeder, p.pond,
+                            commanded_g=result.commanded_g - feeding["reserved_g"],
+                            measured_g=measured,
+                            also={"ff.in_progress": runs,
+                                  "ff.feed_log": self._logged(p.pond, result, measured)})
+            self.event_once(f"feed_dispensed:{feeding['id']}", "feed_dispensed", **report)
             runs.pop(p.feeder, None)
             self.state.set("ff.in_progress", runs)
-            details = {k: v for k, v in info.items() if v not in (None, "")}
-            self.publisher.event(
-                "feed_dispensed", pond=p.pond, feeder=p.feeder,
-                species=self._ponds[p.pond].species, planned_g=result.planned_g,
-                measured_g=result.measured_g, measured_by=result.measured_by,
-                commanded_g=result.commanded_g, duration_s=result.duration_s,
-                pulses=result.pulses, fault=result.fault, **details)
+            self._learn_rate(p.feeder, result)
             if result.fault in ("jam", "no_feed"):
                 code = "feeder_jam" if result.fault == "jam" else "feeder_no_feed"
                 what = ("no rotation" if result.fault == "jam"
@@ -529,12 +550,14 @@ class FishFeederApp(App):
         return float(self._daily["feeders"].get(feeder, {}).get("commanded_g", 0.0))
 
     def _add_today(self, feeder: str, pond: str, *, commanded_g: float = 0.0,
-                   measured_g: float = 0.0) -> None:
+                   measured_g: float = 0.0, also: dict | None = None) -> None:
+        """Count grams in today's totals; saved with the documents ``also`` (key: value)
+        in one transaction."""
         for section, name in (("feeders", feeder), ("ponds", pond)):
             t = self._daily[section].setdefault(name, {"commanded_g": 0.0, "measured_g": 0.0})
             t["commanded_g"] = round(max(0.0, t["commanded_g"] + commanded_g), 1)
             t["measured_g"] = round(max(0.0, t["measured_g"] + measured_g), 1)
-        self.state.set("ff.daily", self._daily)
+        self.state.set_many({"ff.daily": self._daily, **(also or {})})
 
     def fed_today_g(self, name: str) -> float:
         """Grams that went out today (measured), for a pond or a feeder name."""
@@ -543,7 +566,8 @@ class FishFeederApp(App):
                 return float(self._daily[section][name]["measured_g"])
         return 0.0
 
-    def _log_feeding(self, pond: str, result: FeedResult, measured: float) -> None:
+    def _logged(self, pond: str, result: FeedResult, measured: float) -> dict:
+        """The feed log with this feeding added (for the caller to save)."""
         log = self.state.get("ff.feed_log") or {}
         day = self._daily["day"]
         entry = log.setdefault(pond, {}).setdefault(
@@ -551,7 +575,7 @@ class FishFeederApp(App):
         entry["measured_g"] = round(entry["measured_g"] + measured, 1)
         entry["commanded_g"] = round(entry["commanded_g"] + result.commanded_g, 1)
         entry["feedings"] += 1
-        self.state.set("ff.feed_log", log)
+        return log
 
     def _trim_log(self) -> None:
         log = self.state.get("ff.feed_log") or {}

@@ -21,6 +21,13 @@ A *run* is one zone watered for a planned time, possibly in several cycles with 
 between; events are ``run_started`` (first cycle), ``run_finished`` (with ``duration_s``
 of water, ``litres`` and how it ``ended``), or ``run_skipped`` (with the ``reason``) when
 it never ran. Runs queue; nothing is silently dropped.
+
+A run is saved before it is announced and before its valve opens; its reports are stored
+once per run (``App.event_once``, keys ``run_started:<run id>:<created>``,
+``run_finished:...``, ``run_skipped:...``). The outbox and the state file are two files,
+so a kill can fall between a report and the save after it; the next start asks the
+outbox what was reported (``_recover_runs``) and neither reports a run twice nor waters
+again a run that had ended.
 """
 
 from __future__ import annotations
@@ -81,6 +88,11 @@ def _dt(text: str | None) -> datetime | None:
     return None if not text else datetime.fromisoformat(text)
 
 
+def _key(event: str, run: Run) -> str:
+    """The outbox key of a report made once per run."""
+    return f"{event}:{run.run_id}:{run.created}"
+
+
 @dataclass
 class Run:
     """One zone watered for a planned time, in one or more cycles."""
@@ -111,6 +123,7 @@ class Run:
     valve_open: bool = field(default=False, metadata={"runtime": True})
     water_since: float | None = field(default=None, metadata={"runtime": True})
     acct_mark: float = field(default=0.0, metadata={"runtime": True})
+    announce: bool = field(default=False, metadata={"runtime": True})  # run_started due
 
     @property
     def automatic(self) -> bool:
@@ -276,9 +289,10 @@ class IrrigationApp(App):
     def _save(self, mono: float, force: bool = False) -> None:
         if not (force or self._dirty or mono - self._last_save >= self.config.runs.checkpoint_s):
             return
-        for key, doc in self._docs().items():
-            if self._saved.get(key) != doc:
-                self.state.set(key, doc)
+        changed = {key: doc for key, doc in self._docs().items() if self._saved.get(key) != doc}
+        if changed:
+            self.state.set_many(changed)  # one transaction: runs and totals agree on disk
+            for key, doc in changed.items():
                 self._saved[key] = _copy(doc)
         self._last_save = mono
         self._dirty = False
@@ -329,22 +343,44 @@ class IrrigationApp(App):
                 self.devices.close()
 
     def _recover_runs(self) -> None:
-        """After an unclean stop: record interrupted runs, then resume or drop them.
+        """After an unclean stop: settle runs whose end was reported, record interrupted
+        runs, then resume or drop them.
 
-        The report goes to the outbox and the run's new state to the state file, two
-        files: a start killed between the two writes finds the run as it was and reports
-        it again, under the same key (run, creation, interruptions saved so far), which
-        the outbox stores once. The key changes only when the run is saved again."""
+        Reports go to the outbox and runs to the state file, two files, and a kill can
+        fall between the two writes. So each report is stored under a key and this start
+        asks the outbox what was reported:
+
+        - a run whose ``run_finished`` (or ``run_skipped``) is stored had ended, and only
+          the save that removes it was lost: it is removed, never resumed;
+        - a run saved as started is announced (``run_started``, stored once: the run is
+          saved before it is announced, so it may be missing), then reported interrupted
+          under the key (run, creation, interruptions saved so far). A start killed
+          before its own save below reports it again under the same key, which the
+          outbox stores once; the key changes only when the run is saved again.
+
+        A run of which the outbox cannot say whether it ended is dropped, not resumed."""
         mono = self.clock.monotonic()
         policy = self.config.runs.on_interrupted
         for run in list(self.runs):
+            ended = self._end_reported(run)
+            if ended:
+                logger.warning("run %s had ended before the unit stopped (its end is "
+                               "reported, its removal was not saved): removed", run.run_id)
+                self.runs.remove(run)
+                continue
             if run.state == "queued":
                 continue
             remaining = list(run.cycles)
             if run.state == "active" and remaining:
                 remaining[0] = max(0.0, remaining[0] - run.cycle_done_s)
             remaining = [c for c in remaining if c >= MIN_RUN_S]
-            action = "resumed" if policy == "resume" and remaining else "dropped"
+            resume = policy == "resume" and bool(remaining)
+            if resume and ended is None:
+                logger.error("cannot tell whether run %s ended (outbox unreadable): "
+                             "dropped, not resumed", run.run_id)
+                resume = False
+            action = "resumed" if resume else "dropped"
+            self._report_started(run, started=run.started)
             run.interruptions += 1
             self.event_once(
                 f"run_interrupted:{run.run_id}:{run.created}:{run.interruptions}",
@@ -360,6 +396,15 @@ class IrrigationApp(App):
             run.cycle_done_s, run.not_before = 0.0, mono
         self._dirty = True
         self._save(mono, force=True)
+
+    def _end_reported(self, run: Run) -> bool | None:
+        """Whether the run's ``run_finished`` or ``run_skipped`` is stored (None: the
+        outbox cannot tell)."""
+        answers = [self.event_stored(_key("run_finished", run)),
+                   self.event_stored(_key("run_skipped", run))]
+        if True in answers:
+            return True
+        return None if None in answers else False
 
     # ------------------------------------------------------------------ the step
     def _wake(self) -> None:
@@ -412,6 +457,7 @@ class IrrigationApp(App):
         self._expire_queue(now)
         self._dispatch(now, mono)
         self._save(mono)  # a run is on disk as active before its valve opens
+        self._announce_started()  # ... and before it is announced
         self._drive_supply(mono)
         self._save(mono)
         self._arm(now, mono)
@@ -835,15 +881,27 @@ class IrrigationApp(App):
         run.valve_open = False
         if run.started is None:
             run.started = now.isoformat()
-            self.publisher.event("run_started", **run.details(),
-                                 planned_s=round(run.planned_s, 1), cycles=len(run.cycles),
-                                 soak_s=round(run.soak_s, 1), **self._moisture_detail(run.zone))
+            run.announce = True  # once the run is saved as active (``_step``)
         elif run.resumed and not run.resumed_reported:
             run.resumed_reported = True
             self.publisher.event("run_resumed", **run.details(), started=run.started,
                                  done_s=round(run.done_s, 1),
                                  remaining_s=round(sum(run.cycles), 1))
         self._dirty = True
+
+    def _announce_started(self) -> None:
+        for run in self.runs:
+            if run.announce:
+                self._report_started(run)
+
+    def _report_started(self, run: Run, **extra) -> None:
+        """Store the run's ``run_started``, once per run (a restart that finds the run
+        saved as started reports it too, in case the kill came before the report)."""
+        run.announce = False
+        self.event_once(_key("run_started", run), "run_started", **run.details(),
+                        planned_s=round(run.planned_s, 1),
+                        cycles=run.cycles_done + len(run.cycles), soak_s=round(run.soak_s, 1),
+                        **self._moisture_detail(run.zone), **extra)
 
     def _end_due_cycles(self, now: datetime, mono: float) -> None:
         for run in [r for r in self.runs if r.state == "active" and r.water_since is not None]:
@@ -876,15 +934,19 @@ class IrrigationApp(App):
         if run in self.runs:
             self.runs.remove(run)
         self._dirty = True
+        # Reported before the save that removes the run: a restart that still finds the
+        # run asks the outbox for these keys (``_recover_runs``).
         if run.started is None:
-            self.publisher.event("run_skipped", **run.details(), reason=ended,
-                                 **self._moisture_detail(run.zone))
+            self.event_once(_key("run_skipped", run), "run_skipped", **run.details(),
+                            reason=ended, **self._moisture_detail(run.zone))
             detail = f"run of {run.zone} skipped: {ended}"
         else:
-            self.publisher.event("run_finished", **run.details(), started=run.started,
-                                 duration_s=round(run.done_s, 1), litres=round(run.litres, 1),
-                                 cycles=run.cycles_done, planned_s=round(run.planned_s, 1),
-                                 ended=ended)
+            if run.announce:  # ended in the step that started it
+                self._report_started(run)
+            self.event_once(_key("run_finished", run), "run_finished", **run.details(),
+                            started=run.started, duration_s=round(run.done_s, 1),
+                            litres=round(run.litres, 1), cycles=run.cycles_done,
+                            planned_s=round(run.planned_s, 1), ended=ended)
             detail = f"{run.zone}: {run.done_s:.0f} s, {run.litres:.1f} L ({ended})"
         reply = self._replies.pop(run.run_id, None)
         if reply is not None:

@@ -8,6 +8,7 @@ from edge.clock import VirtualClock
 from edge.config import parse_config
 from edge.link import Link
 from edge.outbox import EVENT, TELEMETRY, Outbox
+from edge.publisher import MemoryPublisher
 from edge.state import StateStore
 
 
@@ -86,3 +87,43 @@ def test_link_event_once_stores_the_first_report_and_says_so_for_the_others(tmp_
     assert link.event_once("bad#1", "no such event type!", x=1) == bad == 3
     types = [json.loads(r.payload)["type"] for r in box.rows_after(0, 100)]
     assert types == ["run_interrupted", "run_interrupted", "alarm"]
+
+
+def test_outbox_has_key_knows_the_kept_keys_across_reopen_and_ack(tmp_path):
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, max_keys=2)
+    assert not box.has_key("run_finished:r1")
+    box.add(EVENT, payload("plain"))  # an event stored without a key records none
+    box.add_once(EVENT, "run_finished:r1", payload("r1"))
+    assert box.has_key("run_finished:r1") and not box.has_key("run_finished:r2")
+    box.close()
+
+    box = Outbox(path, max_keys=2)
+    box.ack(box.next_seq - 1)
+    assert box.has_key("run_finished:r1")  # acknowledged: the row is gone, the key stays
+    box.add_once(EVENT, "k2", payload("k2"))
+    box.add_once(EVENT, "k3", payload("k3"))
+    assert not box.has_key("run_finished:r1")  # beyond the last max_keys
+    assert box.has_key("k2") and box.has_key("k3")
+
+
+def test_link_and_memory_publisher_say_whether_an_event_was_stored_under_a_key(tmp_path):
+    config = parse_config({
+        "kind": "irrigation", "state_dir": str(tmp_path),
+        "unit": {"device_id": "dlh-test-01", "opd": "dlh"},
+        "outputs": [{"name": "v1", "pin": 17, "max_on_s": 600}],
+        "zones": [{"name": "z1", "valve": "v1"}]}, "<test>")
+    clock = VirtualClock()
+    box = Outbox(tmp_path / "outbox.db")
+    link = Link(config, outbox=box, state=StateStore(tmp_path / "state.db"), clock=clock,
+                clock_synced=lambda: True)
+    memory = MemoryPublisher(clock)
+    for publisher in (link, memory):
+        assert publisher.event_stored("run_finished:r1") is False
+        publisher.event("run_finished", run_id="r1")  # no key
+        assert publisher.event_stored("run_finished:r1") is False
+        publisher.event_once("run_finished:r1", "run_finished", run_id="r1")
+        assert publisher.event_stored("run_finished:r1") is True
+    box.close()  # an outbox that cannot be read: the link cannot tell, and says so
+    assert link.event_stored("run_finished:r1") is None
+    assert link.counters["outbox_errors"] == 1

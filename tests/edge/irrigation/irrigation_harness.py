@@ -106,14 +106,18 @@ class Bench:
     def __init__(self, config: IrrigationConfig, *, start: datetime | None = None,
                  state: StateStore | None = None, clock_synced=None,
                  weather: Weather | None = None, soil: dict | None = None,
-                 probes: dict | None = None, clock: VirtualClock | None = None):
+                 probes: dict | None = None, clock: VirtualClock | None = None,
+                 publisher: WirePublisher | None = None):
+        """``publisher``: one shared with an earlier Bench on the same state, standing in
+        for the outbox that outlives a process (it keeps the keys of ``event_once``)."""
         self.config = config
         self.clock = clock or VirtualClock(start or datetime(2026, 9, 7, 0, 0, tzinfo=WITA))
         soil = soil or {z.name: SoilModel(moisture_pct=30.0, area_m2=z.area_m2 or 200)
                         for z in config.zones}
         self.field = IrrigationField(config, self.clock, weather=weather or Weather(0.0),
                                      soil=soil, noise_pct=0.0)
-        self.pub = WirePublisher(self.clock)
+        self.pub = publisher or WirePublisher(self.clock)
+        self.pub.clock = self.clock
         self.state = state if state is not None else StateStore(":memory:")
         readers = probes if probes is not None else self.field.readers()
         self.app = IrrigationApp(config, pin_factory=self.field.pin_factory, clock=self.clock,

@@ -2,86 +2,16 @@
 
 On a start after a crash the daemon stores ``run_interrupted`` in its outbox
 (``outbox.db``) and then saves, in its state file (``state.db``), that the run is dealt
-with. These tests run the real wiring (``build_unit``: state store, outbox, link, app on
-mock pins, no broker) on files in a temporary directory, and "kill" a process by
-abandoning it without its clean stop. The kill between the two writes is a state write
-that raises, so no timing is involved.
+with. These tests run the real wiring on files (``irrigation_crash.Process``); the kill
+between the two writes is a state write that raises, so no timing is involved.
 """
 
-import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from gpiozero.pins.mock import MockFactory
-from irrigation_harness import WITA, make_config
+from irrigation_crash import MON_9, Killed, Process, stored_events
 
-from edge.clock import VirtualClock
-from edge.daemon import OUTBOX_FILE, build_unit
 from edge.irrigation.app import STATE_RUNS
-from edge.outbox import Outbox
-
-MON_9 = datetime(2026, 9, 7, 9, 0, tzinfo=WITA)
-
-
-class Killed(BaseException):
-    """The process died here (SIGKILL): nothing after this point runs."""
-
-
-class Process:
-    """One incarnation of the unit on the state directory; ``kill()`` abandons it."""
-
-    def __init__(self, state_dir, policy: str, at: datetime):
-        config = make_config(state_dir=str(state_dir), master=None, rain=None, flow=None,
-                             runs={"on_interrupted": policy})
-        self.clock = VirtualClock(at)
-        self.unit = build_unit(config, pin_factory=MockFactory(), clock=self.clock,
-                               sync_check=lambda: True)
-        self.app = self.unit.app
-
-    def start(self) -> "Process":
-        self.app.start()
-        return self
-
-    def run_zone(self, cmd_id: str, zone: str = "z1", duration_s: float = 600) -> None:
-        replies = []
-        self.app.handle_command(cmd_id, "run_zone", {"zone": zone, "duration_s": duration_s},
-                                lambda status, *_a, **_k: replies.append(status))
-        assert replies == ["accepted"]
-
-    def run(self, seconds: float, step: float = 5.0) -> None:
-        for _ in range(int(seconds / step)):
-            self.clock.advance(step)
-            self.app.tick()
-
-    def valve_open(self, zone: str = "z1") -> bool:
-        return self.app.devices.valves[zone].is_active
-
-    def kill(self) -> None:
-        """Gone without a clean stop: only the files stay (closed, as the OS would)."""
-        self.unit.outbox.close()
-        self.unit.state.close()
-
-    def kill_on_state_write(self, key: str) -> None:
-        """The next write of ``key`` to the state file never happens: the process dies."""
-        store = self.unit.state
-        real_set = store.set
-
-        def set_then_die(k, value):
-            if k == key:
-                raise Killed(f"killed before {k} was saved")
-            real_set(k, value)
-
-        store.set = set_then_die
-
-
-def stored_events(state_dir, type_: str) -> list[dict]:
-    """Every event of ``type_`` in the unit's outbox, in seq order (nothing was acked)."""
-    outbox = Outbox(state_dir / OUTBOX_FILE)
-    try:
-        docs = [json.loads(row.payload) for row in outbox.rows_after(0, 100_000)]
-    finally:
-        outbox.close()
-    return [d for d in docs if d.get("type") == type_]
 
 
 def test_a_kill_between_the_event_and_the_state_save_does_not_report_the_run_twice(tmp_path):
