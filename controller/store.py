@@ -498,8 +498,10 @@ class Store:
     # The device list as the API's JSON (``DeviceOut`` items), built by SQLite: a city's
     # list is thousands of rows, and shaping each one in Python cost 30-80 ms a request.
     # ``config_state`` follows ``controller.api.views.config_state``.
+    # Each device is one json_object text; they are joined as text, in the subquery's
+    # order (re-reading each one with json() to feed json_group_array took 40 % longer).
     _DEVICES_JSON_SQL = """
-        SELECT coalesce(json_group_array(json(doc)), '[]') FROM (SELECT json_object(
+        SELECT '[' || coalesce(group_concat(doc, ','), '') || ']' FROM (SELECT json_object(
             'device_id', d.device_id, 'opd', d.opd, 'kind', d.kind, 'name', d.name,
             'created_at', d.created_at,
             'online', json(CASE WHEN s.online THEN 'true' ELSE 'false' END),
