@@ -1,13 +1,13 @@
 """What survives a restart (StateStore), interrupted runs, and the remote program."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from irrigation_harness import WITA, Bench, make_config
 
 from edge.clock import VirtualClock
 from edge.errors import ConfigError
-from edge.irrigation.app import STATE_RUNS
+from edge.irrigation.app import STATE_HOLDS, STATE_RUNS
 from edge.state import StateStore
 
 MON = datetime(2026, 9, 7, 0, 0, tzinfo=WITA)
@@ -202,3 +202,30 @@ def test_invalid_remote_program_is_refused_and_the_old_one_kept(tmp_path, body, 
     assert StateStore(path).get("irrigation.program")["version"] == 3
     a.run_until(MON.replace(hour=7, minute=1), step=60)
     assert a.events("run_started")[0]["program"] == "remote"
+
+
+def test_what_a_command_reply_reports_is_on_disk_before_the_reply(tmp_path):
+    """A unit killed right after answering 'accepted' or 'done' must not forget what it
+    said: the queued run, the pause. The reply reaches the operator; the state must too."""
+    path = tmp_path / "state.db"
+    b = Bench(make_config(program=DAILY), start=MON.replace(hour=9),
+              state=StateStore(path)).start()
+    b.command("run_zone", cmd_id="c-1", zone="z1", duration_s=600)  # running
+    on_disk = []
+
+    def reply(status, detail="", clamped=None):
+        store = StateStore(path)
+        try:
+            on_disk.append((status, saved_runs(path), store.get(STATE_HOLDS)))
+        finally:
+            store.close()
+
+    # z2 shares z1's group: it is queued behind it, not started, when 'accepted' goes out.
+    b.app.handle_command("c-2", "run_zone", {"zone": "z2", "duration_s": 600}, reply)
+    status, runs, _ = on_disk[-1]
+    assert status == "accepted"
+    assert ("manual:c-2", "queued") in [(r["run_id"], r["state"]) for r in runs]
+    until = (MON.replace(hour=12)).astimezone(UTC).isoformat()
+    b.app.handle_command("c-3", "pause", {"until": until}, reply)
+    status, _, holds = on_disk[-1]
+    assert status == "done" and holds["paused_until"] is not None

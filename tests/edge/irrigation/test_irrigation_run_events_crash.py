@@ -70,7 +70,9 @@ def test_a_run_reported_finished_before_a_kill_is_neither_interrupted_nor_watere
 @pytest.mark.parametrize("after", [False, True], ids=["before_the_save", "after_the_save"])
 def test_a_run_killed_as_it_starts_is_announced_once_and_its_end_reported(tmp_path, after):
     """The first save of a manual run as active (before its valve opens) is where the
-    kill lands. A run that was announced must be on disk, so the restart reports it."""
+    kill lands. A run that was announced must be on disk, so the restart reports it; a
+    run that was only accepted is on disk as queued (saved before the answer), so the
+    restart runs it."""
     a = Process(tmp_path, "drop", MON_9).start()
     a.kill_on_state_write(STATE_RUNS, lambda runs: any(r["state"] == "active" for r in runs),
                           after=after)
@@ -83,13 +85,14 @@ def test_a_run_killed_as_it_starts_is_announced_once_and_its_end_reported(tmp_pa
     b.run(60)
     b.kill()
 
-    assert b.opened == []
-    if after:  # on disk: announced at the restart, and recorded as interrupted
+    if after:  # on disk as active: announced at the restart, recorded as interrupted
+        assert b.opened == []  # and dropped, as the policy says
         assert details(tmp_path, "run_started", "run_id") == [("manual:c-1",)]
         assert details(tmp_path, "run_interrupted", "run_id", "action", "done_s") == [
             ("manual:c-1", "dropped", 0.0)]
-    else:  # never on disk: never announced either
-        assert details(tmp_path, "run_started", "run_id") == []
+    else:  # on disk as queued, as it was when 'accepted' went out: it runs now, once
+        assert b.opened == ["z1"]
+        assert details(tmp_path, "run_started", "run_id") == [("manual:c-1",)]
         assert details(tmp_path, "run_interrupted", "run_id") == []
     assert details(tmp_path, "run_finished", "run_id") == []
 
