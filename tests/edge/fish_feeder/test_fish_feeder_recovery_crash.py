@@ -10,17 +10,16 @@ field simulator, no broker) runs on files in a temporary directory; a process is
 is involved.
 """
 
-import json
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
+from support.outbox_events import stored_events as outbox_events
 
 from edge.clock import VirtualClock
-from edge.daemon import OUTBOX_FILE, STATE_FILE, build_unit
+from edge.daemon import STATE_FILE, build_unit
 from edge.fish_feeder.app import FishFeederApp
 from edge.hardware import make_pin_factory
-from edge.outbox import Outbox
 from edge.sim.fish_feeder import FishFeederSim
 from edge.state import StateStore
 
@@ -129,12 +128,7 @@ def counted(state_dir) -> dict:
 
 def stored_events(state_dir, type_: str) -> list[dict]:
     """The details of every event of ``type_`` in the unit's outbox, in seq order."""
-    outbox = Outbox(state_dir / OUTBOX_FILE)
-    try:
-        docs = [json.loads(row.payload) for row in outbox.rows_after(0, 100_000)]
-    finally:
-        outbox.close()
-    return [d["details"] for d in docs if d.get("type") == type_]
+    return [doc["details"] for doc in outbox_events(state_dir, type_)]
 
 
 def crash_while_recording(config, at: datetime, key: str) -> None:

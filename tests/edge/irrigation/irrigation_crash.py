@@ -9,16 +9,15 @@ before it reaches the file or just after it was committed. No timing is involved
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 
 from gpiozero.pins.mock import MockFactory
 from irrigation_harness import WITA, make_config
+from support.outbox_events import stored_events  # noqa: F401 - the crash tests' reader
 
 from edge.clock import VirtualClock
-from edge.daemon import OUTBOX_FILE, STATE_FILE, build_unit
-from edge.outbox import Outbox
+from edge.daemon import STATE_FILE, build_unit
 from edge.state import StateStore
 
 MON_9 = datetime(2026, 9, 7, 9, 0, tzinfo=WITA)
@@ -95,16 +94,6 @@ class Process:
 
         store.set = lambda k, value: set_many({k: value})
         store.set_many = set_many
-
-
-def stored_events(state_dir, type_: str) -> list[dict]:
-    """Every event of ``type_`` in the unit's outbox, in seq order (nothing was acked)."""
-    outbox = Outbox(state_dir / OUTBOX_FILE)
-    try:
-        docs = [json.loads(row.payload) for row in outbox.rows_after(0, 100_000)]
-    finally:
-        outbox.close()
-    return [d for d in docs if d.get("type") == type_]
 
 
 def saved_runs(state_dir) -> list[dict]:
