@@ -59,7 +59,8 @@ logger = logging.getLogger(__name__)
 ROLES = ("admin", "operator", "viewer")
 COMMAND_STATES = ("pending", "sent", "accepted", "done", "failed", "rejected", "expired")
 _TERMINAL = {"done", "failed", "rejected", "expired"}
-_RUN_ENDS = (EventType.RUN_FINISHED, EventType.RUN_SKIPPED, EventType.RUN_INTERRUPTED)
+_RUN_ENDS = (EventType.RUN_FINISHED, EventType.RUN_SKIPPED, EventType.RUN_INTERRUPTED,
+             EventType.FEED_DISPENSED, EventType.FEEDING_SKIPPED)
 _RANK = {"pending": 0, "sent": 1, "accepted": 2}
 _DUPLICATE = "duplicate"
 
@@ -667,9 +668,9 @@ class Store:
         return ("bad_channel", f"{item.channel.value} is not a channel units publish on")
 
     def _close_command_from_event(self, device_id: str, event: Event, now: str) -> None:
-        """A run started by a command ended in a way no reply will report: the unit
-        restarted mid-run (its reply callback died with it) and then dropped the run, or
-        resumed it and later finished it. Close the command from that event."""
+        """A run or feeding started by a command ended in a way no reply will report: the
+        unit restarted mid-run (its reply callback died with it) and then dropped the run,
+        or resumed it and later finished it. Close the command from that event."""
         cmd_id = event.details.get("cmd_id")
         if not isinstance(cmd_id, str):
             return
@@ -679,6 +680,14 @@ class Store:
             detail = f"the run finished ({ended})"
         elif event.type is EventType.RUN_SKIPPED:
             status, detail = "failed", f"the run was skipped ({event.details.get('reason')})"
+        elif event.type is EventType.FEED_DISPENSED:  # as the feeder's own reply would say
+            fault = event.details.get("fault")
+            status = "failed" if fault else "done"
+            detail = f"dispensed {event.details.get('measured_g')} g" + (
+                f" ({fault})" if fault else "")
+        elif event.type is EventType.FEEDING_SKIPPED:
+            status = "failed"
+            detail = f"the feeding was skipped ({event.details.get('reason')})"
         elif event.details.get("action") == "dropped":
             status, detail = "failed", "the unit restarted mid-run and dropped the run"
         else:

@@ -294,7 +294,9 @@ class FishFeederApp(App):
             self.event_once(f"run_interrupted:{feeding}", "run_interrupted", feeder=name,
                             pond=run.get("pond"), planned_g=run.get("planned_g"),
                             counted_g=run.get("reserved_g"), started_at=run.get("started_at"),
-                            source=run.get("source"), reason="restart")
+                            source=run.get("source"), reason="restart",
+                            action="dropped",  # a cut feeding is never resumed
+                            **({"cmd_id": run["cmd_id"]} if run.get("cmd_id") else {}))
         self.state.set("ff.in_progress", {})
         for name, lock in (self.state.get("ff.lockouts") or {}).items():
             self.event_once(f"lockout_cleared:{name}:{lock.get('since')}", "alarm_cleared",
@@ -445,7 +447,8 @@ class FishFeederApp(App):
                                  max_daily_g=spec.max_daily_g)
         dose = clamp.allowed_g
         feeding = {"id": uuid.uuid4().hex, "pond": p.pond, "planned_g": dose,
-                   "reserved_g": dose, "started_at": _iso(now), "source": p.source}
+                   "reserved_g": dose, "started_at": _iso(now), "source": p.source,
+                   **({"cmd_id": p.cmd_id} if p.cmd_id else {})}
         runs = self.state.get("ff.in_progress") or {}
         runs[p.feeder] = feeding
         # Reserved until measured, in the transaction that saves the feeding in progress.
@@ -780,10 +783,20 @@ class FishFeederApp(App):
                   f"{spec.max_daily_g:g} g today)", clamped=clamped)
             return
         now = _iso(self.clock.now())
+        # Try first, answer after: a feeding that starts is saved as in progress before
+        # 'accepted' goes out (a unit killed just after answering then reports it cut
+        # short, with this command's id); one that is skipped answers 'failed' itself.
+        answers: list[tuple] = []
         p = Pending(feeder=name, pond=spec.pond, plan_g=clamp.allowed_g, source="command",
-                    due=now, retry_until=now, cmd_id=cmd_id, reply=reply)
+                    due=now, retry_until=now, cmd_id=cmd_id,
+                    reply=lambda *answer, **_: answers.append(answer))
+        settled = self._try(p)
+        p.reply = reply
+        if answers:
+            reply(*answers[0])
+            return
         reply("accepted", f"feeding {clamp.allowed_g:g} g", clamped=clamped)
-        if not self._try(p):
+        if not settled:
             self._pending.append(p)  # cannot happen for an idle feeder; kept for safety
 
     def _cmd_skip_next(self, cmd_id, params, reply) -> None:

@@ -214,3 +214,33 @@ def test_store_command_closed_by_run_events_after_a_unit_restart(store, dev):
     assert store.get_command("c-other")["status"] == "accepted"
     store.commit_batch([event(dev, 5, "run_finished", cmd_id="c-other", ended="stop_all")])
     assert store.get_command("c-other")["status"] == "failed"
+
+
+def test_store_feed_now_closed_by_feeding_events_after_a_unit_restart(store, tmp_path):
+    """A fish feeder restarted mid-feeding cannot send the reply it owed: the feeding's
+    own events (dispensed, skipped, cut short) close the command instead."""
+    from protocol.models import Command
+
+    dev = "tambak-01"
+    add_device(store, dev, "dp3", kind="fish_feeder")
+    for cid in ("c-fed", "c-jam", "c-skip", "c-cut"):
+        cmd = Command(id=cid, issued_at=T0, expires_at=T0 + timedelta(minutes=5),
+                      action="feed_now", params={"feeder": "pakan-nila", "dose_g": 500.0})
+        store.create_command(dev, cmd, actor="op", now=T0)
+        store.mark_command_sent(cid, now=T0)
+        store.commit_batch([Inbound("dp3", dev, Channel.CMD_REPLY,
+                                    CommandReply(id=cid, status="accepted", ts=T0), T0)])
+    store.commit_batch([
+        event(dev, 1, "feed_dispensed", opd="dp3", cmd_id="c-fed", measured_g=499.2,
+              fault=None),
+        event(dev, 2, "feed_dispensed", opd="dp3", cmd_id="c-jam", measured_g=90.0,
+              fault="jam"),
+        event(dev, 3, "feeding_skipped", opd="dp3", cmd_id="c-skip", reason="hopper_empty"),
+        event(dev, 4, "run_interrupted", opd="dp3", cmd_id="c-cut", action="dropped",
+              feeder="pakan-nila", reason="restart"),
+    ])
+    got = {cid: store.get_command(cid) for cid in ("c-fed", "c-jam", "c-skip", "c-cut")}
+    assert {cid: c["status"] for cid, c in got.items()} == {
+        "c-fed": "done", "c-jam": "failed", "c-skip": "failed", "c-cut": "failed"}
+    assert "499.2" in got["c-fed"]["detail"] and "jam" in got["c-jam"]["detail"]
+    assert "hopper_empty" in got["c-skip"]["detail"]

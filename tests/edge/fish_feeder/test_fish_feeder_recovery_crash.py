@@ -285,3 +285,30 @@ def test_a_kill_at_any_write_of_a_feeding_that_starts_counts_it_only_if_it_is_re
             assert len(interrupted) <= 1, where
             assert totals["feeder"] == {"commanded_g": counted_g, "measured_g": 0.0}, where
     pytest.fail("the feeding's start never ran out of writes to kill at")
+
+
+def test_feed_now_is_answered_after_its_feeding_is_on_disk_and_a_cut_one_names_it(
+        unit_config, tmp_path):
+    """'accepted' goes out only once the feeding is saved as in progress, so a unit killed
+    right after answering reports that feeding cut short, with the command's id (the
+    controller closes the command from it; the reply that would have said 'done' died
+    with the unit)."""
+    config = unit_config(state_dir=str(tmp_path))
+    a = Process(config, TEN_WITA).start()
+    on_disk = []
+
+    def reply(status, *_a, **_k):
+        on_disk.append((status, saved(tmp_path, "ff.in_progress")))
+
+    a.app.handle_command("c-9", "feed_now", {"feeder": "pakan-nila", "dose_g": 500},
+                         reply)
+    ((status, in_progress),) = on_disk
+    assert status == "accepted"
+    assert in_progress["pakan-nila"]["cmd_id"] == "c-9"
+    a.kill()
+
+    b = Process(config, TEN_WITA + timedelta(seconds=30)).start()
+    b.kill()
+    (cut,) = stored_events(tmp_path, "run_interrupted")
+    assert (cut["cmd_id"], cut["action"], cut["counted_g"]) == ("c-9", "dropped", 500)
+
