@@ -187,18 +187,24 @@ def test_store_token_hash_only_and_revocation(store, dev):
     assert actions[:2] == ["token.revoke", "token.create"]
 
 
+def accepted_commands(store, dev: str, opd: str, ids, action: str, params: dict) -> None:
+    """Commands to ``dev`` as far as 'accepted' (sent, and answered so by the unit)."""
+    from protocol.models import Command
+
+    for cid in ids:
+        cmd = Command(id=cid, issued_at=T0, expires_at=T0 + timedelta(minutes=5),
+                      action=action, params=params)
+        store.create_command(dev, cmd, actor="op", now=T0)
+        store.mark_command_sent(cid, now=T0)
+        store.commit_batch([Inbound(opd, dev, Channel.CMD_REPLY,
+                                    CommandReply(id=cid, status="accepted", ts=T0), T0)])
+
+
 def test_store_command_closed_by_run_events_after_a_unit_restart(store, dev):
     """A unit killed mid-run loses the reply it owed; its run_interrupted (dropped) or the
     resumed run's run_finished closes the command, and nothing else's command moves."""
-    from protocol.models import Command
-
-    for cid in ("c-drop", "c-resume", "c-other"):
-        cmd = Command(id=cid, issued_at=T0, expires_at=T0 + timedelta(minutes=5),
-                      action="run_zone", params={"zone": "zone1", "duration_s": 60})
-        store.create_command(dev, cmd, actor="op", now=T0)
-        store.mark_command_sent(cid, now=T0)
-        store.commit_batch([Inbound("dlh", dev, Channel.CMD_REPLY,
-                                    CommandReply(id=cid, status="accepted", ts=T0), T0)])
+    accepted_commands(store, dev, "dlh", ("c-drop", "c-resume", "c-other"), "run_zone",
+                      {"zone": "zone1", "duration_s": 60})
     store.commit_batch([
         event(dev, 1, "run_interrupted", cmd_id="c-drop", action="dropped"),
         event(dev, 2, "run_interrupted", cmd_id="c-resume", action="resumed"),
@@ -219,17 +225,10 @@ def test_store_command_closed_by_run_events_after_a_unit_restart(store, dev):
 def test_store_feed_now_closed_by_feeding_events_after_a_unit_restart(store, tmp_path):
     """A fish feeder restarted mid-feeding cannot send the reply it owed: the feeding's
     own events (dispensed, skipped, cut short) close the command instead."""
-    from protocol.models import Command
-
     dev = "tambak-01"
     add_device(store, dev, "dp3", kind="fish_feeder")
-    for cid in ("c-fed", "c-jam", "c-skip", "c-cut"):
-        cmd = Command(id=cid, issued_at=T0, expires_at=T0 + timedelta(minutes=5),
-                      action="feed_now", params={"feeder": "pakan-nila", "dose_g": 500.0})
-        store.create_command(dev, cmd, actor="op", now=T0)
-        store.mark_command_sent(cid, now=T0)
-        store.commit_batch([Inbound("dp3", dev, Channel.CMD_REPLY,
-                                    CommandReply(id=cid, status="accepted", ts=T0), T0)])
+    accepted_commands(store, dev, "dp3", ("c-fed", "c-jam", "c-skip", "c-cut"), "feed_now",
+                      {"feeder": "pakan-nila", "dose_g": 500.0})
     store.commit_batch([
         event(dev, 1, "feed_dispensed", opd="dp3", cmd_id="c-fed", measured_g=499.2,
               fault=None),
