@@ -96,17 +96,12 @@ class _Received(NamedTuple):  # one per message: a tuple is the cheapest to buil
 
 @dataclass
 class Outcome:
-    """What storing one batch did, in plain values (it crosses a process boundary)."""
+    """What storing one batch did (it crosses a process boundary, so the messages
+    themselves stay behind: ``result.rejected`` is empty, ``rejected`` says it in words)."""
 
-    acks: dict[str, tuple[str, int]] = field(default_factory=dict)
-    """device_id -> (opd, acked seq) for every device that sent telemetry or events."""
-    came_online: list[tuple[str, str]] = field(default_factory=list)
+    result: BatchResult = field(default_factory=BatchResult)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)
     """(where, reason, explanation) of each message not stored; already logged."""
-    stored: dict[str, int] = field(default_factory=dict)
-    duplicates: int = 0
-    dropped_announced: int = 0
-    gaps_opened: int = 0
     lags: list[float] = field(default_factory=list)
     """Seconds from each telemetry/event's own timestamp to its commit."""
     commit_s: float = 0.0
@@ -175,14 +170,7 @@ def _commit(store: Store, items: list[Inbound], outcome: Outcome) -> BatchResult
             outcome.rejected.append((f"{item.opd}/{item.device_id}/{item.channel.value}",
                                      "store_error", "could not be stored"))
             continue
-        merged.acks.update(one.acks)
-        merged.rejected += one.rejected
-        for channel, n in one.stored.items():
-            merged.stored[channel] = merged.stored.get(channel, 0) + n
-        merged.duplicates += one.duplicates
-        merged.dropped_announced += one.dropped_announced
-        merged.gaps_opened += one.gaps_opened
-        merged.came_online += one.came_online
+        merged.add(one)
     return merged
 
 
@@ -198,12 +186,8 @@ def store_batch(store: Store, raws: list[tuple[str, bytes, datetime]]) -> Outcom
     outcome.commit_s = time.perf_counter() - started
     for item, reason, why in result.rejected:
         _reject(f"{item.opd}/{item.device_id}/{item.channel.value}", reason, why, outcome)
-    outcome.acks = result.acks
-    outcome.came_online = result.came_online
-    outcome.stored = result.stored
-    outcome.duplicates = result.duplicates
-    outcome.dropped_announced = result.dropped_announced
-    outcome.gaps_opened = result.gaps_opened
+    result.rejected = []
+    outcome.result = result
     if result.gaps_opened:
         logger.warning("seq gap(s) opened in this batch: %d", result.gaps_opened)
     now = datetime.now(UTC)
@@ -272,7 +256,6 @@ class _WriterProcess:
             return self._conn.recv()
         except (EOFError, OSError) as exc:
             self._died(exc)
-            raise AssertionError("unreachable") from None
 
     def _died(self, exc: BaseException) -> NoReturn:
         code = self._proc.exitcode if self._proc is not None else None
@@ -515,11 +498,11 @@ class Ingest:
             if raw.qos > 0 and raw.generation == self._generation:
                 self.client.ack(raw.mid, raw.qos)
         self._taken -= len(batch)
-        for device_id, (opd, seq) in outcome.acks.items():
+        for device_id, (opd, seq) in outcome.result.acks.items():
             state = self._acks.setdefault(device_id, _AckState(opd))
             state.opd, state.seq, state.due = opd, seq, True
         try:
-            for device_id, opd in outcome.came_online:
+            for device_id, opd in outcome.result.came_online:
                 state = self._acks.setdefault(device_id, _AckState(opd))
                 if state.seq == 0:
                     state.seq = self.store.acked_seq(device_id)
@@ -577,14 +560,15 @@ class Ingest:
         self.metrics.batch_size.observe(size)
         for _where, reason, _why in outcome.rejected:
             self.metrics.rejected.labels(reason=reason).inc()
-        for channel, n in outcome.stored.items():
+        result = outcome.result
+        for channel, n in result.stored.items():
             self.metrics.messages.labels(channel=channel).inc(n)
-        if outcome.duplicates:
-            self.metrics.duplicates.inc(outcome.duplicates)
-        if outcome.dropped_announced:
-            self.metrics.dropped.inc(outcome.dropped_announced)
-        if outcome.gaps_opened:
-            self.metrics.seq_gaps.inc(outcome.gaps_opened)
+        if result.duplicates:
+            self.metrics.duplicates.inc(result.duplicates)
+        if result.dropped_announced:
+            self.metrics.dropped.inc(result.dropped_announced)
+        if result.gaps_opened:
+            self.metrics.seq_gaps.inc(result.gaps_opened)
         for lag in outcome.lags:
             self.metrics.lag.observe(lag)
         self.metrics.devices_online.set(self.store.count_online())

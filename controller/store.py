@@ -325,6 +325,17 @@ class BatchResult:
     came_online: list[tuple[str, str]] = field(default_factory=list)
     """(device_id, opd) whose status just said online."""
 
+    def add(self, other: BatchResult) -> None:
+        """Take in what another batch changed (for a batch committed in parts)."""
+        self.acks.update(other.acks)
+        self.rejected += other.rejected
+        for channel, n in other.stored.items():
+            self.stored[channel] = self.stored.get(channel, 0) + n
+        self.duplicates += other.duplicates
+        self.dropped_announced += other.dropped_announced
+        self.gaps_opened += other.gaps_opened
+        self.came_online += other.came_online
+
 
 # --------------------------------------------------------------------------- store
 
