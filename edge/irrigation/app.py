@@ -1104,20 +1104,22 @@ class IrrigationApp(App):
         if handler is None:
             reply("rejected", f"irrigation unit does not know action {action!r}")
             return
+        answering = True
+
         def reply_when_saved(status, detail="", clamped=None):
-            # What an answer reports (a queued run, a pause) is on disk before the answer
-            # is: a unit killed just after answering must not forget what it said.
-            if status != "rejected":
+            # What the handler's answer reports (a queued run, a pause) is on disk before
+            # the answer: a unit killed just after answering must not forget what it said.
+            # A run's own end, answered later from `_finish`, is saved with its events.
+            if answering and status != "rejected":
                 self._save(self.clock.monotonic(), force=True)
             reply(status, detail, clamped=clamped)
 
-        # A run's own end is answered later, from `_finish`, with its events and the save
-        # that follows them: no save in between.
-        reply_when_saved.unwrapped = reply  # type: ignore[attr-defined]
-
         try:
             with self._lock:
-                handler(cmd_id, params or {}, reply_when_saved)
+                try:
+                    handler(cmd_id, params or {}, reply_when_saved)
+                finally:
+                    answering = False
                 self._step_safe()
         except _Reject as exc:
             reply("rejected", str(exc))
@@ -1159,7 +1161,7 @@ class IrrigationApp(App):
         self.faults.pop(p.zone, None)  # an operator's explicit try clears a fault
         run, _ = self._enqueue(f"manual:{cmd_id}", p.zone, "manual", allowed, now,
                                cmd_id=cmd_id, split=False)
-        self._replies[run.run_id] = getattr(reply, "unwrapped", reply)
+        self._replies[run.run_id] = reply
         reply("accepted", f"zone {p.zone} for {allowed:.0f} s", clamped=report)
 
     def _cmd_stop_all(self, cmd_id, params, reply) -> None:
