@@ -107,7 +107,7 @@ def test_selftest_feeder_motor_is_confirmed_by_rotation_pulses(tmp_path, jammed)
     config.write_text(CONFIG.format(state=tmp_path / "state"))
     clock = VirtualClock()
     auger = Auger(clock, jammed=jammed)
-    checks, text = selftest(config, factory=auger.factory, clock=clock)
+    checks, text = selftest(config, factory=auger.factory, clock=clock, lang="en")
     feeder = [c for c in checks if c.text.startswith("Feeder pakan-uji")]
     assert len(feeder) == 1, text
     assert len(auger.runs) == 1 and not auger.factory.pin(MOTOR).state
