@@ -208,7 +208,8 @@ def pydantic_reason(err) -> Reason:
     code = f"pydantic.{err['type']}"
     if code not in EN:
         code = "pydantic"
-    params = {k: v for k, v in (err.get("ctx") or {}).items() if k != "error"}
+    params = {k: f"{v:g}" if isinstance(v, float) else v  # 86400, as pydantic says it
+              for k, v in (err.get("ctx") or {}).items() if k != "error"}
     if "expected" in params:  # "'valve' or 'pump'": the choices, without the English "or"
         params["expected"] = str(params["expected"]).replace(" or ", ", ")
     if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
