@@ -39,7 +39,6 @@ from pydantic import (
 
 from .connect_failure import CA_FILE_NOT_FOUND, CA_FILE_NOT_PEM, ca_file_problem
 from .errors import ConfigError, Reason
-from .words import EN
 
 # Where each kind's config model lives; imported only when a file asks for it.
 CONFIG_MODELS = {
@@ -205,6 +204,8 @@ def problems(exc: ValidationError):
 
 def pydantic_reason(err) -> Reason:
     """A pydantic error as a ``Reason``: coded by its error type, in pydantic's English."""
+    from .words import EN
+
     code = f"pydantic.{err['type']}"
     if code not in EN:
         code = "pydantic"

@@ -1,7 +1,5 @@
 """One exception root for the edge runtime; each leaf is also a built-in where one fits."""
 
-from .words import EN, render
-
 
 class Reason(str):
     """Why a config value is wrong: its English text (a ``str``, what logs and ``run``
@@ -12,6 +10,8 @@ class Reason(str):
     params: dict
 
     def __new__(cls, code: str, **params):
+        from .words import EN, render  # the words load with the first problem, not before
+
         self = super().__new__(cls, render(EN, code, params))
         self.code = code
         self.params = params

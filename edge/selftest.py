@@ -3,7 +3,7 @@
 Run it on the unit with the daemon stopped (it needs the GPIO pins)::
 
     sudo systemctl stop smartcity-irrigation
-    sudo smartcity-edge selftest --config /etc/smartcity/irrigation.toml [--lang id]
+    sudo smartcity-edge selftest --config /etc/smartcity/irrigation.toml [--lang en]
     sudo systemctl start smartcity-irrigation
 
 What it does, in this order:
