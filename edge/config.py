@@ -204,10 +204,10 @@ def problems(exc: ValidationError):
 
 def pydantic_reason(err) -> Reason:
     """A pydantic error as a ``Reason``: coded by its error type, in pydantic's English."""
-    from .words import EN
+    from .words import table
 
     code = f"pydantic.{err['type']}"
-    if code not in EN:
+    if code not in table("en"):
         code = "pydantic"
     params = {k: f"{v:g}" if isinstance(v, float) else v  # 86400, as pydantic says it
               for k, v in (err.get("ctx") or {}).items() if k != "error"}

@@ -10,9 +10,9 @@ class Reason(str):
     params: dict
 
     def __new__(cls, code: str, **params):
-        from .words import EN, render  # the words load with the first problem, not before
+        from .words import render, table  # loaded with the first problem, not before
 
-        self = super().__new__(cls, render(EN, code, params))
+        self = super().__new__(cls, render(table("en"), code, params))
         self.code = code
         self.params = params
         return self

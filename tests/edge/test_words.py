@@ -12,7 +12,9 @@ import pytest
 
 from edge.config import parse_config
 from edge.errors import ConfigError, Reason
-from edge.words import EN, ID, Words
+from edge.words import Words
+from edge.words.en import EN
+from edge.words.id import ID
 
 EDGE = Path(__file__).resolve().parents[2] / "edge"
 
