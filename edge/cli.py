@@ -52,11 +52,18 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .config import check_files, load_config
+    from .config import validate_config
+    from .words import Words
 
-    config = load_config(args.config)
-    check_files(config, args.config)
-    print(f"{args.config}: OK ({config.kind}, unit {config.unit.device_id}, OPD {config.unit.opd})")
+    w = Words(args.lang)
+    try:
+        config = validate_config(args.config)
+    except ConfigError as exc:
+        lines = [w("config_invalid", path=exc.path)] + [f"  {p}" for p in w.problems(exc)]
+        print("smartcity-edge: " + "\n".join(lines), file=sys.stderr)
+        return 2
+    print(w("check_ok", path=args.config, kind=config.kind, device=config.unit.device_id,
+            opd=config.unit.opd))
     return 0
 
 
@@ -77,14 +84,29 @@ def cmd_provision(args) -> int:
 
 
 def cmd_selftest(args) -> int:
-    from .selftest import selftest, verdict
+    from .selftest import config_checklist, selftest, verdict
 
+    # The checklist is the only thing on stdout: log records and library warnings
+    # (gpiozero's fallbacks, a sensor's missing echo) go to the log, on stderr.
+    logging.captureWarnings(True)
     if not args.verbose:
-        logging.getLogger().setLevel(logging.WARNING)  # the checklist is the output
-    checks, text = selftest(args.config, pin_factory=args.pin_factory, lang=args.lang,
-                            pulse_s=args.pulse_s, outputs=not args.no_outputs)
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        checks, text = selftest(args.config, pin_factory=args.pin_factory, lang=args.lang,
+                                pulse_s=args.pulse_s, outputs=not args.no_outputs)
+    except ConfigError as exc:  # refused as `check` refuses it, before any pin
+        print(config_checklist(exc, lang=args.lang))
+        return 2
     print(text)
     return 0 if verdict(checks) else 1
+
+
+def add_lang(parser) -> None:
+    """``--lang``, the same on every technician command."""
+    from .words import DEFAULT_LANG, LANGS
+
+    parser.add_argument("--lang", choices=LANGS, default=DEFAULT_LANG,
+                        help="id: Bahasa Indonesia (default), en: English")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_simulate)
     check = sub.add_parser("check", help="validate a config file and exit")
     check.add_argument("--config", required=True)
+    add_lang(check)
     check.set_defaults(func=cmd_check)
     cal = sub.add_parser("calibrate", help="measure a feeder's grams per second and write it "
                                            "to the config",
@@ -139,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--config", required=True)
     st.add_argument("--pin-factory", choices=["mock", "lgpio"], help="override the config")
     st.add_argument("--pulse-s", type=float, default=0.5, help="how long each output is on")
-    st.add_argument("--lang", choices=["en", "id"], default="en", help="en or id (Indonesia)")
+    add_lang(st)
     st.add_argument("--no-outputs", action="store_true", help="switch no output")
     st.set_defaults(func=cmd_selftest)
     return p

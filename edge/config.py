@@ -10,12 +10,18 @@ range, every reference resolved.
 ``load_config(path)`` returns the app's config model or raises ``ConfigError`` naming
 the file, each field (dotted path) and the reason. ``check_files(config, path)`` then
 checks the files the config names that must exist on the unit itself (the broker's CA
-certificate); ``smartcity-edge check`` runs both.
+certificate). ``validate_config(path)`` runs both: it is the one verdict on a unit's
+file, given alike by ``smartcity-edge check``, ``selftest`` and ``run``.
+
+Each reason is a ``Reason`` (``edge.errors``): a message code and its parameters, so the
+technician tools can say it in Bahasa Indonesia (``edge.words``).
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -31,8 +37,8 @@ from pydantic import (
     model_validator,
 )
 
-from .connect_failure import ca_file_problem
-from .errors import ConfigError
+from .connect_failure import CA_FILE_NOT_FOUND, CA_FILE_NOT_PEM, ca_file_problem
+from .errors import ConfigError, Reason
 
 # Where each kind's config model lives; imported only when a file asks for it.
 CONFIG_MODELS = {
@@ -47,11 +53,13 @@ BcmPin = Annotated[int, Field(ge=2, le=27, description="BCM GPIO number (2-27)")
 
 
 class FieldProblem(ValueError):
-    """A cross-field check that knows which field is wrong."""
+    """A check that knows which field is wrong (``""``: the field being validated) and
+    why, as a message code and its parameters (``edge.words``), or a ``Reason``."""
 
-    def __init__(self, field: str, reason: str):
+    def __init__(self, field: str, code: str | Reason, **params):
         self.field = field
-        super().__init__(reason)
+        self.reason = code if isinstance(code, Reason) else Reason(code, **params)
+        super().__init__(self.reason)
 
 
 class StrictModel(BaseModel):
@@ -77,7 +85,7 @@ class SiteSection(StrictModel):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {v!r}") from exc
+            raise FieldProblem("", "unknown_time_zone", zone=v) from exc
         return v
 
 
@@ -146,14 +154,12 @@ class UnitConfig(StrictModel):
             where = f"{section}.{counters[section]}"
             counters[section] += 1
             if spec.name in names:
-                raise FieldProblem(
-                    f"{where}.name", f"name {spec.name!r} already used by {names[spec.name]}"
-                )
+                raise FieldProblem(f"{where}.name", "name_used", name=spec.name,
+                                   other=names[spec.name])
             names[spec.name] = where
             if spec.pin in pins:
-                raise FieldProblem(
-                    f"{where}.pin", f"GPIO{spec.pin} already used by {pins[spec.pin]}"
-                )
+                raise FieldProblem(f"{where}.pin", "pin_used", pin=spec.pin,
+                                   other=pins[spec.pin])
             pins[spec.pin] = f"{where} ({spec.name})"
         return self
 
@@ -170,16 +176,17 @@ class UnitConfig(StrictModel):
             if name is None:
                 continue
             if name not in known:
-                raise FieldProblem(field, f"no {section[:-1]} named {name!r} ({wanted})")
+                raise FieldProblem(field, f"no_{section[:-1]}", name=name, role=wanted)
             spec = known[name]
             if section == "inputs" and wanted in ("pulse", "digital") and spec.kind != wanted:
-                raise FieldProblem(field, f"input {name!r} must be kind = {wanted!r}")
+                raise FieldProblem(field, "input_kind", name=name, wanted=wanted)
 
 
 def _model_for(kind, path):
     target = CONFIG_MODELS.get(kind) if isinstance(kind, str) else None
     if target is None:
-        raise ConfigError(path, [("kind", f"must be one of {sorted(CONFIG_MODELS)}, got {kind!r}")])
+        raise ConfigError(path, [("kind", Reason("unknown_kind", choices=sorted(CONFIG_MODELS),
+                                                 value=kind))])
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -190,12 +197,25 @@ def problems(exc: ValidationError):
         loc = ".".join(str(p) for p in err["loc"])
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldProblem):
-            yield (f"{loc}.{cause.field}" if loc else cause.field), str(cause)
+            yield ".".join(p for p in (loc, cause.field) if p) or "(file)", cause.reason
         else:
-            reason = err["msg"]
-            if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
-                reason += f" (got {err['input']!r})"
-            yield loc or "(file)", reason
+            yield loc or "(file)", pydantic_reason(err)
+
+
+def pydantic_reason(err) -> Reason:
+    """A pydantic error as a ``Reason``: coded by its error type, in pydantic's English."""
+    from .words import table
+
+    code = f"pydantic.{err['type']}"
+    if code not in table("en"):
+        code = "pydantic"
+    params = {k: f"{v:g}" if isinstance(v, float) else v  # 86400, as pydantic says it
+              for k, v in (err.get("ctx") or {}).items() if k != "error"}
+    if "expected" in params:  # "'valve' or 'pump'": the choices, without the English "or"
+        params["expected"] = str(params["expected"]).replace(" or ", ", ")
+    if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
+        params["input"] = repr(err["input"])
+    return Reason(code, msg=err["msg"], type=err["type"], **params)
 
 
 def parse_config(data: dict, path="<config>", model=None):
@@ -207,20 +227,35 @@ def parse_config(data: dict, path="<config>", model=None):
         raise ConfigError(path, list(problems(exc))) from None
 
 
+_FILE_ERRORS = {errno.ENOENT: "file_missing", errno.EACCES: "file_denied",
+                errno.EISDIR: "file_is_dir"}
+
+
 def load_config(path, model=None):
     """Read and validate a unit config file; raises ``ConfigError``."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(path, [("(file)", exc.strerror or str(exc))]) from None
+        code = _FILE_ERRORS.get(exc.errno, "file_unreadable")
+        reason = Reason(code, error=exc.strerror or str(exc))
+        raise ConfigError(path, [("(file)", reason)]) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError(path, [("(file)", f"not UTF-8 text: {exc}")]) from None
+        reason = Reason("not_utf8", error=str(exc), start=exc.start)
+        raise ConfigError(path, [("(file)", reason)]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, [("(syntax)", str(exc))]) from None
+        raise ConfigError(path, [("(syntax)", _syntax_reason(exc))]) from None
     return parse_config(data, path, model)
+
+
+def _syntax_reason(exc: tomllib.TOMLDecodeError) -> Reason:
+    # tomllib names the place only in its message: "... (at line 3, column 9)".
+    at = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+    if at is None:
+        return Reason("toml_syntax", error=str(exc))
+    return Reason("toml_syntax_at", error=str(exc), line=int(at[1]), column=int(at[2]))
 
 
 def check_files(config, path="<config>") -> None:
@@ -231,4 +266,17 @@ def check_files(config, path="<config>") -> None:
     if broker.tls and broker.ca_file is not None:
         reason = ca_file_problem(broker.ca_file)
         if reason is not None:
-            raise ConfigError(path, [("broker.ca_file", f"{reason}: {broker.ca_file}")])
+            code = ("ca_file_missing" if reason == CA_FILE_NOT_FOUND
+                    else "ca_file_not_pem" if reason.startswith(CA_FILE_NOT_PEM)
+                    else "ca_file_unusable")
+            raise ConfigError(path, [("broker.ca_file", Reason(code, error=reason,
+                                                               path=broker.ca_file))])
+
+
+def validate_config(path, model=None):
+    """The verdict on a unit's config file: it reads, it validates, and the files it
+    names are usable (``load_config`` then ``check_files``). Returns the config or raises
+    ``ConfigError``. ``check``, ``selftest`` and ``run`` all ask this, so they agree."""
+    config = load_config(path, model)
+    check_files(config, path)
+    return config

@@ -17,6 +17,8 @@ import ssl
 # OpenSSL's verify codes (X509_V_ERR_*) that point at something else than the CA file.
 _NAME_MISMATCH = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
 _OUT_OF_DATE = (9, 10)  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
+CA_FILE_NOT_FOUND = "file not found"
+CA_FILE_NOT_PEM = "not a PEM CA certificate"
 
 
 def ca_file_problem(path) -> str | None:
@@ -25,9 +27,9 @@ def ca_file_problem(path) -> str | None:
     try:
         ssl.create_default_context(cafile=str(path))
     except FileNotFoundError:
-        return "file not found"
+        return CA_FILE_NOT_FOUND
     except ssl.SSLError as exc:
-        return f"not a PEM CA certificate ({exc.reason or exc})"
+        return f"{CA_FILE_NOT_PEM} ({exc.reason or exc})"
     except OSError as exc:
         return exc.strerror or str(exc)
     return None

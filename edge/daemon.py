@@ -141,12 +141,11 @@ def run_unit(config_path, *, pin_factory: str | None = None, app_class=None,
     ``stop``; returns the exit status (0). Raises ``ConfigError`` for a bad config, or a
     file it names that the unit cannot use (the broker's CA certificate), before any pin
     is touched. ``pin_factory`` ("mock" or "lgpio") overrides the config's."""
-    from .config import check_files, load_config
+    from .config import validate_config
     from .hardware import make_pin_factory
     from .service import run_app
 
-    config = load_config(config_path)
-    check_files(config, config_path)
+    config = validate_config(config_path)
     factory = make_pin_factory(pin_factory or config.hardware.pin_factory)
     unit = build_unit(config, pin_factory=factory, app_class=app_class,
                       link_options=link_options)

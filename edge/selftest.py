@@ -3,7 +3,7 @@
 Run it on the unit with the daemon stopped (it needs the GPIO pins)::
 
     sudo systemctl stop smartcity-irrigation
-    sudo smartcity-edge selftest --config /etc/smartcity/irrigation.toml [--lang id]
+    sudo smartcity-edge selftest --config /etc/smartcity/irrigation.toml [--lang en]
     sudo systemctl start smartcity-irrigation
 
 What it does, in this order:
@@ -17,15 +17,23 @@ What it does, in this order:
 2. **Sensors**: the rain switch and other digital inputs, soil probes (MCP3008, serial
    line, Modbus), water-quality probes (EZO, Modbus), hopper levels, read through the
    same drivers the daemons use.
-3. **Broker**: with ``tls = true``, the CA file (``ca_file``) loads; a TCP connect, then
-   an MQTT login with the unit's own username and password file (a separate client id,
-   so a running daemon is not disturbed).
+3. **Broker**: a TCP connect, then an MQTT login with the unit's own username and
+   password file (a separate client id, so a running daemon is not disturbed).
 4. **Clock**: synchronised or not (``[clock] sync_check``).
 5. **Disk**: the state directory exists and is writable, and its file system has room.
 
-Each result is a line ``OK``, ``WARN`` or ``FAIL`` with what to do, wrapped to 40 columns
-so it reads on a phone over SSH. Exit status 0 when there is no FAIL, 1 otherwise (2 for
-a config that does not load).
+Before all of that, the config: ``validate_config``, the same verdict as ``smartcity-edge
+check`` (and ``run``). A config that ``check`` refuses (a bad value, a missing CA file)
+is one ``FAIL`` line per problem, naming file, field and reason, and nothing else is
+tried: no pin is touched, as ``run`` would not touch one (``config_checklist``).
+
+Each result is a line ``OK``, ``WARN`` or ``FAIL`` (``GAGAL``, ``AWAS`` in Bahasa
+Indonesia, the default; ``--lang en``) with what to do, wrapped to 40 columns so it reads
+on a phone over SSH. Exit status 0 when there is no FAIL, 1 otherwise, 2 for a config
+that ``check`` refuses (as ``check`` exits).
+
+The checklist is the only thing on standard output: log records and library warnings
+(gpiozero's, for instance) go to the log on standard error.
 
 Safety: the outputs are the app's own (``App``/``OutputBank``): off when built, each
 pulse has its own off-timer (``Output.on(for_s=...)``), and ``App.close()`` in a
@@ -46,8 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .connect_failure import ca_file_problem
-from .errors import EdgeError, HardwareError
+from .errors import ConfigError, EdgeError, HardwareError
+from .words import DEFAULT_LANG, Words
 
 logger = logging.getLogger(__name__)
 
@@ -70,160 +78,6 @@ class Check:
         return f"{self.text} {self.advice}".strip()
 
 
-# --------------------------------------------------------------------------------------
-# Words, in English and Bahasa Indonesia
-# --------------------------------------------------------------------------------------
-MESSAGES: dict[str, tuple[str, str]] = {
-    "title": ("Selftest {device}", "Uji mandiri {device}"),
-    "fit": ("FIT TO RUN", "LAYAK JALAN"),
-    "unfit": ("NOT FIT TO RUN", "TIDAK LAYAK JALAN"),
-    "config_ok": ("Config {path}: valid.", "Konfigurasi {path}: valid."),
-    "gpio_busy": ("Cannot claim the GPIO pins: {error}.",
-                  "Pin GPIO tidak bisa dipakai: {error}."),
-    "gpio_busy_do": ("Is the daemon running? Stop it first: sudo systemctl stop {unit}",
-                     "Apakah daemon sedang jalan? Hentikan dulu: sudo systemctl stop {unit}"),
-    "valve": ("Valve", "Katup"),
-    "master_valve": ("Master valve", "Katup utama"),
-    "pump": ("Pump", "Pompa"),
-    "motor": ("Motor", "Motor"),
-    "output": ("Output", "Keluaran"),
-    "pulsed": ("{what} {name} (GPIO{pin}): on {secs} s, then off.",
-               "{what} {name} (GPIO{pin}): nyala {secs} dtk, lalu mati."),
-    "pulsed_with": ("{what} {name} (GPIO{pin}): on {secs} s with valve {valve} open, then off.",
-                    "{what} {name} (GPIO{pin}): nyala {secs} dtk dengan katup {valve} "
-                    "terbuka, lalu mati."),
-    "pulse_fail": ("{what} {name} (GPIO{pin}) did not switch: {error}.",
-                   "{what} {name} (GPIO{pin}) tidak mau menyala: {error}."),
-    "pulse_fail_do": ("Check the relay board's power and wiring.",
-                      "Periksa catu daya dan kabel papan relai."),
-    "still_on": ("Outputs still on after the test: {names}.",
-                 "Keluaran masih menyala setelah uji: {names}."),
-    "still_on_do": ("Cut the relay power now and call support.",
-                    "Putuskan catu daya relai sekarang dan hubungi dukungan."),
-    "flow_ok": ("Flow meter {name} (GPIO{pin}): {n} pulses while valves were open.",
-                "Meter air {name} (GPIO{pin}): {n} pulsa saat katup terbuka."),
-    "flow_none": ("Flow meter {name} (GPIO{pin}): no pulses while valves were open.",
-                  "Meter air {name} (GPIO{pin}): tidak ada pulsa saat katup terbuka."),
-    "flow_none_do": ("Normal without water pressure; otherwise check the meter's wiring.",
-                     "Wajar jika tidak ada tekanan air; jika ada, periksa kabel meter."),
-    "rain_dry": ("Rain sensor {name} (GPIO{pin}): dry.",
-                 "Sensor hujan {name} (GPIO{pin}): kering."),
-    "rain_wet": ("Rain sensor {name} (GPIO{pin}): wet.",
-                 "Sensor hujan {name} (GPIO{pin}): basah."),
-    "rain_wet_do": ("If it is not raining, check the sensor and its wires.",
-                    "Jika tidak hujan, periksa sensor dan kabelnya."),
-    "input": ("Input {name} (GPIO{pin}): {level}.", "Masukan {name} (GPIO{pin}): {level}."),
-    "high": ("high", "tinggi"),
-    "low": ("low", "rendah"),
-    "soil_ok": ("Soil probe {name} (zone {zone}): {value} %.",
-                "Sensor tanah {name} (zona {zone}): {value} %."),
-    "soil": ("Soil probe {name}", "Sensor tanah {name}"),
-    "water": ("Water probe {name}", "Sensor air {name}"),
-    "water_ok": ("Water probe {name}: {values}.", "Sensor air {name}: {values}."),
-    "hopper": ("Hopper {name}", "Hopper {name}"),
-    "hopper_ok": ("Hopper {name}: {pct} % full.", "Hopper {name}: terisi {pct} %."),
-    "no_port": ("{what}: {port} not found.", "{what}: {port} tidak ditemukan."),
-    "no_port_do": ("Check that the USB adapter is plugged in (ls /dev/serial/by-id).",
-                   "Pastikan adaptor USB terpasang (ls /dev/serial/by-id)."),
-    "no_answer": ("{what}: no answer on {port}.", "{what}: tidak ada jawaban di {port}."),
-    "no_answer_do": ("Check the cable and the probe's power.",
-                     "Periksa kabel dan catu daya sensor."),
-    "bad_answer": ("{what}: bad answer on {port} ({error}).",
-                   "{what}: jawaban salah di {port} ({error})."),
-    "bad_answer_do": ("Check the probe's settings (baud rate, key) and its cable.",
-                      "Periksa pengaturan sensor (baud rate, kunci) dan kabelnya."),
-    "modbus_none": ("{what}: no answer from Modbus slave {slave} on {port}.",
-                    "{what}: tidak ada jawaban dari slave Modbus {slave} di {port}."),
-    "modbus_none_do": ("Check the A/B wires, the slave address and the probe's power.",
-                       "Periksa kabel A/B, alamat slave dan catu daya sensor."),
-    "ezo_do": ("Check the cable, the probe board's power and that it is in UART mode.",
-               "Periksa kabel, catu daya papan sensor, dan mode UART-nya."),
-    "adc_fail": ("{what}: MCP3008 channel {channel} gives no usable reading.",
-                 "{what}: kanal MCP3008 {channel} tidak memberi nilai yang bisa dipakai."),
-    "adc_fail_do": ("Check the probe's wires and that SPI is on (raspi-config).",
-                    "Periksa kabel sensor dan pastikan SPI aktif (raspi-config)."),
-    "echo_fail": ("{what}: no echo from the ultrasonic sensor.",
-                  "{what}: tidak ada gema dari sensor ultrasonik."),
-    "echo_fail_do": ("Check its trigger/echo wires (GPIO{trigger}/{echo}) and 5 V supply.",
-                     "Periksa kabel trigger/echo (GPIO{trigger}/{echo}) dan catu 5 V."),
-    "weight_fail": ("{what}: no weight from {port}.", "{what}: tidak ada berat dari {port}."),
-    "weight_fail_do": ("Check the load-cell board's cable and power.",
-                       "Periksa kabel dan catu daya papan load cell."),
-    "feeder_ok": ("Feeder {name}: motor turned ({n} pulses in {secs} s).",
-                  "Pemberi pakan {name}: motor berputar ({n} pulsa dalam {secs} dtk)."),
-    "feeder_stuck": ("Feeder {name}: motor on {secs} s, no rotation pulses (GPIO{pin}).",
-                     "Pemberi pakan {name}: motor nyala {secs} dtk, tidak ada pulsa putaran "
-                     "(GPIO{pin})."),
-    "feeder_stuck_do": ("Check the auger for a jam, the motor's power and the rotation "
-                        "sensor's wires.",
-                        "Periksa auger macet, catu daya motor, dan kabel sensor putaran."),
-    "feeder_blind": ("Feeder {name}: motor on {secs} s, then off (no rotation sensor: "
-                     "check by eye).",
-                     "Pemberi pakan {name}: motor nyala {secs} dtk, lalu mati (tanpa sensor "
-                     "putaran: "
-                     "periksa dengan mata)."),
-    "broker_ok": ("Broker {host}:{port}: login OK as {user}.",
-                  "Broker {host}:{port}: login berhasil sebagai {user}."),
-    "broker_down": ("Broker {host}:{port}: cannot connect ({error}).",
-                    "Broker {host}:{port}: tidak bisa tersambung ({error})."),
-    "broker_down_do": ("Check the network, the address in [broker] and the firewall.",
-                       "Periksa jaringan, alamat di [broker], dan firewall."),
-    "broker_refused": ("Broker {host}:{port}: login refused ({reason}).",
-                       "Broker {host}:{port}: login ditolak ({reason})."),
-    "broker_refused_do": ("Check the password file, or provision again with a new "
-                          "enrolment token.",
-                          "Periksa file kata sandi, atau provision ulang dengan token baru."),
-    "broker_silent": ("Broker {host}:{port}: no answer to the login within {secs} s.",
-                      "Broker {host}:{port}: tidak ada jawaban login dalam {secs} dtk."),
-    "broker_silent_do": ("Check tls, ca_file and the port in [broker].",
-                         "Periksa tls, ca_file dan port di [broker]."),
-    "broker_ca_missing": ("Broker: CA file missing ({path}).",
-                          "Broker: file CA tidak ada ({path})."),
-    "broker_ca_bad": ("Broker: CA file unusable ({path}: {error}).",
-                      "Broker: file CA tidak bisa dipakai ({path}: {error})."),
-    "broker_ca_do": ("Copy the broker's CA certificate there (ca_file in [broker]), or "
-                     "provision again with --ca-file.",
-                     "Salin sertifikat CA broker ke sana (ca_file di [broker]), atau "
-                     "provision ulang dengan --ca-file."),
-    "broker_secret": ("Broker: cannot read the password file {path} ({error}).",
-                      "Broker: file kata sandi {path} tidak bisa dibaca ({error})."),
-    "broker_secret_do": ("Provision the unit again (smartcity-edge provision).",
-                         "Jalankan provision lagi (smartcity-edge provision)."),
-    "clock_ok": ("Clock synchronised: {local}.", "Jam tersinkron: {local}."),
-    "clock_bad": ("Clock NOT synchronised (shows {local}).",
-                  "Jam BELUM tersinkron (menunjukkan {local})."),
-    "clock_bad_do": ("Schedules wait for it. Check the network, then: timedatectl status",
-                     "Jadwal menunggu sampai tersinkron. Periksa jaringan, lalu: "
-                     "timedatectl status"),
-    "disk_ok": ("Disk: {free} MB free; state dir {path} writable.",
-                "Disk: {free} MB kosong; folder data {path} bisa ditulis."),
-    "disk_low": ("Disk: only {free} MB free for {path}.",
-                 "Disk: hanya {free} MB kosong untuk {path}."),
-    "disk_low_do": ("Free some space, e.g. sudo journalctl --vacuum-size=100M",
-                    "Kosongkan ruang, misalnya sudo journalctl --vacuum-size=100M"),
-    "state_missing": ("State dir {path} does not exist yet.",
-                      "Folder data {path} belum ada."),
-    "state_missing_do": ("The service makes it at its first start (or run provision).",
-                         "Dibuat saat layanan pertama kali jalan (atau jalankan provision)."),
-    "state_locked": ("State dir {path} is not writable ({error}).",
-                     "Folder data {path} tidak bisa ditulis ({error})."),
-    "state_locked_do": ("Fix its owner: sudo chown -R smartcity: {path}",
-                        "Perbaiki pemiliknya: sudo chown -R smartcity: {path}"),
-}
-
-
-class Words:
-    """``words(key, **values)``: the message in the chosen language."""
-
-    def __init__(self, lang: str = "en"):
-        if lang not in ("en", "id"):
-            raise ValueError(f"unknown language {lang!r} (en, id)")
-        self.index = 0 if lang == "en" else 1
-
-    def __call__(self, key: str, **values) -> str:
-        return MESSAGES[key][self.index].format(**values)
-
-
 def _secs(value: float) -> str:
     return f"{value:g}"
 
@@ -234,7 +88,8 @@ def _secs(value: float) -> str:
 class Selftest:
     """One run over one unit's config; ``run()`` returns the checks in order."""
 
-    def __init__(self, config, *, pin_factory, clock, lang: str = "en", pulse_s: float = 0.5,
+    def __init__(self, config, *, pin_factory, clock, lang: str = DEFAULT_LANG,
+                 pulse_s: float = 0.5,
                  outputs: bool = True, sync_check: Callable[[], bool] | None = None,
                  broker_timeout_s: float = 5.0, app_kwargs: dict | None = None,
                  config_path: str | Path | None = None):
@@ -317,7 +172,7 @@ class Selftest:
             out.off()
         if not was_on:
             self.add(FAIL, self.w("pulse_fail", what=what, name=name, pin=pin,
-                                  error="stayed off"), self.w("pulse_fail_do"))
+                                  error=self.w("stayed_off")), self.w("pulse_fail_do"))
         elif with_valve:
             self.add(OK, self.w("pulsed_with", what=what, name=name, pin=pin,
                                 secs=_secs(secs), valve=with_valve))
@@ -404,7 +259,7 @@ class Selftest:
             self.add(FAIL, self.w("bad_answer", what=what, port=port, error=text),
                      self.w("bad_answer_do"))
         else:
-            self.add(FAIL, f"{what}: {text}.", self.w("no_answer_do"))
+            self.add(FAIL, self.w("sensor_fail", what=what, error=text), self.w("no_answer_do"))
 
     def feeder_outputs(self) -> None:
         motors = set()
@@ -523,29 +378,24 @@ class Selftest:
                 password = Path(b.password_file).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 self.add(FAIL, w("broker_secret", path=b.password_file,
-                                 error=exc.strerror or exc), w("broker_secret_do"))
-                return
-        if b.tls and b.ca_file is not None:
-            problem = ca_file_problem(b.ca_file)
-            if problem is not None:
-                key = "broker_ca_bad" if Path(b.ca_file).exists() else "broker_ca_missing"
-                self.add(FAIL, w(key, path=b.ca_file, error=problem), w("broker_ca_do"))
+                                 error=w.os_error(exc)), w("broker_secret_do"))
                 return
         try:
             socket.create_connection((host, port), timeout=self.broker_timeout_s).close()
         except OSError as exc:
             self.add(FAIL, w("broker_down", host=host, port=port,
-                             error=getattr(exc, "strerror", None) or exc), w("broker_down_do"))
+                             error=w.os_error(exc)), w("broker_down_do"))
             return
         result = mqtt_login(b, client_id=f"selftest-{self.config.unit.device_id}-"
                                          f"{secrets.token_hex(3)}",
                             password=password, timeout_s=self.broker_timeout_s)
-        user = b.username or "(anonymous)"
+        user = b.username or w("anonymous")
         if result is None:
             self.add(FAIL, w("broker_silent", host=host, port=port,
                              secs=_secs(self.broker_timeout_s)), w("broker_silent_do"))
         elif result != "Success":
-            self.add(FAIL, w("broker_refused", host=host, port=port, reason=result),
+            self.add(FAIL, w("broker_refused", host=host, port=port,
+                             reason=w.mqtt_reason(result)),
                      w("broker_refused_do"))
         else:
             self.add(OK, w("broker_ok", host=host, port=port, user=user))
@@ -577,7 +427,7 @@ class Selftest:
             with tempfile.NamedTemporaryFile(dir=path, prefix=".selftest-"):
                 pass
         except OSError as exc:
-            self.add(FAIL, self.w("state_locked", path=path, error=exc.strerror or exc),
+            self.add(FAIL, self.w("state_locked", path=path, error=self.w.os_error(exc)),
                      self.w("state_locked_do", path=path))
             return
         if free_mb >= LOW_FREE_MB:
@@ -626,40 +476,58 @@ def verdict(checks: list[Check]) -> bool:
     return not any(c.status == FAIL for c in checks)
 
 
-def format_checklist(config, checks: list[Check], *, lang: str = "en",
+def format_checklist(header: list[str], checks: list[Check], *, lang: str = DEFAULT_LANG,
                      width: int = WIDTH) -> str:
-    """The checklist as lines of at most ``width`` columns."""
+    """The checklist as lines of at most ``width`` columns: the ``header`` lines, a rule,
+    one item per check (its verdict, then what was found and what to do), a rule, and
+    the verdict with the counts."""
     w = Words(lang)
     rule = "=" * width
-    lines = textwrap.wrap(w("title", device=config.unit.device_id), width,
-                          break_on_hyphens=False)
-    lines += textwrap.wrap(f"{config.kind}, OPD {config.unit.opd}", width)
+    indent = 6  # "GAGAL " and "FAIL  ": the verdicts in a column of their own
+    lines = [line for text in header
+             for line in textwrap.wrap(text, width, break_on_hyphens=False)]
     lines.append(rule)
     for check in checks:
-        lines += textwrap.wrap(check.sentence(), width, initial_indent=f"{check.status:<5} ",
-                               subsequent_indent=" " * 6, break_on_hyphens=False)
+        lines += textwrap.wrap(check.sentence(), width,
+                               initial_indent=w(f"status.{check.status}").ljust(indent),
+                               subsequent_indent=" " * indent, break_on_hyphens=False)
     lines.append(rule)
-    fails = sum(c.status == FAIL for c in checks)
-    warns = sum(c.status == WARN for c in checks)
-    lines += textwrap.wrap(f"{w('fit' if verdict(checks) else 'unfit')}: {fails} FAIL, "
-                           f"{warns} WARN", width)
+    lines += textwrap.wrap(w("tally", verdict=w("fit" if verdict(checks) else "unfit"),
+                             fails=sum(c.status == FAIL for c in checks),
+                             fail=w(f"status.{FAIL}"),
+                             warns=sum(c.status == WARN for c in checks),
+                             warn=w(f"status.{WARN}")), width)
     return "\n".join(lines)
 
 
-def selftest(config_path, *, pin_factory: str | None = None, lang: str = "en",
+def config_checklist(exc: ConfigError, *, lang: str = DEFAULT_LANG) -> str:
+    """The checklist of a unit whose config is invalid: one FAIL line per problem (file,
+    field, reason, as ``check`` names them), and nothing else, because nothing else was
+    tried: like ``run``, selftest touches no pin with a config that ``check`` refuses."""
+    w = Words(lang)
+    checks = [Check(FAIL, w("config_fail", path=exc.path, field=w.field(field),
+                            reason=w.reason(reason)),
+                    w("broker_ca_do") if field == "broker.ca_file" else "")
+              for field, reason in exc.problems]
+    return format_checklist([w("title", device=Path(exc.path).name), w("config_stopped")],
+                            checks, lang=lang)
+
+
+def selftest(config_path, *, pin_factory: str | None = None, lang: str = DEFAULT_LANG,
              pulse_s: float = 0.5, outputs: bool = True, clock=None, factory=None,
              **kwargs) -> tuple[list[Check], str]:
     """Load the config and run every check; returns ``(checks, checklist text)``.
 
     ``pin_factory`` ("mock", "lgpio") overrides the config's; ``factory`` is a gpiozero
     factory object to use instead (tests); other keywords go to `Selftest` (e.g.
-    ``app_kwargs`` with simulated ports, ``sync_check``). Raises ``ConfigError`` for a
-    config that does not load (before any pin is touched)."""
+    ``app_kwargs`` with simulated ports, ``sync_check``). Raises ``ConfigError``, before
+    any pin is touched, for a config that ``smartcity-edge check`` refuses (the same
+    ``validate_config``); ``config_checklist`` shows it."""
     from .clock import SystemClock
-    from .config import load_config
+    from .config import validate_config
     from .hardware import make_pin_factory
 
-    config = load_config(config_path)
+    config = validate_config(config_path)
     clock = clock or SystemClock()
     if factory is None:
         try:
@@ -669,4 +537,6 @@ def selftest(config_path, *, pin_factory: str | None = None, lang: str = "en",
     run = Selftest(config, pin_factory=factory, clock=clock, lang=lang, pulse_s=pulse_s,
                    outputs=outputs, config_path=config_path, **kwargs)
     checks = run.run()
-    return checks, format_checklist(config, checks, lang=lang)
+    w = Words(lang)
+    header = [w("title", device=config.unit.device_id), f"{config.kind}, OPD {config.unit.opd}"]
+    return checks, format_checklist(header, checks, lang=lang)

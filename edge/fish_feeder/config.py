@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ..config import BcmPin, FieldProblem, Ident, StrictModel, UnitConfig
+from ..config import BcmPin, FieldProblem, Ident, StrictModel, UnitConfig, problems
 from .species import PRESETS, SpeciesName, ThresholdOverrides, thresholds_for
 
 Quantity = Literal["do_mg_l", "temp_c", "ph"]
@@ -76,11 +76,11 @@ class UltrasonicHopperSpec(StrictModel):
     @model_validator(mode="after")
     def _geometry(self):
         if self.full_distance_m >= self.empty_distance_m:
-            raise FieldProblem("full_distance_m", "must be less than empty_distance_m")
+            raise FieldProblem("full_distance_m", "full_not_below_empty")
         if self.trigger_pin == self.echo_pin:
-            raise FieldProblem("echo_pin", "must differ from trigger_pin")
+            raise FieldProblem("echo_pin", "echo_is_trigger")
         if self.empty_pct >= self.low_pct:
-            raise FieldProblem("empty_pct", "must be below low_pct")
+            raise FieldProblem("empty_pct", "empty_not_below_low")
         return self
 
 
@@ -98,7 +98,7 @@ class LoadCellHopperSpec(StrictModel):
     @model_validator(mode="after")
     def _levels(self):
         if self.empty_pct >= self.low_pct:
-            raise FieldProblem("empty_pct", "must be below low_pct")
+            raise FieldProblem("empty_pct", "empty_not_below_low")
         return self
 
 
@@ -129,11 +129,11 @@ class FeederSpec(StrictModel):
     @model_validator(mode="after")
     def _confirmation(self):
         if self.max_daily_g < self.max_dose_g:
-            raise FieldProblem("max_daily_g", "must be at least max_dose_g")
+            raise FieldProblem("max_daily_g", "daily_below_dose")
         if self.confirm_by == "pulses" and self.rotation_input is None:
-            raise FieldProblem("rotation_input", "confirm_by = 'pulses' needs a rotation_input")
+            raise FieldProblem("rotation_input", "needs_rotation_input")
         if self.confirm_by == "weight" and not isinstance(self.hopper, LoadCellHopperSpec):
-            raise FieldProblem("hopper", "confirm_by = 'weight' needs a loadcell hopper")
+            raise FieldProblem("hopper", "needs_loadcell")
         return self
 
 
@@ -153,9 +153,9 @@ class PlanSpec(StrictModel):
     def _times(cls, v: list[str]) -> list[str]:
         for t in v:
             if not HHMM.match(t):
-                raise ValueError(f"time {t!r} is not HH:MM (24 h)")
+                raise FieldProblem("", "time_not_hhmm", value=t)
         if sorted(set(v)) != v:
-            raise ValueError("times must be in order, each once")
+            raise FieldProblem("", "times_order")
         return v
 
     @model_validator(mode="after")
@@ -163,11 +163,11 @@ class PlanSpec(StrictModel):
         biomass = (self.fish_count, self.avg_weight_g)
         if self.doses_g is not None:
             if any(x is not None for x in (*biomass, self.feeding_rate_pct)):
-                raise FieldProblem("doses_g", "give doses_g or fish_count/avg_weight_g, not both")
+                raise FieldProblem("doses_g", "doses_or_biomass")
             if len(self.doses_g) != len(self.times):
-                raise FieldProblem("doses_g", f"need one dose per time ({len(self.times)})")
+                raise FieldProblem("doses_g", "dose_per_time", n=len(self.times))
         elif None in biomass:
-            raise FieldProblem("fish_count", "give doses_g, or fish_count and avg_weight_g")
+            raise FieldProblem("fish_count", "needs_doses")
         return self
 
 
@@ -183,11 +183,8 @@ class PondSpec(StrictModel):
         try:
             thresholds_for(self.species, self.thresholds)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            cause = (err.get("ctx") or {}).get("error")
-            field = cause.field if isinstance(cause, FieldProblem) else ".".join(
-                str(p) for p in err["loc"])
-            raise FieldProblem(f"thresholds.{field}", str(cause or err["msg"])) from None
+            field, reason = next(problems(exc))
+            raise FieldProblem(f"thresholds.{field}", reason) from None
         return self
 
 
@@ -219,7 +216,7 @@ class FishFeederConfig(UnitConfig):
             seen: set[str] = set()
             for i, item in enumerate(getattr(self, section)):
                 if item.name in seen:
-                    raise FieldProblem(f"{section}.{i}.name", f"name {item.name!r} used twice")
+                    raise FieldProblem(f"{section}.{i}.name", "name_twice", name=item.name)
                 seen.add(item.name)
         self.check_refs([(f"feeders.{i}.motor", f.motor) for i, f in enumerate(self.feeders)],
                         "outputs", "feeder motor")
@@ -229,48 +226,49 @@ class FishFeederConfig(UnitConfig):
         ponds = {p.name for p in self.ponds}
         for i, f in enumerate(self.feeders):
             if f.motor in motors:
-                raise FieldProblem(f"feeders.{i}.motor", f"motor {f.motor!r} already drives "
-                                   f"feeder {motors[f.motor]!r}")
+                raise FieldProblem(f"feeders.{i}.motor", "motor_shared", motor=f.motor,
+                                   feeder=motors[f.motor])
             motors[f.motor] = f.name
             if f.pond not in ponds:
-                raise FieldProblem(f"feeders.{i}.pond", f"no pond named {f.pond!r}")
+                raise FieldProblem(f"feeders.{i}.pond", "no_pond", name=f.pond)
             max_on_s = self.output(f.motor).max_on_s
             need_s = f.max_dose_g / f.rate_g_per_s
             if need_s > max_on_s:
-                raise FieldProblem(
-                    f"feeders.{i}.max_dose_g",
-                    f"{f.max_dose_g:g} g at {f.rate_g_per_s:g} g/s needs {need_s:.0f} s, more "
-                    f"than output {f.motor!r} max_on_s = {max_on_s:g}")
+                raise FieldProblem(f"feeders.{i}.max_dose_g", "dose_over_max_on",
+                                   dose=f.max_dose_g, rate=f.rate_g_per_s, need=need_s,
+                                   motor=f.motor, max_on=max_on_s)
             if f.confirm_by != "none" and f.confirm_timeout_s >= max_on_s:
-                raise FieldProblem(f"feeders.{i}.confirm_timeout_s",
-                                   f"must be below the motor's max_on_s ({max_on_s:g})")
+                raise FieldProblem(f"feeders.{i}.confirm_timeout_s", "confirm_over_max_on",
+                                   max_on=max_on_s)
         self._check_pins()
         self._check_ports()
         sensors = {s.name: s for s in self.sensors}
         for i, pond in enumerate(self.ponds):
             if not any(f.pond == pond.name for f in self.feeders):
-                raise FieldProblem(f"ponds.{i}.name", f"pond {pond.name!r} has no feeder")
+                raise FieldProblem(f"ponds.{i}.name", "pond_no_feeder", name=pond.name)
             seen_q: dict[str, str] = {}
             for j, name in enumerate(pond.sensors):
                 if name not in sensors:
-                    raise FieldProblem(f"ponds.{i}.sensors.{j}", f"no sensor named {name!r}")
+                    raise FieldProblem(f"ponds.{i}.sensors.{j}", "no_sensor", name=name)
                 for q in sensor_quantities(sensors[name]):
                     if q in seen_q:
-                        raise FieldProblem(f"ponds.{i}.sensors.{j}",
-                                           f"{q} already comes from sensor {seen_q[q]!r}")
+                        raise FieldProblem(f"ponds.{i}.sensors.{j}", "quantity_twice",
+                                           quantity=q, other=seen_q[q])
                     seen_q[q] = name
         return self
 
     def _check_pins(self):
-        used = {s.pin: f"outputs/inputs {s.name!r}" for s in (*self.outputs, *self.inputs)}
+        used = {s.pin: (f"outputs/inputs {s.name!r}", s.name)
+                for s in (*self.outputs, *self.inputs)}
         for i, f in enumerate(self.feeders):
             if isinstance(f.hopper, UltrasonicHopperSpec):
                 for key in ("trigger_pin", "echo_pin"):
                     pin = getattr(f.hopper, key)
                     if pin in used:
-                        raise FieldProblem(f"feeders.{i}.hopper.{key}",
-                                           f"GPIO{pin} already used by {used[pin]}")
-                    used[pin] = f"feeder {f.name!r} hopper"
+                        other, name = used[pin]
+                        raise FieldProblem(f"feeders.{i}.hopper.{key}", "hopper_pin_used",
+                                           pin=pin, other=other, name=name)
+                    used[pin] = (f"feeder {f.name!r} hopper", f.name)
 
     def _check_ports(self):
         """A serial port serves one EZO circuit or load cell, or one Modbus bus."""
@@ -281,16 +279,15 @@ class FishFeederConfig(UnitConfig):
                   for i, f in enumerate(self.feeders) if isinstance(f.hopper, LoadCellHopperSpec)]
         for where, url, driver, name in items:
             if url in owners and not (driver == "modbus" and owners[url][0] == "modbus"):
-                raise FieldProblem(f"{where}.port_url", f"port {url!r} already used by "
-                                   f"{owners[url][1]!r} (only Modbus probes share a port)")
+                raise FieldProblem(f"{where}.port_url", "port_used", url=url,
+                                   other=owners[url][1])
             owners.setdefault(url, (driver, name))
         for i, s in enumerate(self.sensors):
             if s.driver == "modbus":
                 key = (s.port_url, s.slave)
                 if key in slaves:
-                    raise FieldProblem(f"sensors.{i}.slave",
-                                       f"slave {s.slave} on {s.port_url!r} is already "
-                                       f"sensor {slaves[key]!r}")
+                    raise FieldProblem(f"sensors.{i}.slave", "slave_used", slave=s.slave,
+                                       url=s.port_url, other=slaves[key])
                 slaves[key] = s.name
 
     # -- lookups ---------------------------------------------------------------------

@@ -53,23 +53,20 @@ class Thresholds(StrictModel):
     @model_validator(mode="after")
     def _ordered(self):
         if not self.temp_stop_below_c <= self.temp_min_c < self.temp_max_c <= self.temp_stop_above_c:
-            raise FieldProblem(
-                "temp_min_c",
-                "need temp_stop_below_c <= temp_min_c < temp_max_c <= temp_stop_above_c",
-            )
+            raise FieldProblem("temp_min_c", "temp_order")
         if not self.ph_min < self.ph_max:
-            raise FieldProblem("ph_min", "ph_min must be below ph_max")
+            raise FieldProblem("ph_min", "ph_order")
         last = 0.0
         for i, (up_to, rate) in enumerate(self.feeding_rate_table):
             where = f"feeding_rate_table.{i}"
             if not 0 < rate <= 30:
-                raise FieldProblem(where, f"rate {rate} % of body weight is not in (0, 30]")
+                raise FieldProblem(where, "rate_range", rate=rate)
             if up_to is None:
                 if i != len(self.feeding_rate_table) - 1:
-                    raise FieldProblem(where, "only the last row may have no weight limit")
+                    raise FieldProblem(where, "last_row_only")
                 continue
             if up_to <= last:
-                raise FieldProblem(where, "weights must increase from row to row")
+                raise FieldProblem(where, "weights_increase")
             last = up_to
         return self
 

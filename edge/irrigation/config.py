@@ -22,14 +22,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..config import FieldProblem, Ident, StrictModel, UnitConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, Reason
 from .rules import parse_month_day, parse_start
-
-
-def _nested(field: str, reason: str) -> ValueError:
-    """A problem inside a nested model: pydantic adds the model's path, we add the field."""
-    return ValueError(f"{field}: {reason}")
-
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -69,16 +63,22 @@ class ProgramSpec(StrictModel):
     @classmethod
     def _starts_parse(cls, v: list[str]) -> list[str]:
         for s in v:
-            parse_start(s)  # raises ValueError with the reason
+            try:
+                parse_start(s)
+            except ValueError as exc:
+                raise FieldProblem("", "start_time_bad", error=str(exc), value=s) from None
         if len(set(v)) != len(v):
-            raise ValueError("start times repeat")
+            raise FieldProblem("", "start_times_repeat")
         return v
 
     @field_validator("active_from", "active_to")
     @classmethod
     def _month_day(cls, v: str | None) -> str | None:
         if v is not None:
-            parse_month_day(v)
+            try:
+                parse_month_day(v)
+            except ValueError as exc:
+                raise FieldProblem("", "month_day_bad", error=str(exc), value=v) from None
         return v
 
     @model_validator(mode="after")
@@ -86,13 +86,12 @@ class ProgramSpec(StrictModel):
         given = [n for n in ("weekdays", "interval_days", "odd_even")
                  if getattr(self, n) is not None]
         if len(given) > 1:
-            raise _nested(given[1], f"use only one of weekdays, interval_days, odd_even "
-                                         f"(got {', '.join(given)})")
+            raise FieldProblem(given[1], "one_day_rule", given=", ".join(given))
         if (self.active_from is None) != (self.active_to is None):
-            raise _nested("active_to" if self.active_to is None else "active_from",
-                               "a season needs both active_from and active_to")
+            raise FieldProblem("active_to" if self.active_to is None else "active_from",
+                               "season_needs_both")
         if self.weekdays is not None and not self.weekdays:
-            raise _nested("weekdays", "name at least one day")
+            raise FieldProblem("weekdays", "weekdays_empty")
         return self
 
 
@@ -116,8 +115,7 @@ class MoistureRule(StrictModel):
     @model_validator(mode="after")
     def _band(self):
         if self.start_below_pct is not None and self.start_below_pct >= self.skip_above_pct:
-            raise _nested("start_below_pct",
-                               "must be below skip_above_pct (the hysteresis band)")
+            raise FieldProblem("start_below_pct", "moisture_band")
         return self
 
 
@@ -143,12 +141,12 @@ class IrrigationProgramConfig(StrictModel):
         seen: set[str] = set()
         for i, p in enumerate(self.programs):
             if p.name in seen:
-                raise _nested(f"programs.{i}.name", f"program {p.name!r} defined twice")
+                raise FieldProblem(f"programs.{i}.name", "program_twice", name=p.name)
             seen.add(p.name)
         seen = set()
         for i, z in enumerate(self.zones):
             if z.zone in seen:
-                raise _nested(f"zones.{i}.zone", f"rules for {z.zone!r} given twice")
+                raise FieldProblem(f"zones.{i}.zone", "rules_twice", zone=z.zone)
             seen.add(z.zone)
         return self
 
@@ -165,13 +163,13 @@ class IrrigationProgramConfig(StrictModel):
             for j, pz in enumerate(p.zones):
                 if pz.zone not in zones:
                     found.append((f"{prefix}programs.{i}.zones.{j}.zone",
-                                  f"no zone named {pz.zone!r}"))
+                                  Reason("no_zone", name=pz.zone)))
         for i, z in enumerate(self.zones):
             if z.zone not in zones:
-                found.append((f"{prefix}zones.{i}.zone", f"no zone named {z.zone!r}"))
+                found.append((f"{prefix}zones.{i}.zone", Reason("no_zone", name=z.zone)))
             elif z.moisture is not None and zones[z.zone].soil_sensor is None:
                 found.append((f"{prefix}zones.{i}.moisture",
-                              f"zone {z.zone!r} has no soil_sensor in the local config"))
+                              Reason("zone_no_probe", zone=z.zone)))
         return found
 
 
@@ -234,7 +232,7 @@ class FlowSpec(StrictModel):
     @model_validator(mode="after")
     def _windows(self):
         if self.no_flow_s < self.window_s:
-            raise _nested("no_flow_s", f"must be at least window_s ({self.window_s} s)")
+            raise FieldProblem("no_flow_s", "no_flow_window", window_s=self.window_s)
         return self
 
 
@@ -251,7 +249,7 @@ class AdcSoilSpec(StrictModel):
     @model_validator(mode="after")
     def _two_points(self):
         if abs(self.dry_raw - self.wet_raw) < 0.01:
-            raise _nested("wet_raw", "must differ from dry_raw")
+            raise FieldProblem("wet_raw", "wet_is_dry")
         return self
 
 
@@ -317,27 +315,24 @@ class IrrigationConfig(UnitConfig):
         valves: dict[str, int] = {}
         for i, z in enumerate(self.zones):
             if z.name in names:
-                raise FieldProblem(f"zones.{i}.name", f"zone {z.name!r} defined twice")
+                raise FieldProblem(f"zones.{i}.name", "zone_twice", name=z.name)
             names[z.name] = i
             if z.valve in valves:
-                raise FieldProblem(f"zones.{i}.valve",
-                                   f"output {z.valve!r} already opens zone "
-                                   f"{self.zones[valves[z.valve]].name!r}")
+                raise FieldProblem(f"zones.{i}.valve", "valve_shared", valve=z.valve,
+                                   zone=self.zones[valves[z.valve]].name)
             valves[z.valve] = i
         if self.master is not None:
             self.check_refs([("master.output", self.master.output)], "outputs", "master")
             if self.master.output in valves:
-                raise FieldProblem("master.output", f"{self.master.output!r} is a zone valve")
+                raise FieldProblem("master.output", "master_is_valve", name=self.master.output)
         if self.rain is not None:
             self.check_refs([("rain.input", self.rain.input)], "inputs", "digital")
         if self.flow is not None:
             self.check_refs([("flow.input", self.flow.input)], "inputs", "pulse")
             for i, z in enumerate(self.zones):
                 if z.flow_lpm is not None and z.flow_lpm <= self.flow.no_flow_below_lpm:
-                    raise FieldProblem(
-                        f"zones.{i}.flow_lpm",
-                        f"{z.flow_lpm:g} L/min is not above flow.no_flow_below_lpm "
-                        f"({self.flow.no_flow_below_lpm:g}): every run would raise no_flow")
+                    raise FieldProblem(f"zones.{i}.flow_lpm", "flow_below_no_flow",
+                                       flow=z.flow_lpm, limit=self.flow.no_flow_below_lpm)
         self._check_soil()
         problems = self.program.problems(self.zone_map(), prefix="program.")
         if problems:
@@ -349,34 +344,32 @@ class IrrigationConfig(UnitConfig):
         channels: dict[tuple[int, int], str] = {}
         for i, s in enumerate(self.soil.sensors):
             if s.name in sensors:
-                raise FieldProblem(f"soil.sensors.{i}.name", f"sensor {s.name!r} defined twice")
+                raise FieldProblem(f"soil.sensors.{i}.name", "sensor_twice", name=s.name)
             sensors[s.name] = i
             if isinstance(s, AdcSoilSpec):
                 key = (s.device, s.channel)
                 if key in channels:
-                    raise FieldProblem(f"soil.sensors.{i}.channel",
-                                       f"MCP3008 CE{s.device} channel {s.channel} already "
-                                       f"used by {channels[key]!r}")
+                    raise FieldProblem(f"soil.sensors.{i}.channel", "adc_channel_used",
+                                       device=s.device, channel=s.channel,
+                                       other=channels[key])
                 channels[key] = s.name
         if channels:
             used = [("outputs", o) for o in self.outputs] + [("inputs", x) for x in self.inputs]
             for section, spec in used:
                 if spec.pin in SPI0_PINS:
                     idx = getattr(self, section).index(spec)
-                    raise FieldProblem(f"{section}.{idx}.pin",
-                                       f"GPIO{spec.pin} is {SPI0_PINS[spec.pin]}, needed by "
-                                       f"the MCP3008 soil sensors")
+                    raise FieldProblem(f"{section}.{idx}.pin", "spi_pin", pin=spec.pin,
+                                       spi=SPI0_PINS[spec.pin])
         used_by: dict[str, str] = {}
         for i, z in enumerate(self.zones):
             if z.soil_sensor is None:
                 continue
             if z.soil_sensor not in sensors:
-                raise FieldProblem(f"zones.{i}.soil_sensor",
-                                   f"no [[soil.sensors]] entry named {z.soil_sensor!r}")
+                raise FieldProblem(f"zones.{i}.soil_sensor", "no_soil_sensor",
+                                   name=z.soil_sensor)
             if z.soil_sensor in used_by:
-                raise FieldProblem(f"zones.{i}.soil_sensor",
-                                   f"sensor {z.soil_sensor!r} already read for zone "
-                                   f"{used_by[z.soil_sensor]!r}")
+                raise FieldProblem(f"zones.{i}.soil_sensor", "soil_sensor_shared",
+                                   name=z.soil_sensor, zone=used_by[z.soil_sensor])
             used_by[z.soil_sensor] = z.name
 
     def zone_map(self) -> dict[str, ZoneSpec]:

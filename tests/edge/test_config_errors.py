@@ -99,3 +99,59 @@ def test_config_check_command_reports_ok(tmp_path, good_config_text, capsys):
     path.write_text(good_config_text)
     assert cli.main(["check", "--config", str(path)]) == 0
     assert "OK (irrigation, unit dlh-test-01, OPD dlh)" in capsys.readouterr().out
+
+
+# What `check --lang id` says for each broken file: Bahasa Indonesia, made from the
+# problem's code (the English reason must not show through).
+INDONESIAN = {
+    "unknown_key": ("unit.colour", "kunci tidak dikenal (salah ketik?)"),
+    "wrong_type": ("outputs.0.max_on_s", "harus angka (isinya 'long')"),
+    "duplicate_pin": ("outputs.1.pin", "GPIO17 sudah dipakai oleh outputs.0 (valve1)"),
+    "limit_out_of_range": ("outputs.1.max_on_s", "paling banyak 86400 (isinya 999999)"),
+    "toml_syntax": ("(sintaks)", "sintaks TOML salah di baris "),
+    "unknown_reference": ("zones.1.valve", "tidak ada keluaran (outputs) bernama 'valve9'"),
+    "bad_device_id": ("unit.device_id", "tidak cocok dengan pola ^[a-z0-9]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INDONESIAN))
+def test_config_check_speaks_bahasa_indonesia_by_default(tmp_path, good_config_text, capsys,
+                                                         case):
+    mutate, _, english = BROKEN[case]
+    field, reason = INDONESIAN[case]
+    path = tmp_path / "unit.toml"
+    path.write_text(mutate(good_config_text))
+    assert cli.main(["check", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"smartcity-edge: {path}: konfigurasi tidak sah\n"), err
+    assert f"  {field}: {reason}" in err
+    assert english not in err
+    assert cli.main(["check", "--config", str(path), "--lang", "en"]) == 2
+    assert english in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("mutate", "field", "reason"), [
+    (lambda t: t.replace('kind = "irrigation"', 'kind = "sprinkler"'), "kind",
+     "harus salah satu dari ['fish_feeder', 'irrigation'], bukan 'sprinkler'"),
+    (lambda t: t + '\n[site]\ntimezone = "Asia/Balikpapan"\n', "site.timezone",
+     "zona waktu 'Asia/Balikpapan' tidak dikenal"),
+    (lambda t: t.replace('pin_factory = "mock"', 'pin_factory = "rpigpio"'),
+     "hardware.pin_factory", "harus salah satu dari: 'auto', 'mock', 'lgpio' (isinya 'rpigpio')"),
+    (lambda t: t.replace('valve = "valve1"', 'valve = "valve1"\nflow_lpm = "banyak"'),
+     "zones.0.flow_lpm", "harus angka (isinya 'banyak')"),
+    (lambda t: t.replace('name = "hedge"', 'name = "lawn"'), "zones.1.name",
+     "zona 'lawn' ditulis dua kali"),
+    (lambda t: t.replace("[hardware]", "[clock]\nsync_check = true\n\n[hardware]"),
+     "clock.sync_check", "harus salah satu dari: 'timesyncd', 'assume_synced', 'never_synced'"),
+])
+def test_config_check_says_other_problems_in_bahasa_indonesia(tmp_path, good_config_text,
+                                                               capsys, mutate, field, reason):
+    path = tmp_path / "unit.toml"
+    path.write_text(mutate(good_config_text))
+    assert cli.main(["check", "--config", str(path), "--lang", "id"]) == 2
+    assert f"  {field}: {reason}" in capsys.readouterr().err
+
+
+def test_config_check_a_missing_file_in_bahasa_indonesia(tmp_path, capsys):
+    assert cli.main(["check", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "  (berkas): berkas tidak ada" in capsys.readouterr().err

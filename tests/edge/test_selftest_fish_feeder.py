@@ -3,11 +3,16 @@ jam check; a jammed auger is a FAIL and the motor goes off at its confirm timeou
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edge.clock import VirtualClock
-from edge.selftest import FAIL, OK, selftest, verdict
+from edge.selftest import FAIL, OK, WIDTH, selftest, verdict
 
 MOTOR, ROTATION = 17, 5
 
@@ -107,7 +112,7 @@ def test_selftest_feeder_motor_is_confirmed_by_rotation_pulses(tmp_path, jammed)
     config.write_text(CONFIG.format(state=tmp_path / "state"))
     clock = VirtualClock()
     auger = Auger(clock, jammed=jammed)
-    checks, text = selftest(config, factory=auger.factory, clock=clock)
+    checks, text = selftest(config, factory=auger.factory, clock=clock, lang="en")
     feeder = [c for c in checks if c.text.startswith("Feeder pakan-uji")]
     assert len(feeder) == 1, text
     assert len(auger.runs) == 1 and not auger.factory.pin(MOTOR).state
@@ -122,3 +127,40 @@ def test_selftest_feeder_motor_is_confirmed_by_rotation_pulses(tmp_path, jammed)
         # Stops once min_pulses are seen, but runs at least the pulse time (0.5 s).
         assert feeder[0].text == "Feeder pakan-uji: motor turned (2 pulses in 0.5 s)."
         assert auger.runs[0] == pytest.approx(0.5, abs=0.06)
+
+
+HOPPER = """
+[feeders.hopper]
+driver = "ultrasonic"
+trigger_pin = 23
+echo_pin = 24
+full_distance_m = 0.1
+empty_distance_m = 0.6
+capacity_g = 10000
+"""
+
+
+def test_selftest_stdout_is_the_checklist_and_warnings_go_to_the_log(tmp_path):
+    """An ultrasonic hopper on mock pins makes gpiozero warn (no echo, software PWM):
+    the warnings go to the log on stderr, and stdout holds the checklist alone."""
+    (tmp_path / "state").mkdir()
+    config = tmp_path / "fish_feeder.toml"
+    config.write_text(CONFIG.format(state=tmp_path / "state")
+                      .replace("[[ponds]]", HOPPER + "\n[[ponds]]"))
+    done = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "selftest", "--config", str(config),
+         "--pin-factory", "mock", "--no-outputs", "--lang", "en"],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONWARNINGS": "default"})
+    assert done.returncode == 1, done.stderr  # the hopper has no echo, the broker is away
+    lines = done.stdout.splitlines()
+    rule = "=" * WIDTH
+    assert lines[:3] == ["Selftest dp3-kolam-uji-01", "fish_feeder, OPD dp3", rule]
+    assert lines[-2:] == [rule, "NOT FIT TO RUN: 2 FAIL, 0 WARN"]
+    for line in lines[3:-2]:
+        assert line.startswith(("OK    ", "WARN  ", "FAIL  ", " " * 6)), line
+    assert any(line.startswith("FAIL  Hopper pakan-uji: no echo") for line in lines)
+    # gpiozero's warning reached the log as a log record, not as a bare warning print.
+    [warning] = [line for line in done.stderr.splitlines()
+                 if "DistanceSensorNoEcho: no echo received" in line]
+    assert "py.warnings" in warning, done.stderr  # the logger of captured warnings

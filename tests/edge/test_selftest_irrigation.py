@@ -106,7 +106,7 @@ def test_selftest_passing_run_pulses_each_output_alone_and_reads_every_sensor(
         config = unit_config(tmp_path, broker_host=broker.host, broker_port=broker.port,
                              password="s3cret", serial_port=probe.path,
                              modbus_port=bus.path, query=True, sync_check="assume_synced")
-        checks, text = selftest(config, factory=field.factory, clock=VirtualClock())
+        checks, text = selftest(config, factory=field.factory, clock=VirtualClock(), lang="en")
     finally:
         adc.close()
         probe.close()
@@ -144,7 +144,7 @@ def test_selftest_passing_run_pulses_each_output_alone_and_reads_every_sensor(
 def test_selftest_cli_reports_a_silent_probe_and_exits_1(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SMARTCITY_PIN_FACTORY", "mock")
     config = unit_config(tmp_path, serial_port="loop://")  # a probe that never answers
-    assert main(["selftest", "--config", str(config), "--pulse-s", "0.02"]) == 1
+    assert main(["selftest", "--config", str(config), "--pulse-s", "0.02", "--lang", "en"]) == 1
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert all(len(line) <= WIDTH for line in lines), out
@@ -167,22 +167,28 @@ def test_selftest_cli_reports_a_silent_probe_and_exits_1(tmp_path, capsys, monke
     assert lines[-1] == "NOT FIT TO RUN: 5 FAIL, 3 WARN"
 
 
-def test_selftest_speaks_bahasa_indonesia(tmp_path, capsys, monkeypatch):
+def test_selftest_speaks_bahasa_indonesia_by_default(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SMARTCITY_PIN_FACTORY", "mock")
     config = unit_config(tmp_path)
-    assert main(["selftest", "--config", str(config), "--lang", "id", "--no-outputs"]) == 1
+    assert main(["selftest", "--config", str(config), "--no-outputs"]) == 1
     out = capsys.readouterr().out
     assert out.splitlines()[0] == f"Uji mandiri {DEVICE}"
-    words = " ".join(out.split())
-    assert "Sensor tanah soil-bunga: tidak ada jawaban di loop://." in words
-    assert words.endswith("TIDAK LAYAK JALAN: 5 FAIL, 2 WARN")
+    items = unwrap(out)
+    assert "GAGAL Sensor tanah soil-bunga: tidak ada jawaban di loop://. Periksa kabel dan " \
+           "catu daya sensor." in items
+    assert any(i.startswith("AWAS  Jam BELUM tersinkron") for i in items), items
+    # The verdicts are Indonesian too: no FAIL, WARN or English word left.
+    assert {i.split()[0] for i in items} <= {"OK", "AWAS", "GAGAL"}, items
+    assert out.splitlines()[-1] == "TIDAK LAYAK JALAN: 5 GAGAL, 2 AWAS"
     assert "Katup" not in out  # --no-outputs: nothing was switched
 
 
 def unwrap(out: str) -> list[str]:
-    """The checklist's items, one sentence each (continuation lines joined)."""
+    """The checklist's items (between its two rules), one sentence each."""
+    lines = out.splitlines()
+    first, last = [i for i, line in enumerate(lines) if line == "=" * WIDTH]
     items: list[str] = []
-    for line in out.splitlines()[3:-2]:
+    for line in lines[first + 1:last]:
         if line.startswith(" " * 6):
             items[-1] += " " + line.strip()
         else:
@@ -190,40 +196,85 @@ def unwrap(out: str) -> list[str]:
     return items
 
 
-@pytest.mark.parametrize(("problem", "lang", "expected"), [
-    ("missing", "en", "FAIL  Broker: CA file missing ({ca})."),
-    ("missing", "id", "FAIL  Broker: file CA tidak ada ({ca})."),
-    ("not_pem", "en", "FAIL  Broker: CA file unusable ({ca}: not a PEM CA certificate"),
-    ("not_pem", "id", "FAIL  Broker: file CA tidak bisa dipakai ({ca}: not a PEM CA"),
+def no_pin_factory(mocker) -> list:
+    """Record every pin factory the CLI builds (there must be none for a bad config)."""
+    from edge import hardware
+
+    built = []
+    mocker.patch.object(hardware, "make_pin_factory",
+                        lambda kind="auto": built.append(kind) or MockFactory())
+    return built
+
+
+def check_problems(err: str) -> list[str]:
+    """The ``field: reason`` lines of `check`'s refusal on stderr."""
+    return [line.strip() for line in err.splitlines() if line.startswith("  ")]
+
+
+@pytest.mark.parametrize("lang", ["en", "id"])
+@pytest.mark.parametrize("kind", ["irrigation", "fish_feeder"])
+def test_selftest_and_check_agree_on_the_example_configs(tmp_path, capsys, mocker, monkeypatch,
+                                                          kind, lang):
+    """The examples name a CA file (/etc/smartcity/ca.pem) that is not on this machine:
+    `check` refuses them, and so must selftest, with the same field and reason."""
+    example = EXAMPLE.with_name(f"{kind}.example.toml")
+    built = no_pin_factory(mocker)
+    monkeypatch.chdir(example.parent)  # short paths: the checklist wraps at 40 columns
+    assert main(["check", "--config", example.name, "--lang", lang]) == 2
+    said_by_check = check_problems(capsys.readouterr().err)
+    assert said_by_check, "check must name the problem"
+    assert main(["selftest", "--config", example.name, "--lang", lang]) == 2
+    out = capsys.readouterr().out
+    config = "Config" if lang == "en" else "Konfigurasi"
+    fail = "FAIL " if lang == "en" else "GAGAL"
+    fails = [i.removeprefix(f"{fail} {config} {example.name}: ") for i in unwrap(out)]
+    assert [f.split(". ")[0] for f in fails] == said_by_check, out
+    assert built == [], "no pin may be touched with a config check refuses"
+
+
+@pytest.mark.parametrize(("problem", "lang", "reason"), [
+    ("missing", "en", "file not found: ca.pem"),
+    ("missing", "id", "berkas tidak ditemukan: ca.pem"),
+    ("not_pem", "en", "not a PEM CA certificate"),
+    ("not_pem", "id", "bukan sertifikat CA berformat PEM: ca.pem"),
 ])
-def test_selftest_a_bad_ca_file_is_a_broker_fail_line_not_a_crash(
-        tmp_path, capsys, monkeypatch, mosquitto, problem, lang, expected):
-    monkeypatch.setenv("SMARTCITY_PIN_FACTORY", "mock")
+def test_selftest_refuses_a_bad_ca_file_as_check_does_before_any_pin(
+        tmp_path, capsys, mocker, monkeypatch, problem, lang, reason):
     monkeypatch.chdir(tmp_path)  # ca_file is read relative to the working directory
-    ca = Path("ca.pem")  # short: a long path is broken across lines
+    ca = Path("ca.pem")
     if problem == "not_pem":
         ca.write_text("this is the password, not a certificate\n")
-    # The broker's port answers, so only the CA file stands in the way.
-    config = unit_config(tmp_path, broker_host=mosquitto.host, broker_port=mosquitto.port,
-                         ca_file=ca, sync_check="assume_synced")
-    assert main(["selftest", "--config", str(config), "--no-outputs", "--lang", lang]) == 1
+    unit_config(tmp_path, ca_file=ca, sync_check="assume_synced")
+    built = no_pin_factory(mocker)
+    assert main(["check", "--config", "irrigation.toml", "--lang", lang]) == 2
+    assert f"broker.ca_file: {reason}" in capsys.readouterr().err
+    assert main(["selftest", "--config", "irrigation.toml", "--lang", lang]) == 2
     out = capsys.readouterr().out
     assert all(len(line) <= WIDTH for line in out.splitlines()), out
-    items = unwrap(out)
-    [broker] = [i for i in items if i.startswith("FAIL  Broker")]
-    assert broker.startswith(expected.format(ca=ca)), broker
-    assert "--ca-file" in broker  # what to do about it
-    # ... and the checks after it still ran.
-    clock = "OK    Clock synchronised: " if lang == "en" else "OK    Jam tersinkron: "
-    assert any(i.startswith(clock) for i in items), items
-    assert any(i.startswith(("OK    Disk: ", "WARN  Disk: ")) for i in items), items
+    [item] = unwrap(out)  # the config's problem, and nothing else was tried
+    config = "FAIL  Config" if lang == "en" else "GAGAL Konfigurasi"
+    assert item.startswith(f"{config} irrigation.toml: broker.ca_file: {reason}"), item
+    assert "--ca-file" in item  # what to do about it
+    verdict_line = "NOT FIT TO RUN: 1 FAIL, 0 WARN" if lang == "en" else \
+        "TIDAK LAYAK JALAN: 1 GAGAL, 0 AWAS"
+    assert out.splitlines()[-1] == verdict_line
+    assert built == []
 
 
-def test_selftest_bad_config_exits_2_before_touching_a_pin(tmp_path, capsys):
-    config = tmp_path / "broken.toml"
-    config.write_text(EXAMPLE.read_text().replace("max_on_s = 2700", "max_on_s = -1", 1))
-    assert main(["selftest", "--config", str(config), "--pin-factory", "mock"]) == 2
-    assert "outputs.0.max_on_s" in capsys.readouterr().err
+def test_selftest_bad_config_exits_2_naming_file_field_and_reason_before_any_pin(
+        tmp_path, capsys, mocker, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("broken.toml").write_text(
+        EXAMPLE.read_text().replace("max_on_s = 2700", "max_on_s = -1", 1)
+        .replace('name = "sensor-hujan"', 'name = "sensor-hujan"\ncolour = "red"'))
+    built = no_pin_factory(mocker)
+    assert main(["selftest", "--config", "broken.toml", "--lang", "en"]) == 2
+    items = unwrap(capsys.readouterr().out)
+    assert "FAIL  Config broken.toml: outputs.0.max_on_s: Input should be greater than 0 " \
+           "(got -1)." in items
+    assert "FAIL  Config broken.toml: inputs.0.colour: Extra inputs are not permitted." \
+           in items
+    assert built == []
 
 
 class InterruptingClock(VirtualClock):

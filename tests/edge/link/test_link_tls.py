@@ -231,7 +231,7 @@ def write_config(tmp_path, ca_file, *, tls=True):
 def test_check_refuses_a_ca_file_that_does_not_exist(tmp_path, capsys):
     missing = tmp_path / "etc" / "ca.pem"
     path = write_config(tmp_path, missing)
-    assert cli.main(["check", "--config", str(path)]) == 2
+    assert cli.main(["check", "--config", str(path), "--lang", "en"]) == 2
     err = capsys.readouterr().err
     assert f"{path}: invalid config" in err
     assert f"broker.ca_file: file not found: {missing}" in err
@@ -241,7 +241,7 @@ def test_check_refuses_a_ca_file_that_is_not_a_certificate(tmp_path, capsys):
     not_pem = tmp_path / "ca.pem"
     not_pem.write_text("this is the password, not a certificate\n")
     path = write_config(tmp_path, not_pem)
-    assert cli.main(["check", "--config", str(path)]) == 2
+    assert cli.main(["check", "--config", str(path), "--lang", "en"]) == 2
     err = capsys.readouterr().err
     assert f"{path}: invalid config" in err
     assert "broker.ca_file: not a PEM CA certificate" in err and str(not_pem) in err
