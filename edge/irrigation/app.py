@@ -41,6 +41,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from protocol.planner import Plan, Site, StartPlanner
+
 from ..app import App
 from ..config import Ident
 from ..errors import ConfigError
@@ -52,8 +54,6 @@ from .rules import (
     Candidate,
     Debouncer,
     FlowRate,
-    Site,
-    StartPlanner,
     adjusted_s,
     clamp,
     moisture_gate,
@@ -86,6 +86,10 @@ def _iso(dt: datetime | None) -> str | None:
 
 def _dt(text: str | None) -> datetime | None:
     return None if not text else datetime.fromisoformat(text)
+
+
+def _planner(program: IrrigationProgramConfig, site: Site) -> StartPlanner:
+    return StartPlanner([Plan.of(p) for p in program.programs], site)
 
 
 def _key(event: str, run: Run) -> str:
@@ -207,7 +211,7 @@ class IrrigationApp(App):
         self._soil_errors = dict.fromkeys(self.devices.soil, 0)
 
         self.program, self._program_version = self._load_program()
-        self._planner = StartPlanner(self.program.programs, self.site)
+        self._planner = _planner(self.program, self.site)
         self._load_state()
 
         self.raining = False
@@ -1235,7 +1239,7 @@ class IrrigationApp(App):
         with self._lock:
             self.program = program
             self._program_version = int(version)
-            self._planner = StartPlanner(program.programs, self.site)
+            self._planner = _planner(program, self.site)
             self._next_start, self._next_from = None, None
             self.state.set(STATE_PROGRAM, {"version": int(version),
                                            "body": program.model_dump(mode="json")})
