@@ -763,19 +763,21 @@ class IrrigationApp(App):
             run_id = f"sensor:{zone}:{now.astimezone(self.site.tz):%Y-%m-%dT%H:%M:%S}"
             self._enqueue(run_id, zone, "sensor", rule.run_min * 60.0, now)
 
-    def _zone_max_cycle_s(self, zone: str) -> tuple[float, str]:
-        """The longest cycle a zone may run: its valve's ``max_on_s`` (and the master's)."""
+    def _zone_max_cycle_s(self, zone: str) -> tuple[float, str, float]:
+        """The longest cycle a zone may run, the output that limits it and that output's
+        configured ``max_on_s`` (the cycle is shorter by the master's delays and margin)."""
         valve = self.devices.valves[zone]
         m = self.config.master
         if m is None:
-            return valve.max_on_s, valve.name
+            return valve.max_on_s, valve.name, valve.max_on_s
         master = self.devices.master
         if m.kind == "valve":
-            candidates = [(valve.max_on_s, valve.name),
-                          (master.max_on_s - m.pre_s - m.post_s - MASTER_MARGIN_S, master.name)]
+            candidates = [(valve.max_on_s, valve.name, valve.max_on_s),
+                          (master.max_on_s - m.pre_s - m.post_s - MASTER_MARGIN_S, master.name,
+                           master.max_on_s)]
         else:
-            candidates = [(valve.max_on_s - m.pre_s - m.post_s, valve.name),
-                          (master.max_on_s - MASTER_MARGIN_S, master.name)]
+            candidates = [(valve.max_on_s - m.pre_s - m.post_s, valve.name, valve.max_on_s),
+                          (master.max_on_s - MASTER_MARGIN_S, master.name, master.max_on_s)]
         return min(candidates)
 
     def _enqueue(self, run_id: str, zone: str, trigger: str, total_s: float, now: datetime,
@@ -784,12 +786,12 @@ class IrrigationApp(App):
         rules = self.program.rules_for(zone)
         cycle_s = rules.cycle_min * 60.0 if (split and rules.cycle_min) else None
         cycles = split_cycles(total_s, cycle_s)
-        zmax, output = self._zone_max_cycle_s(zone)
+        zmax, output, max_on_s = self._zone_max_cycle_s(zone)
         clamps = []
         if cycles and max(cycles) > zmax:
             cycles = [min(c, zmax) for c in cycles]
             _, c = clamp(total_s, sum(cycles), "duration_s", "max_on_s")
-            clamps.append((c, {"output": output, "max_on_s": round(zmax, 1)}))
+            clamps.append((c, {"output": output, "max_on_s": round(max_on_s, 1)}))
         run = Run(run_id=run_id, zone=zone, trigger=trigger, cycles=cycles,
                   soak_s=rules.soak_min * 60.0 if len(cycles) > 1 else 0.0,
                   planned_s=sum(cycles), seq=next(self._seq), program=program,
@@ -814,9 +816,12 @@ class IrrigationApp(App):
                 self._finish(run, "queue_timeout", now)
 
     # -- starting and ending ------------------------------------------------------------
-    def _budget_left_s(self) -> float:
-        committed = sum(max(0.0, r.cycle_s - r.cycle_done_s)
-                        for r in self.runs if r.state == "active")
+    def _budget_left_s(self, exclude: Run | None = None) -> float:
+        """Water seconds left today: the daily limit less what ran and what the started
+        runs (but ``exclude``) still have to do. A run holds its announced water from its
+        first cycle to its end, so its later cycles are never cut by other zones."""
+        committed = sum(max(0.0, sum(r.cycles) - r.cycle_done_s) for r in self.runs
+                        if r is not exclude and r.started is not None and r.state != "queued")
         return self.config.limits.max_daily_water_min * 60.0 - self._used_today_s() - committed
 
     def _master_budget_ok(self, cycle_s: float, mono: float) -> bool:
@@ -863,14 +868,18 @@ class IrrigationApp(App):
             running, self.config.limits.max_concurrent_zones)
         for run_id in picked:
             run = by_id[run_id]
-            left = self._budget_left_s()
+            left = self._budget_left_s(exclude=run)
             if left < MIN_RUN_S:
                 self._finish(run, "daily_limit", now)
                 continue
-            if run.cycles[0] > left:
-                _, c = clamp(run.cycles[0], left, "duration_s", "max_daily_water_min")
+            remaining = sum(run.cycles)
+            if remaining > left + _EPS:
+                # What is left of the run, cut to the daily limit, in equal cycles no
+                # longer than before (so run_started announces what will run).
+                _, c = clamp(remaining, left, "duration_s", "max_daily_water_min")
                 self._report_clamp(c, run, used_today_min=round(self._used_today_s() / 60, 1))
-                run.cycles = [left]
+                run.cycles = split_cycles(left, max(run.cycles))
+                run.planned_s -= remaining - left
             if not self._master_budget_ok(run.cycles[0], mono):
                 self._master_rest = True
                 logger.info("master %s rests before %s", m.output if m else "-", run.run_id)
@@ -1011,6 +1020,10 @@ class IrrigationApp(App):
             for zone in self._draining:
                 if zone not in active_zones:
                     self.devices.valves[zone].off()
+            # A soak is the valve's closed time: it starts now, not when the pump stopped.
+            for run in self.runs:
+                if run.state == "soaking" and run.zone in self._draining:
+                    run.not_before = max(run.not_before, mono + run.soak_s)
             self._draining.clear()
         valve_ok = m is None or (self._supply == "on" if m.kind == "valve"
                                  else self._supply in ("pre", "on"))
@@ -1144,11 +1157,11 @@ class IrrigationApp(App):
         now, mono = self.clock.now(), self.clock.monotonic()
         self._account(mono)
         self._roll_day(now)
-        zmax, output = self._zone_max_cycle_s(p.zone)
+        zmax, output, max_on_s = self._zone_max_cycle_s(p.zone)
         clamps = []
         allowed, c = clamp(p.duration_s, zmax, "duration_s", "max_on_s")
         if c:
-            clamps.append((c, {"output": output, "max_on_s": round(zmax, 1)}))
+            clamps.append((c, {"output": output, "max_on_s": round(max_on_s, 1)}))
         allowed, c = clamp(allowed, max(0.0, self._budget_left_s()), "duration_s",
                            "max_daily_water_min")
         if c:
