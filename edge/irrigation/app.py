@@ -41,6 +41,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from protocol.holds import ALL, HoldRefused, Holds
 from protocol.planner import Plan, Site, StartPlanner
 
 from ..app import App
@@ -75,7 +76,6 @@ MASTER_MARGIN_S = 1.0
 """A run may start only if the master's maximum on-time still covers it by this much."""
 END_TOLERANCE_S = 0.5
 """A valve forced off this close to its planned end simply finished."""
-MAX_PAUSE = timedelta(days=31)
 MAX_CATCH_UP = timedelta(hours=24)
 _EPS = 1e-6
 
@@ -250,9 +250,7 @@ class IrrigationApp(App):
 
     def _load_state(self) -> None:
         holds = self.state.get(STATE_HOLDS) or {}
-        self.paused_until = _dt(holds.get("paused_until"))
-        self.rain_delay_until = _dt(holds.get("rain_delay_until"))
-        self.skip_next: set[str] = set(holds.get("skip_next", []))
+        self.holds = Holds.from_doc(holds)
         self.faults: dict[str, str] = {z: r for z, r in holds.get("faults", {}).items()
                                        if z in self.zones}
         self.today: dict = self.state.get(STATE_TODAY) or {}
@@ -279,9 +277,7 @@ class IrrigationApp(App):
 
     def _docs(self) -> dict[str, Any]:
         return {
-            STATE_HOLDS: {"paused_until": _iso(self.paused_until),
-                          "rain_delay_until": _iso(self.rain_delay_until),
-                          "skip_next": sorted(self.skip_next), "faults": dict(self.faults)},
+            STATE_HOLDS: {**self.holds.to_doc(), "faults": dict(self.faults)},
             STATE_TODAY: self.today,
             STATE_RUNS: [r.to_doc() for r in self.runs],
             STATE_ZONES: {z: {"latched": s.latched,
@@ -530,15 +526,11 @@ class IrrigationApp(App):
         elif not wet and self.raining:
             self.raining = False
             logger.info("rain sensor dry: rain delay of %.1f h", self.program.rain_delay_h)
-            if self.rain_delay_until is None or now + delay > self.rain_delay_until:
-                self.rain_delay_until = now + delay
+            self.holds.extend_rain_delay(now + delay)
             self._dirty = True
         if self.raining:
             # The delay runs from the last moment the sensor was wet.
-            until = now + delay
-            if self.rain_delay_until is None or until - self.rain_delay_until > timedelta(
-                    minutes=1):
-                self.rain_delay_until = until
+            if self.holds.extend_rain_delay(now + delay, slack=timedelta(minutes=1)):
                 self._dirty = True
 
     def _poll_soil(self) -> None:
@@ -603,19 +595,15 @@ class IrrigationApp(App):
         A rain delay holds scheduled runs; a run a soil probe asks for waits only while
         it is raining (the probe sees what the rain did to the soil).
         """
-        if self.paused_until is not None:
-            if now < self.paused_until:
-                return "paused"
-            self.paused_until = None
+        if self.holds.expire(now):
             self._dirty = True
+        if self.holds.reason(now) == "paused":
+            return "paused"
         if self.raining:
             return "rain"
-        if self.rain_delay_until is not None:
-            if now >= self.rain_delay_until:
-                self.rain_delay_until = None
-                self._dirty = True
-            elif trigger != "sensor":
-                return "rain_delay"
+        reason = self.holds.reason(now, rain_delay=trigger != "sensor")
+        if reason is not None:
+            return reason
         if self.leak_active:
             return "leak"
         return None
@@ -694,8 +682,7 @@ class IrrigationApp(App):
             reason = "missed"
         elif not self.clock_synced():
             reason = "clock_not_synced"
-        elif "*" in self.skip_next:
-            self.skip_next.discard("*")
+        elif self.holds.take_skip(ALL):
             self._dirty = True
             reason = "skip_next"
         else:
@@ -706,8 +693,7 @@ class IrrigationApp(App):
         for pz in program.zones:
             run_id = f"{program.name}@{planned.at:%Y-%m-%dT%H:%M}:{pz.zone}"
             total = adjusted_s(pz.duration_min, self.program.watering_pct, program.watering_pct)
-            if pz.zone in self.skip_next:
-                self.skip_next.discard(pz.zone)
+            if self.holds.take_skip(pz.zone):
                 self._dirty = True
                 reason = "skip_next"
             elif pz.zone in self.faults:
@@ -1193,7 +1179,7 @@ class IrrigationApp(App):
         p = SkipNextParams.model_validate(params)
         if p.zone is not None and p.zone not in self.zones:
             raise _Reject(f"no zone named {p.zone!r}")
-        self.skip_next.add(p.zone or "*")
+        self.holds.skip([p.zone or ALL])
         self._dirty = True
         reply("done", f"next scheduled run of {p.zone or 'every zone'} will be skipped")
 
@@ -1201,13 +1187,11 @@ class IrrigationApp(App):
         p = PauseParams.model_validate(params)
         if not self.clock_synced():
             raise _Reject("clock not synchronised: time-bounded commands are refused")
-        until = p.until if p.until.tzinfo else p.until.replace(tzinfo=self.site.tz)
         now = self.clock.now()
-        if until <= now:
-            raise _Reject(f"pause until {until.isoformat()} is in the past")
-        if until - now > MAX_PAUSE:
-            raise _Reject(f"pause longer than {MAX_PAUSE.days} days")
-        self.paused_until = until
+        try:
+            until = self.holds.pause(p.until, now)
+        except HoldRefused as exc:
+            raise _Reject(str(exc)) from None
         for run in list(self.runs):
             self._stop(run, "paused", now)
         self._cut_supply()
@@ -1216,12 +1200,9 @@ class IrrigationApp(App):
         reply("done", f"paused until {until.astimezone(self.site.tz).isoformat()}")
 
     def _cmd_resume(self, cmd_id, params, reply) -> None:
-        cleared = [name for name, v in (("pause", self.paused_until),
-                                        ("rain delay", self.rain_delay_until),
-                                        ("faults", self.faults),
-                                        ("leak", self.leak_active)) if v]
-        self.paused_until = None
-        self.rain_delay_until = None
+        cleared = self.holds.resume()
+        cleared += [name for name, v in (("faults", self.faults),
+                                         ("leak", self.leak_active)) if v]
         self.faults.clear()
         self.leak_active = False
         self._dirty = True
@@ -1230,10 +1211,12 @@ class IrrigationApp(App):
 
     def _cmd_rain_delay(self, cmd_id, params, reply) -> None:
         p = RainDelayParams.model_validate(params)
-        now = self.clock.now()
-        self.rain_delay_until = now + timedelta(hours=p.hours) if p.hours > 0 else None
+        try:
+            self.holds.rain_delay(p.hours, self.clock.now())
+        except HoldRefused as exc:
+            raise _Reject(str(exc)) from None
         self._dirty = True
-        reply("done", f"rain delay {p.hours:g} h" if p.hours else "rain delay cleared")
+        reply("done", f"rain delay {p.hours:g} h")
 
     # ------------------------------------------------------------------ remote config
     def apply_remote_config(self, version: int, body: dict) -> None:
@@ -1272,7 +1255,7 @@ class IrrigationApp(App):
                 r[f"sensor_errors.{zone}"] = self._soil_errors[zone]
             if self.devices.rain is not None:
                 r["rain"] = self.raining
-            delay = self.rain_delay_until
+            delay = self.holds.rain_delay_until
             r["rain_delay_h"] = round(max(0.0, (delay - now).total_seconds() / 3600), 2) \
                 if delay else 0.0
             if self._flow_rate is not None:
@@ -1286,7 +1269,7 @@ class IrrigationApp(App):
                 r[f"water_min_today.{zone}"] = round(zt["water_s"] / 60, 2)
             if self.devices.flow is not None:
                 r["meter_l_today"] = round(self.today.get("meter_l", 0.0), 1)
-            r["paused"] = self.paused_until is not None and now < self.paused_until
+            r["paused"] = self.holds.reason(now, rain_delay=False) == "paused"
             r["leak"] = self.leak_active
             r["zones_running"] = sum(1 for x in self.runs if x.state == "active")
             r["runs_queued"] = sum(1 for x in self.runs if x.state != "active")
@@ -1297,8 +1280,8 @@ class IrrigationApp(App):
         with self._lock:
             return {"config_version": self._program_version, "supply": self._supply,
                     "runs": [r.to_doc() for r in self.runs], "faults": dict(self.faults),
-                    "paused_until": _iso(self.paused_until),
-                    "rain_delay_until": _iso(self.rain_delay_until),
+                    "paused_until": _iso(self.holds.paused_until),
+                    "rain_delay_until": _iso(self.holds.rain_delay_until),
                     "outputs": self.outputs.states()}
 
 
