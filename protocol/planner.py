@@ -37,6 +37,8 @@ from astral.sun import sunrise, sunset
 
 logger = logging.getLogger(__name__)
 
+MAX_CATCH_UP = timedelta(days=1)
+"""How far back a unit looks for starts that fell due while it was not looking."""
 MAX_SUN_OFFSET_S = 6 * 3600
 """A sunrise/sunset offset is at most 6 hours either way."""
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

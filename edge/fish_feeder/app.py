@@ -49,7 +49,7 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationError
 
 from protocol.holds import HoldRefused, Holds
-from protocol.planner import Plan, Site, StartPlanner
+from protocol.planner import MAX_CATCH_UP, Plan, Site, StartPlanner
 
 from ..app import App, Clamp
 from ..config import Ident, StrictModel
@@ -81,8 +81,6 @@ MIN_DOSE_G = 0.5
 """A dose smaller than this is not worth turning a motor on for."""
 
 QUANTITIES = ("do_mg_l", "temp_c", "ph")
-MAX_CATCH_UP = timedelta(days=1)
-"""Feeding times further back than this are not looked at after a restart."""
 
 
 @dataclass

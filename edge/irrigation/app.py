@@ -42,7 +42,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocol.holds import ALL, HoldRefused, Holds
-from protocol.planner import Plan, Site, StartPlanner
+from protocol.planner import MAX_CATCH_UP, Plan, Site, StartPlanner
 
 from ..app import App
 from ..config import Ident
@@ -76,7 +76,6 @@ MASTER_MARGIN_S = 1.0
 """A run may start only if the master's maximum on-time still covers it by this much."""
 END_TOLERANCE_S = 0.5
 """A valve forced off this close to its planned end simply finished."""
-MAX_CATCH_UP = timedelta(hours=24)
 _EPS = 1e-6
 
 
