@@ -6,6 +6,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from astral import Observer
 from astral.sun import sunrise, sunset
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from protocol.planner import (
     DayRule,
@@ -174,3 +176,30 @@ def test_starts_between_tiled_windows_find_each_start_once(sun, day, clock, expe
         tiled += starts_between(plans, BALIKPAPAN, a, a + timedelta(minutes=1))
     assert tiled == whole
     assert sorted(s.program for s in whole) == ["clock", "sun"]
+
+
+# Offsets of either sign, most of them large enough to cross midnight, and clock starts
+# mostly near it: where a start of one day may come before a start of the day before.
+offsets = st.one_of(st.integers(-360, -300), st.integers(300, 360), st.integers(-360, 360)).map(
+    lambda m: f"{'-' if m < 0 else '+'}{abs(m) // 60:02d}:{abs(m) % 60:02d}")
+
+
+@settings(max_examples=60, deadline=None)
+@given(sun=st.sampled_from(["sunrise", "sunset"]), offset=offsets,
+       clock=st.one_of(st.integers(0, 30), st.integers(1410, 1439), st.integers(0, 1439)),
+       first=st.dates(min_value=date(2026, 1, 1), max_value=date(2026, 12, 31)))
+def test_start_planner_next_after_agrees_with_between_for_any_offset(sun, offset, clock, first):
+    """Any sun offset of either sign next to any clock start: walking from start to
+    start meets exactly the starts ``between`` lists, each once, in time order."""
+    planner = StartPlanner([plan("sun", [sun + offset]),
+                            plan("clock", [f"{clock // 60:02d}:{clock % 60:02d}"])],
+                           BALIKPAPAN)
+    t0 = datetime.combine(first, datetime.min.time(), tzinfo=WITA)
+    t1 = t0 + timedelta(days=3)
+    listed = planner.between(t0, t1)
+    assume(len({s.at for s in listed}) == len(listed))  # a walk steps over a tie
+    walked, t = [], t0
+    while (nxt := planner.next_after(t)) is not None and nxt.at <= t1:
+        walked.append(nxt)
+        t = nxt.at
+    assert walked == listed
