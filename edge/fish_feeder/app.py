@@ -15,8 +15,8 @@
   ``clear_fault``) and the controller's remote config (plans and thresholds only);
 - durable state in the ``StateStore`` (keys ``ff.*``): today's totals per feeder and
   pond (the daily cap survives a restart), the feed log per pond and day, the pause and
-  skip flags (``protocol.holds``, as on an irrigation unit), a feeding in progress, feedings waiting for oxygen, the accepted remote
-  config, and lockouts.
+  skip flags (``protocol.holds``, as on an irrigation unit), a feeding in progress,
+  feedings waiting for oxygen, the accepted remote config, and lockouts.
 
 Events: ``feed_dispensed``, ``feeding_postponed``, ``feeding_skipped`` (with ``reason``),
 ``limit_clamped``, ``alarm`` / ``alarm_cleared``, ``paused`` / ``resumed``,
@@ -648,8 +648,10 @@ class FishFeederApp(App):
                     logger.info("hopper %s: %s", fname, exc)
             self._sensor_alarms()
             self._hopper_alarms()
-            if self.clock_synced():
-                self.state.set("ff.alive", _iso(now))  # for catching up after a power cut
+            if self.clock_synced() and self._mark is not None:
+                # For catching up after a power cut: feeding times up to the mark are
+                # handled (not ``now``: one may have fallen due since the last tick).
+                self.state.set("ff.alive", _iso(self._mark))
 
     def _stale_alarm(self, key: str, value: SensorValue, stale_after_s: float,
                      **details) -> None:
