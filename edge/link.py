@@ -559,15 +559,16 @@ class Link:
         return encode(Status(online=True, fw=self.fw, config_version=self.config_version,
                              clock_synced=synced, outputs=outputs or {}, ts=self.clock.now(),
                              app=self.app_kind, dropped=self.outbox.dropped,
-                             backlog=self.outbox.backlog))
+                             backlog=self.outbox.backlog,
+                             bad_commands=self.counters["bad_commands"]))
 
     def _refresh_status(self, force: bool = False) -> None:
         """Rebuild the status when something changed (outputs, config, clock at once;
-        backlog and dropped at most every ``status_min_interval_s``)."""
+        backlog, dropped and bad_commands at most every ``status_min_interval_s``)."""
         outputs = self.app.outputs.states() if self.app is not None else {}
         self._clock_ok = bool(self.clock_synced())
         important = (tuple(sorted(outputs.items())), self.config_version, self._clock_ok)
-        minor = (self.outbox.backlog, self.outbox.dropped)
+        minor = (self.outbox.backlog, self.outbox.dropped, self.counters["bad_commands"])
         now = time.monotonic()
         since = now - self._status_at
         due = (force or important != self._status_important_key

@@ -1,16 +1,18 @@
-"""Periodic and time-of-day jobs on the ``schedule`` library, driven by our clock.
+"""Periodic jobs (sensor polls, telemetry) on the ``schedule`` library, driven by our clock.
 
 ``schedule`` reads the time from ``datetime.datetime.now()`` (naive local time). We give
 each ``JobScheduler`` its own clock and site time zone: while one of our schedulers is
-creating or running jobs, ``schedule`` sees that clock's time in the site's zone. So
-``every().day.at("06:00")`` means 06:00 WITA on a unit in Balikpapan, and a test on a
-``VirtualClock`` runs a week of jobs in a second.
+creating or running jobs, ``schedule`` sees that clock's time in the site's zone, so a
+test on a ``VirtualClock`` runs a week of jobs in a second.
 
 Unlike ``schedule``'s default, a job that raises never stops the loop: the exception is
 logged and passed to ``on_error`` (the apps raise an alarm event there).
 
 When not to use it: for "turn this valve off in 300 s" use ``clock.call_later`` (the
-output layer does); ``schedule`` is for recurring work.
+output layer does). For times of day (program starts, feeding times) use
+``protocol.planner``: it knows sunrise and sunset, day rules and midnight, and it says
+which starts a unit missed while it was down (``schedule`` runs a missed job once, late,
+and says nothing of the others).
 """
 
 from __future__ import annotations
@@ -85,12 +87,6 @@ class JobScheduler:
         name = name or getattr(fn, "__name__", "job")
         with self._time():
             return self._sched.every(interval_s).seconds.do(self._guard(name, fn)).tag(name)
-
-    def daily_at(self, hhmm: str, fn, name: str | None = None):
-        """Run ``fn`` every day at ``hhmm`` (site local time)."""
-        name = name or getattr(fn, "__name__", "job")
-        with self._time():
-            return self._sched.every().day.at(hhmm).do(self._guard(name, fn)).tag(name)
 
     def cancel(self, name: str) -> None:
         self._sched.clear(name)

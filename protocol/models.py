@@ -311,6 +311,11 @@ class Status(Message):
     backlog: Count = Field(
         default=0, description="Messages in the outbox not yet acknowledged by the controller."
     )
+    bad_commands: Count = Field(
+        default=0, description="Commands refused since the unit started because they could "
+        "not be read (not JSON, not a command, bad fields); those without a readable id "
+        "cannot be answered and show only here."
+    )
 
 
 def offline_status(

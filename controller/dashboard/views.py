@@ -10,7 +10,7 @@
 
 "Next start" is honest about where it comes from: it is computed from the schedule
 version the unit *reports applied* (the desired config it accepted), with the same
-planner the unit uses (`edge.irrigation.rules.StartPlanner`); sunrise and sunset starts
+planner the unit uses (`protocol.planner.StartPlanner`); sunrise and sunset starts
 use Balikpapan's coordinates. A unit on its local default schedule (it never accepted a
 remote one) has no next start here: the page says the schedule is local.
 """
@@ -31,7 +31,7 @@ from edge.config import SiteSection, parse_config
 from edge.errors import ConfigError
 from edge.fish_feeder.app import RemoteBody
 from edge.irrigation.config import IrrigationProgramConfig, ZoneSpec
-from edge.irrigation.rules import Site, StartPlanner
+from protocol.planner import Plan, Site, StartPlanner
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +188,8 @@ def next_from_body(kind: str, body: dict, now: datetime) -> dict[str, Any] | Non
     try:
         if kind == "irrigation":
             program = IrrigationProgramConfig.model_validate(body)
-            planned = StartPlanner(program.programs, BALIKPAPAN).next_after(now)
+            planned = StartPlanner([Plan.of(p) for p in program.programs],
+                                   BALIKPAPAN).next_after(now)
             if planned is None:
                 return None
             spec = next(p for p in program.programs if p.name == planned.program)

@@ -2,9 +2,11 @@
 
 ``FishFeederApp`` wires the config to the hardware and the rules:
 
-- every pond's plan becomes daily jobs at its feeding times (site local time). A due
-  feeding is split over the pond's feeders and queued; the queue is worked on every
-  ``tick()``: water-quality interlock (``rules.interlock``), hopper level, the daily cap
+- every pond's feeding times (site local time) are starts of ``protocol.planner``; each
+  ``tick()`` takes the starts that fell due since the last one (and, at start, those
+  missed while the daemon was down, within ``postpone_window_s``). A due feeding is
+  split over the pond's feeders and queued; the queue is worked on every ``tick()``:
+  water-quality interlock (``rules.interlock``), hopper level, the daily cap
   (``rules.clamp_dose``), then the feeder runs and measures what went out;
 - water-quality sensors (EZO or Modbus) and hopper gauges are polled every
   ``water.poll_s``; a reading older than the sensor's ``stale_after_s`` is stale and the
@@ -12,9 +14,9 @@
 - commands (``feed_now``, ``skip_next``, ``pause``, ``resume``, ``stop_all``,
   ``clear_fault``) and the controller's remote config (plans and thresholds only);
 - durable state in the ``StateStore`` (keys ``ff.*``): today's totals per feeder and
-  pond (the daily cap survives a restart), the feed log per pond and day, the pause, the
-  skip flags, a feeding in progress, feedings waiting for oxygen, the accepted remote
-  config, and lockouts.
+  pond (the daily cap survives a restart), the feed log per pond and day, the pause and
+  skip flags (``protocol.holds``, as on an irrigation unit), a feeding in progress,
+  feedings waiting for oxygen, the accepted remote config, and lockouts.
 
 Events: ``feed_dispensed``, ``feeding_postponed``, ``feeding_skipped`` (with ``reason``),
 ``limit_clamped``, ``alarm`` / ``alarm_cleared``, ``paused`` / ``resumed``,
@@ -45,6 +47,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError
+
+from protocol.holds import HoldRefused, Holds
+from protocol.planner import MAX_CATCH_UP, Plan, Site, StartPlanner
 
 from ..app import App, Clamp
 from ..config import Ident, StrictModel
@@ -163,6 +168,10 @@ class FishFeederApp(App):
         self._remote_version = 0
         self._load_remote_config()
         self._daily = self.state.get("ff.daily") or {"day": None, "feeders": {}, "ponds": {}}
+        self.site = Site.from_config(config.site)
+        self.holds = self._load_holds()
+        self._planner = self._feeding_planner()
+        self._mark: datetime | None = None  # feeding times up to here are handled
 
     # -- construction ----------------------------------------------------------------------
     def _build_sensors(self):
@@ -245,7 +254,6 @@ class FishFeederApp(App):
         with self._lock:
             self._roll_day()
             self._recover()
-            self._register_feed_jobs()
         self.scheduler.every_s(self.config.water.poll_s, self.poll, "water_poll")
         self.poll()
 
@@ -255,6 +263,7 @@ class FishFeederApp(App):
             with self._lock:
                 self._roll_day()
                 self._check_pause_end()
+                self._feedings_due()
                 self._process_pending()
             self._clear("tick_failed")
         except Exception as exc:  # noqa: BLE001 - the loop must survive any bug here
@@ -317,72 +326,72 @@ class FishFeederApp(App):
                 self._skipped(p, "window_passed_during_restart")
             else:
                 self._pending.append(p)
-        self._catch_up(now)
+        # Feeding times that passed while the daemon was down (power cut, reboot) are
+        # taken from the last moment it was alive (on a trusted clock).
+        alive = self.state.get("ff.alive")
+        self._mark = now
+        if alive and self.clock_synced():
+            self._mark = max(_parse_ts(alive), now - MAX_CATCH_UP)
+            self._feedings_due(catching_up=True)
         self._save_pending()
 
-    def _catch_up(self, now: datetime) -> None:
-        """Feeding times that passed while the daemon was down (power cut, reboot): run
-        them late if still inside the postpone window, else record them as skipped."""
-        alive = self.state.get("ff.alive")
-        if not alive or not self.clock_synced():
-            return
-        since = max(_parse_ts(alive), now - timedelta(days=1))
-        window = timedelta(seconds=self.config.interlocks.postpone_window_s)
-        tz = self.scheduler.tz
-        days = {since.astimezone(tz).date(), now.astimezone(tz).date()}
-        for pond in self._ponds:
-            feeders = self.config.feeders_of(pond)
-            for hhmm, dose in self.pond_doses(pond):
-                h, m = map(int, hhmm.split(":"))
-                for day in sorted(days):
-                    due = datetime(day.year, day.month, day.day, h, m, tzinfo=tz)
-                    if not since < due <= now:
-                        continue
-                    for spec, grams in zip(feeders, split_ration(dose, len(feeders)),
-                                           strict=True):
-                        p = Pending(feeder=spec.name, pond=pond, plan_g=grams,
-                                    source="schedule", due=_iso(due),
-                                    retry_until=_iso(due + window), slot=hhmm)
-                        if now - due > window:
-                            self._skipped(p, "unit_down", due=_iso(due))
-                        else:
-                            logger.info("catching up the %s feeding of %s", hhmm, spec.name)
-                            self._pending.append(p)
-
     # -- schedules ----------------------------------------------------------------------------
-    def _register_feed_jobs(self) -> None:
-        for job in list(self.scheduler.jobs):
-            for tag in job.tags:
-                if str(tag).startswith("feed:"):
-                    self.scheduler.cancel(tag)
-        for pond in self._ponds:
-            for hhmm, _ in self.pond_doses(pond):
-                self.scheduler.daily_at(hhmm, lambda p=pond, t=hhmm: self._slot_due(p, t),
-                                        f"feed:{pond}:{hhmm}")
+    def _feeding_planner(self) -> StartPlanner:
+        return StartPlanner([Plan.parse(pond, [hhmm for hhmm, _ in self.pond_doses(pond)])
+                             for pond in self._ponds], self.site)
 
-    def _slot_due(self, pond: str, hhmm: str) -> None:
-        with self._lock:
-            doses = dict(self.pond_doses(pond))
-            if hhmm not in doses:
-                return
-            feeders = self.config.feeders_of(pond)
-            now = self.clock.now()
-            window = timedelta(seconds=self.config.interlocks.postpone_window_s)
-            for spec, grams in zip(feeders, split_ration(doses[hhmm], len(feeders)), strict=True):
-                p = Pending(feeder=spec.name, pond=pond, plan_g=grams, source="schedule",
-                            due=_iso(now), retry_until=_iso(now + window), slot=hhmm)
-                if not self.clock_synced():
-                    self._skipped(p, "clock_not_synced")
-                elif self._paused_until(now) is not None:
-                    self._skipped(p, "paused", until=self._paused_until(now))
-                elif self._take_skip_flag(spec.name):
-                    self._skipped(p, "skip_next")
-                else:
-                    self._pending.append(p)
-            self._save_pending()
-            if self.clock_synced():
-                self.state.set("ff.alive", _iso(now))  # this slot is handled: no catch-up
-            self._process_pending()
+    def idle_s(self) -> float | None:
+        """Seconds until the app next needs a ``tick()`` (a job or a feeding time)."""
+        now = self.clock.now()
+        nxt = self._planner.next_after(max(now, self._mark or now))
+        times = [t for t in (self.scheduler.idle_s(),
+                             None if nxt is None else (nxt.at - now).total_seconds())
+                 if t is not None]
+        return min(times, default=None)
+
+    def _feedings_due(self, catching_up: bool = False) -> None:
+        """Queue (or skip) the feedings whose time came since the last call."""
+        now = self.clock.now()
+        if self._mark is None or now < self._mark:  # first call, or the clock went back
+            self._mark = now
+            return
+        due = self._planner.between(self._mark, now)
+        self._mark = now
+        if not due:
+            return
+        window = timedelta(seconds=self.config.interlocks.postpone_window_s)
+        for start in due:
+            late = now - start.at > window
+            self._slot_due(start.program, start.start, start.at, now,
+                           late=("unit_down" if catching_up else "missed") if late else None)
+        self._save_pending()
+        if self.clock_synced():
+            self.state.set("ff.alive", _iso(now))  # these slots are handled: no catch-up
+
+    def _slot_due(self, pond: str, hhmm: str, due: datetime, now: datetime,
+                  late: str | None) -> None:
+        doses = dict(self.pond_doses(pond))
+        if hhmm not in doses:
+            return
+        feeders = self.config.feeders_of(pond)
+        window = timedelta(seconds=self.config.interlocks.postpone_window_s)
+        for spec, grams in zip(feeders, split_ration(doses[hhmm], len(feeders)), strict=True):
+            p = Pending(feeder=spec.name, pond=pond, plan_g=grams, source="schedule",
+                        due=_iso(due), retry_until=_iso(due + window), slot=hhmm)
+            held = self.holds.reason(now, rain_delay=False)
+            if late is not None:
+                self._skipped(p, late, due=_iso(due))
+            elif not self.clock_synced():
+                self._skipped(p, "clock_not_synced")
+            elif held is not None:
+                self._skipped(p, held, until=_iso(self.holds.paused_until))
+            elif self.holds.take_skip(spec.name):
+                self._save_holds()
+                self._skipped(p, "skip_next")
+            else:
+                if now - due > timedelta(minutes=1):
+                    logger.info("catching up the %s feeding of %s", hhmm, spec.name)
+                self._pending.append(p)
 
     # -- the queue ----------------------------------------------------------------------------
     def _save_pending(self) -> None:
@@ -593,25 +602,27 @@ class FishFeederApp(App):
         return self.state.get("ff.feed_log") or {}
 
     # -- pause and skip ---------------------------------------------------------------------
+    def _load_holds(self) -> Holds:
+        doc = self.state.get("ff.holds")
+        if doc is None:  # saved before the holds were one document
+            pause = self.state.get("ff.pause") or {}
+            doc = {"paused_until": pause.get("until"),
+                   "skip_next": self.state.get("ff.skip_next") or []}
+        return Holds.from_doc(doc)
+
+    def _save_holds(self) -> None:
+        self.state.set("ff.holds", self.holds.to_doc())
+
     def _paused_until(self, now: datetime) -> str | None:
-        pause = self.state.get("ff.pause")
-        if pause and _parse_ts(pause["until"]) > now:
-            return pause["until"]
+        if self.holds.reason(now, rain_delay=False) == "paused":
+            return _iso(self.holds.paused_until)
         return None
 
     def _check_pause_end(self) -> None:
-        pause = self.state.get("ff.pause")
-        if pause and _parse_ts(pause["until"]) <= self.clock.now():
-            self.state.delete("ff.pause")
-            self.publisher.event("resumed", reason="pause_ended", until=pause["until"])
-
-    def _take_skip_flag(self, feeder: str) -> bool:
-        flags = self.state.get("ff.skip_next") or []
-        if feeder not in flags:
-            return False
-        flags.remove(feeder)
-        self.state.set("ff.skip_next", flags)
-        return True
+        until = self.holds.paused_until
+        if "pause" in self.holds.expire(self.clock.now()):
+            self._save_holds()
+            self.publisher.event("resumed", reason="pause_ended", until=_iso(until))
 
     # -- sensors --------------------------------------------------------------------------------
     def poll(self) -> None:
@@ -637,8 +648,10 @@ class FishFeederApp(App):
                     logger.info("hopper %s: %s", fname, exc)
             self._sensor_alarms()
             self._hopper_alarms()
-            if self.clock_synced():
-                self.state.set("ff.alive", _iso(now))  # for catching up after a power cut
+            if self.clock_synced() and self._mark is not None:
+                # For catching up after a power cut: feeding times up to the mark are
+                # handled (not ``now``: one may have fallen due since the last tick).
+                self.state.set("ff.alive", _iso(self._mark))
 
     def _stale_alarm(self, key: str, value: SensorValue, stale_after_s: float,
                      **details) -> None:
@@ -807,9 +820,8 @@ class FishFeederApp(App):
         if name == "":
             return
         targets = [name] if name else list(self.feeders)
-        flags = self.state.get("ff.skip_next") or []
-        flags += [t for t in targets if t not in flags]
-        self.state.set("ff.skip_next", flags)
+        self.holds.skip(targets)
+        self._save_holds()
         reply("done", f"next feeding skipped for {', '.join(targets)}")
 
     def _cmd_pause(self, cmd_id, params, reply) -> None:
@@ -821,16 +833,18 @@ class FishFeederApp(App):
         except (TypeError, ValueError) as exc:
             reply("rejected", f"until must be an ISO 8601 time with offset: {exc}")
             return
-        if until <= self.clock.now():
-            reply("rejected", "until is in the past")
+        try:
+            self.holds.pause(until, self.clock.now())
+        except HoldRefused as exc:
+            reply("rejected", str(exc))
             return
-        self.state.set("ff.pause", {"until": _iso(until), "cmd_id": cmd_id})
+        self._save_holds()
         self.publisher.event("paused", until=_iso(until), cmd_id=cmd_id)
         reply("done", f"scheduled feedings paused until {_iso(until)}")
 
     def _cmd_resume(self, cmd_id, params, reply) -> None:
-        pause = self.state.get("ff.pause")
-        self.state.delete("ff.pause")
+        pause = self.holds.resume()
+        self._save_holds()
         if pause:
             self.publisher.event("resumed", reason="command", cmd_id=cmd_id)
         reply("done", "resumed" if pause else "was not paused")
@@ -879,7 +893,7 @@ class FishFeederApp(App):
             self._thresholds_cache = {}
             self._remote_version = version
             self.state.set("ff.remote_config", {"version": version, "body": body})
-            self._register_feed_jobs()
+            self._planner = self._feeding_planner()
         logger.info("remote config v%d in force", version)
 
     def _validate_remote(self, where: str, body) -> dict[str, PondSpec]:

@@ -41,6 +41,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from protocol.holds import ALL, HoldRefused, Holds
+from protocol.planner import MAX_CATCH_UP, Plan, Site, StartPlanner
+
 from ..app import App
 from ..config import Ident
 from ..errors import ConfigError
@@ -52,8 +55,6 @@ from .rules import (
     Candidate,
     Debouncer,
     FlowRate,
-    Site,
-    StartPlanner,
     adjusted_s,
     clamp,
     moisture_gate,
@@ -75,8 +76,6 @@ MASTER_MARGIN_S = 1.0
 """A run may start only if the master's maximum on-time still covers it by this much."""
 END_TOLERANCE_S = 0.5
 """A valve forced off this close to its planned end simply finished."""
-MAX_PAUSE = timedelta(days=31)
-MAX_CATCH_UP = timedelta(hours=24)
 _EPS = 1e-6
 
 
@@ -86,6 +85,10 @@ def _iso(dt: datetime | None) -> str | None:
 
 def _dt(text: str | None) -> datetime | None:
     return None if not text else datetime.fromisoformat(text)
+
+
+def _planner(program: IrrigationProgramConfig, site: Site) -> StartPlanner:
+    return StartPlanner([Plan.of(p) for p in program.programs], site)
 
 
 def _key(event: str, run: Run) -> str:
@@ -207,7 +210,7 @@ class IrrigationApp(App):
         self._soil_errors = dict.fromkeys(self.devices.soil, 0)
 
         self.program, self._program_version = self._load_program()
-        self._planner = StartPlanner(self.program.programs, self.site)
+        self._planner = _planner(self.program, self.site)
         self._load_state()
 
         self.raining = False
@@ -246,9 +249,7 @@ class IrrigationApp(App):
 
     def _load_state(self) -> None:
         holds = self.state.get(STATE_HOLDS) or {}
-        self.paused_until = _dt(holds.get("paused_until"))
-        self.rain_delay_until = _dt(holds.get("rain_delay_until"))
-        self.skip_next: set[str] = set(holds.get("skip_next", []))
+        self.holds = Holds.from_doc(holds)
         self.faults: dict[str, str] = {z: r for z, r in holds.get("faults", {}).items()
                                        if z in self.zones}
         self.today: dict = self.state.get(STATE_TODAY) or {}
@@ -275,9 +276,7 @@ class IrrigationApp(App):
 
     def _docs(self) -> dict[str, Any]:
         return {
-            STATE_HOLDS: {"paused_until": _iso(self.paused_until),
-                          "rain_delay_until": _iso(self.rain_delay_until),
-                          "skip_next": sorted(self.skip_next), "faults": dict(self.faults)},
+            STATE_HOLDS: {**self.holds.to_doc(), "faults": dict(self.faults)},
             STATE_TODAY: self.today,
             STATE_RUNS: [r.to_doc() for r in self.runs],
             STATE_ZONES: {z: {"latched": s.latched,
@@ -526,15 +525,11 @@ class IrrigationApp(App):
         elif not wet and self.raining:
             self.raining = False
             logger.info("rain sensor dry: rain delay of %.1f h", self.program.rain_delay_h)
-            if self.rain_delay_until is None or now + delay > self.rain_delay_until:
-                self.rain_delay_until = now + delay
+            self.holds.extend_rain_delay(now + delay)
             self._dirty = True
         if self.raining:
             # The delay runs from the last moment the sensor was wet.
-            until = now + delay
-            if self.rain_delay_until is None or until - self.rain_delay_until > timedelta(
-                    minutes=1):
-                self.rain_delay_until = until
+            if self.holds.extend_rain_delay(now + delay, slack=timedelta(minutes=1)):
                 self._dirty = True
 
     def _poll_soil(self) -> None:
@@ -599,19 +594,15 @@ class IrrigationApp(App):
         A rain delay holds scheduled runs; a run a soil probe asks for waits only while
         it is raining (the probe sees what the rain did to the soil).
         """
-        if self.paused_until is not None:
-            if now < self.paused_until:
-                return "paused"
-            self.paused_until = None
+        if self.holds.expire(now):
             self._dirty = True
+        if self.holds.reason(now) == "paused":
+            return "paused"
         if self.raining:
             return "rain"
-        if self.rain_delay_until is not None:
-            if now >= self.rain_delay_until:
-                self.rain_delay_until = None
-                self._dirty = True
-            elif trigger != "sensor":
-                return "rain_delay"
+        reason = self.holds.reason(now, rain_delay=trigger != "sensor")
+        if reason is not None:
+            return reason
         if self.leak_active:
             return "leak"
         return None
@@ -690,8 +681,7 @@ class IrrigationApp(App):
             reason = "missed"
         elif not self.clock_synced():
             reason = "clock_not_synced"
-        elif "*" in self.skip_next:
-            self.skip_next.discard("*")
+        elif self.holds.take_skip(ALL):
             self._dirty = True
             reason = "skip_next"
         else:
@@ -702,8 +692,7 @@ class IrrigationApp(App):
         for pz in program.zones:
             run_id = f"{program.name}@{planned.at:%Y-%m-%dT%H:%M}:{pz.zone}"
             total = adjusted_s(pz.duration_min, self.program.watering_pct, program.watering_pct)
-            if pz.zone in self.skip_next:
-                self.skip_next.discard(pz.zone)
+            if self.holds.take_skip(pz.zone):
                 self._dirty = True
                 reason = "skip_next"
             elif pz.zone in self.faults:
@@ -759,19 +748,21 @@ class IrrigationApp(App):
             run_id = f"sensor:{zone}:{now.astimezone(self.site.tz):%Y-%m-%dT%H:%M:%S}"
             self._enqueue(run_id, zone, "sensor", rule.run_min * 60.0, now)
 
-    def _zone_max_cycle_s(self, zone: str) -> tuple[float, str]:
-        """The longest cycle a zone may run: its valve's ``max_on_s`` (and the master's)."""
+    def _zone_max_cycle_s(self, zone: str) -> tuple[float, str, float]:
+        """The longest cycle a zone may run, the output that limits it and that output's
+        configured ``max_on_s`` (the cycle is shorter by the master's delays and margin)."""
         valve = self.devices.valves[zone]
         m = self.config.master
         if m is None:
-            return valve.max_on_s, valve.name
+            return valve.max_on_s, valve.name, valve.max_on_s
         master = self.devices.master
         if m.kind == "valve":
-            candidates = [(valve.max_on_s, valve.name),
-                          (master.max_on_s - m.pre_s - m.post_s - MASTER_MARGIN_S, master.name)]
+            candidates = [(valve.max_on_s, valve.name, valve.max_on_s),
+                          (master.max_on_s - m.pre_s - m.post_s - MASTER_MARGIN_S, master.name,
+                           master.max_on_s)]
         else:
-            candidates = [(valve.max_on_s - m.pre_s - m.post_s, valve.name),
-                          (master.max_on_s - MASTER_MARGIN_S, master.name)]
+            candidates = [(valve.max_on_s - m.pre_s - m.post_s, valve.name, valve.max_on_s),
+                          (master.max_on_s - MASTER_MARGIN_S, master.name, master.max_on_s)]
         return min(candidates)
 
     def _enqueue(self, run_id: str, zone: str, trigger: str, total_s: float, now: datetime,
@@ -780,12 +771,12 @@ class IrrigationApp(App):
         rules = self.program.rules_for(zone)
         cycle_s = rules.cycle_min * 60.0 if (split and rules.cycle_min) else None
         cycles = split_cycles(total_s, cycle_s)
-        zmax, output = self._zone_max_cycle_s(zone)
+        zmax, output, max_on_s = self._zone_max_cycle_s(zone)
         clamps = []
         if cycles and max(cycles) > zmax:
             cycles = [min(c, zmax) for c in cycles]
             _, c = clamp(total_s, sum(cycles), "duration_s", "max_on_s")
-            clamps.append((c, {"output": output, "max_on_s": round(zmax, 1)}))
+            clamps.append((c, {"output": output, "max_on_s": round(max_on_s, 1)}))
         run = Run(run_id=run_id, zone=zone, trigger=trigger, cycles=cycles,
                   soak_s=rules.soak_min * 60.0 if len(cycles) > 1 else 0.0,
                   planned_s=sum(cycles), seq=next(self._seq), program=program,
@@ -810,9 +801,12 @@ class IrrigationApp(App):
                 self._finish(run, "queue_timeout", now)
 
     # -- starting and ending ------------------------------------------------------------
-    def _budget_left_s(self) -> float:
-        committed = sum(max(0.0, r.cycle_s - r.cycle_done_s)
-                        for r in self.runs if r.state == "active")
+    def _budget_left_s(self, exclude: Run | None = None) -> float:
+        """Water seconds left today: the daily limit less what ran and what the started
+        runs (but ``exclude``) still have to do. A run holds its announced water from its
+        first cycle to its end, so its later cycles are never cut by other zones."""
+        committed = sum(max(0.0, sum(r.cycles) - r.cycle_done_s) for r in self.runs
+                        if r is not exclude and r.started is not None and r.state != "queued")
         return self.config.limits.max_daily_water_min * 60.0 - self._used_today_s() - committed
 
     def _master_budget_ok(self, cycle_s: float, mono: float) -> bool:
@@ -859,14 +853,18 @@ class IrrigationApp(App):
             running, self.config.limits.max_concurrent_zones)
         for run_id in picked:
             run = by_id[run_id]
-            left = self._budget_left_s()
+            left = self._budget_left_s(exclude=run)
             if left < MIN_RUN_S:
                 self._finish(run, "daily_limit", now)
                 continue
-            if run.cycles[0] > left:
-                _, c = clamp(run.cycles[0], left, "duration_s", "max_daily_water_min")
+            remaining = sum(run.cycles)
+            if remaining > left + _EPS:
+                # What is left of the run, cut to the daily limit, in equal cycles no
+                # longer than before (so run_started announces what will run).
+                _, c = clamp(remaining, left, "duration_s", "max_daily_water_min")
                 self._report_clamp(c, run, used_today_min=round(self._used_today_s() / 60, 1))
-                run.cycles = [left]
+                run.cycles = split_cycles(left, max(run.cycles))
+                run.planned_s -= remaining - left
             if not self._master_budget_ok(run.cycles[0], mono):
                 self._master_rest = True
                 logger.info("master %s rests before %s", m.output if m else "-", run.run_id)
@@ -1007,6 +1005,10 @@ class IrrigationApp(App):
             for zone in self._draining:
                 if zone not in active_zones:
                     self.devices.valves[zone].off()
+            # A soak is the valve's closed time: it starts now, not when the pump stopped.
+            for run in self.runs:
+                if run.state == "soaking" and run.zone in self._draining:
+                    run.not_before = max(run.not_before, mono + run.soak_s)
             self._draining.clear()
         valve_ok = m is None or (self._supply == "on" if m.kind == "valve"
                                  else self._supply in ("pre", "on"))
@@ -1140,11 +1142,11 @@ class IrrigationApp(App):
         now, mono = self.clock.now(), self.clock.monotonic()
         self._account(mono)
         self._roll_day(now)
-        zmax, output = self._zone_max_cycle_s(p.zone)
+        zmax, output, max_on_s = self._zone_max_cycle_s(p.zone)
         clamps = []
         allowed, c = clamp(p.duration_s, zmax, "duration_s", "max_on_s")
         if c:
-            clamps.append((c, {"output": output, "max_on_s": round(zmax, 1)}))
+            clamps.append((c, {"output": output, "max_on_s": round(max_on_s, 1)}))
         allowed, c = clamp(allowed, max(0.0, self._budget_left_s()), "duration_s",
                            "max_daily_water_min")
         if c:
@@ -1176,7 +1178,7 @@ class IrrigationApp(App):
         p = SkipNextParams.model_validate(params)
         if p.zone is not None and p.zone not in self.zones:
             raise _Reject(f"no zone named {p.zone!r}")
-        self.skip_next.add(p.zone or "*")
+        self.holds.skip([p.zone or ALL])
         self._dirty = True
         reply("done", f"next scheduled run of {p.zone or 'every zone'} will be skipped")
 
@@ -1184,13 +1186,11 @@ class IrrigationApp(App):
         p = PauseParams.model_validate(params)
         if not self.clock_synced():
             raise _Reject("clock not synchronised: time-bounded commands are refused")
-        until = p.until if p.until.tzinfo else p.until.replace(tzinfo=self.site.tz)
         now = self.clock.now()
-        if until <= now:
-            raise _Reject(f"pause until {until.isoformat()} is in the past")
-        if until - now > MAX_PAUSE:
-            raise _Reject(f"pause longer than {MAX_PAUSE.days} days")
-        self.paused_until = until
+        try:
+            until = self.holds.pause(p.until, now)
+        except HoldRefused as exc:
+            raise _Reject(str(exc)) from None
         for run in list(self.runs):
             self._stop(run, "paused", now)
         self._cut_supply()
@@ -1199,12 +1199,9 @@ class IrrigationApp(App):
         reply("done", f"paused until {until.astimezone(self.site.tz).isoformat()}")
 
     def _cmd_resume(self, cmd_id, params, reply) -> None:
-        cleared = [name for name, v in (("pause", self.paused_until),
-                                        ("rain delay", self.rain_delay_until),
-                                        ("faults", self.faults),
-                                        ("leak", self.leak_active)) if v]
-        self.paused_until = None
-        self.rain_delay_until = None
+        cleared = self.holds.resume()
+        cleared += [name for name, v in (("faults", self.faults),
+                                         ("leak", self.leak_active)) if v]
         self.faults.clear()
         self.leak_active = False
         self._dirty = True
@@ -1213,10 +1210,12 @@ class IrrigationApp(App):
 
     def _cmd_rain_delay(self, cmd_id, params, reply) -> None:
         p = RainDelayParams.model_validate(params)
-        now = self.clock.now()
-        self.rain_delay_until = now + timedelta(hours=p.hours) if p.hours > 0 else None
+        try:
+            self.holds.rain_delay(p.hours, self.clock.now())
+        except HoldRefused as exc:
+            raise _Reject(str(exc)) from None
         self._dirty = True
-        reply("done", f"rain delay {p.hours:g} h" if p.hours else "rain delay cleared")
+        reply("done", f"rain delay {p.hours:g} h")
 
     # ------------------------------------------------------------------ remote config
     def apply_remote_config(self, version: int, body: dict) -> None:
@@ -1235,7 +1234,7 @@ class IrrigationApp(App):
         with self._lock:
             self.program = program
             self._program_version = int(version)
-            self._planner = StartPlanner(program.programs, self.site)
+            self._planner = _planner(program, self.site)
             self._next_start, self._next_from = None, None
             self.state.set(STATE_PROGRAM, {"version": int(version),
                                            "body": program.model_dump(mode="json")})
@@ -1255,7 +1254,7 @@ class IrrigationApp(App):
                 r[f"sensor_errors.{zone}"] = self._soil_errors[zone]
             if self.devices.rain is not None:
                 r["rain"] = self.raining
-            delay = self.rain_delay_until
+            delay = self.holds.rain_delay_until
             r["rain_delay_h"] = round(max(0.0, (delay - now).total_seconds() / 3600), 2) \
                 if delay else 0.0
             if self._flow_rate is not None:
@@ -1269,7 +1268,7 @@ class IrrigationApp(App):
                 r[f"water_min_today.{zone}"] = round(zt["water_s"] / 60, 2)
             if self.devices.flow is not None:
                 r["meter_l_today"] = round(self.today.get("meter_l", 0.0), 1)
-            r["paused"] = self.paused_until is not None and now < self.paused_until
+            r["paused"] = self.holds.reason(now, rain_delay=False) == "paused"
             r["leak"] = self.leak_active
             r["zones_running"] = sum(1 for x in self.runs if x.state == "active")
             r["runs_queued"] = sum(1 for x in self.runs if x.state != "active")
@@ -1280,8 +1279,8 @@ class IrrigationApp(App):
         with self._lock:
             return {"config_version": self._program_version, "supply": self._supply,
                     "runs": [r.to_doc() for r in self.runs], "faults": dict(self.faults),
-                    "paused_until": _iso(self.paused_until),
-                    "rain_delay_until": _iso(self.rain_delay_until),
+                    "paused_until": _iso(self.holds.paused_until),
+                    "rain_delay_until": _iso(self.holds.rain_delay_until),
                     "outputs": self.outputs.states()}
 
 

@@ -21,9 +21,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from protocol.planner import parse_month_day, parse_start
+
 from ..config import FieldProblem, Ident, StrictModel, UnitConfig
 from ..errors import ConfigError, Reason
-from .rules import parse_month_day, parse_start
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

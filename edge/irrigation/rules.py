@@ -3,11 +3,8 @@
 "Given these readings, limits, state and this time, what should run?" Each question the
 app asks has one answer here:
 
-- **When** does a program start? ``parse_start``, ``runs_on``, ``planned_starts`` and the
-  caching ``StartPlanner`` expand a program to the local date-times it starts at: fixed
-  times, or offsets from sunrise/sunset computed with astral for the site's latitude and
-  longitude, on the days its day rule (weekdays, every N days, odd/even days) and season
-  (``active_from``..``active_to``) allow.
+- **When** does a program start? ``protocol.planner`` answers for both unit kinds and
+  the controller (``Plan.of(program)``, ``StartPlanner.between``).
 - **How long**? ``adjusted_s`` applies the watering percentages; ``split_cycles`` splits a
   long run into equal cycles for cycle-and-soak; ``clamp`` cuts a duration to a hard limit
   and says so.
@@ -25,196 +22,22 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Literal
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
-
-from astral import Observer
-from astral.sun import sunrise, sunset
 
 from ..app import Clamp
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import MoistureRule, ProgramSpec
+    from .config import MoistureRule
 
 logger = logging.getLogger(__name__)
 
 MIN_RUN_S = 10.0
 """Runs (or cycles) shorter than this are not worth opening a valve for."""
-
-_START = re.compile(r"^(?:(?P<hh>\d{1,2}):(?P<mm>\d{2})|(?P<sun>sunrise|sunset)"
-                    r"(?:(?P<sign>[+-])(?P<oh>\d{1,2}):(?P<om>\d{2}))?)$")
-_WEEKDAY_INDEX = {d: i for i, d in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))}
-
-
-# -- start times -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StartTime:
-    """A program start: ``anchor`` is clock, sunrise or sunset; ``offset_s`` from it."""
-
-    anchor: Literal["clock", "sunrise", "sunset"]
-    offset_s: int
-    text: str
-
-
-def parse_start(text: str) -> StartTime:
-    """``"05:30"``, ``"sunrise"``, ``"sunrise-00:45"``, ``"sunset+01:00"``."""
-    m = _START.match(text.strip()) if isinstance(text, str) else None
-    if m is None:
-        raise ValueError(f'start time {text!r} is not "HH:MM" or sunrise/sunset[+-HH:MM]')
-    if m["hh"] is not None:
-        hh, mm = int(m["hh"]), int(m["mm"])
-        if hh > 23 or mm > 59:
-            raise ValueError(f"start time {text!r} is not a time of day")
-        return StartTime("clock", hh * 3600 + mm * 60, text)
-    offset = 0
-    if m["sign"]:
-        oh, om = int(m["oh"]), int(m["om"])
-        if om > 59 or oh * 60 + om > 6 * 60:
-            raise ValueError(f"start time {text!r}: offset must be at most 6:00")
-        offset = (oh * 3600 + om * 60) * (-1 if m["sign"] == "-" else 1)
-    return StartTime(m["sun"], offset, text)  # type: ignore[arg-type]
-
-
-def parse_month_day(text: str) -> tuple[int, int]:
-    """``"MM-DD"`` -> (month, day); 02-29 is allowed (it counts as 02-28 in other years)."""
-    m = re.fullmatch(r"(\d{2})-(\d{2})", text or "")
-    if m is None:
-        raise ValueError(f'{text!r} is not "MM-DD"')
-    month, day = int(m[1]), int(m[2])
-    try:
-        date(2024, month, day)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a day of the year") from None
-    return month, day
-
-
-@dataclass(frozen=True)
-class Site:
-    """Where the unit is: its time zone and coordinates (for sunrise and sunset)."""
-
-    tz: ZoneInfo
-    latitude: float
-    longitude: float
-
-    @classmethod
-    def from_config(cls, site) -> Site:
-        return cls(ZoneInfo(site.timezone), site.latitude, site.longitude)
-
-    @property
-    def observer(self) -> Observer:
-        return Observer(latitude=self.latitude, longitude=self.longitude)
-
-
-def in_season(day: date, active_from: str | None, active_to: str | None) -> bool:
-    """Inclusive ``MM-DD`` range; a range like 11-01..03-31 wraps over the new year."""
-    if active_from is None or active_to is None:
-        return True
-    key = (day.month, day.day)
-    lo, hi = parse_month_day(active_from), parse_month_day(active_to)
-    if lo <= hi:
-        return lo <= key <= hi
-    return key >= lo or key <= hi
-
-
-def runs_on(program: ProgramSpec, day: date) -> bool:
-    """Does ``program`` water on the local date ``day``?"""
-    if not program.enabled or not in_season(day, program.active_from, program.active_to):
-        return False
-    if program.weekdays is not None:
-        return day.weekday() in {_WEEKDAY_INDEX[d] for d in program.weekdays}
-    if program.interval_days is not None:
-        return (day - program.interval_start).days % program.interval_days == 0
-    if program.odd_even is not None:
-        return (day.day % 2 == 1) == (program.odd_even == "odd")
-    return True
-
-
-def start_datetime(start: StartTime, day: date, site: Site) -> datetime | None:
-    """The local aware datetime of ``start`` on ``day`` (None when the sun never rises)."""
-    if start.anchor == "clock":
-        base = datetime.combine(day, time(0), tzinfo=site.tz)
-        # Local wall-clock time; fold/gap handled by zoneinfo for zones with DST.
-        hh, rest = divmod(start.offset_s, 3600)
-        return base.replace(hour=hh, minute=rest // 60)
-    fn = sunrise if start.anchor == "sunrise" else sunset
-    try:
-        at = fn(site.observer, date=day, tzinfo=site.tz)
-    except ValueError:
-        logger.warning("no %s at %s on %s", start.anchor, site, day)
-        return None
-    return (at + timedelta(seconds=start.offset_s)).replace(microsecond=0)
-
-
-@dataclass(frozen=True)
-class PlannedStart:
-    """One start of one program: ``at`` is local and aware."""
-
-    at: datetime
-    program: str
-    start: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.program}@{self.at.isoformat()}"
-
-
-def planned_starts(programs: Iterable[ProgramSpec], day: date, site: Site) -> list[PlannedStart]:
-    """Every start of every program that waters on ``day`` (sorted by time)."""
-    found = []
-    for program in programs:
-        if not runs_on(program, day):
-            continue
-        for text in program.start_times:
-            at = start_datetime(parse_start(text), day, site)
-            if at is not None:
-                found.append(PlannedStart(at, program.name, text))
-    return sorted(found, key=lambda s: (s.at, s.program))
-
-
-class StartPlanner:
-    """``planned_starts`` with a per-day cache, and the window queries the app needs.
-
-    A start belongs to the day its program runs on, even when a sunrise offset moves it
-    over midnight; the planner looks one day either side so such starts are found.
-    """
-
-    def __init__(self, programs: Sequence[ProgramSpec], site: Site):
-        self.programs = list(programs)
-        self.site = site
-        self._cache: dict[date, list[PlannedStart]] = {}
-
-    def for_day(self, day: date) -> list[PlannedStart]:
-        if day not in self._cache:
-            if len(self._cache) > 64:
-                self._cache.clear()
-            self._cache[day] = planned_starts(self.programs, day, self.site)
-        return self._cache[day]
-
-    def between(self, after: datetime, until: datetime) -> list[PlannedStart]:
-        """Starts with ``after < at <= until`` (aware datetimes, any zone)."""
-        if until <= after:
-            return []
-        d = after.astimezone(self.site.tz).date() - timedelta(days=1)
-        last = until.astimezone(self.site.tz).date() + timedelta(days=1)
-        found = []
-        while d <= last:
-            found += [s for s in self.for_day(d) if after < s.at <= until]
-            d += timedelta(days=1)
-        return sorted(found, key=lambda s: (s.at, s.program))
-
-    def next_after(self, after: datetime, horizon_days: int = 8) -> PlannedStart | None:
-        d = after.astimezone(self.site.tz).date() - timedelta(days=1)
-        for _ in range(horizon_days + 2):
-            for s in self.for_day(d):
-                if s.at > after:
-                    return s
-            d += timedelta(days=1)
-        return None
 
 
 # -- durations ---------------------------------------------------------------------------

@@ -561,7 +561,7 @@ class FishFeederSim:
                 f.busy for f in self.app.feeders.values()))
             dt = min(left, fast_step_s if busy else step_s)
             if not busy and self.app is not None:
-                idle = self.app.scheduler.idle_s()
+                idle = self.app.idle_s()
                 if idle is not None and 0 < idle < dt:
                     dt = idle + 1e-3
             self.clock.advance(dt)

@@ -50,12 +50,13 @@ from pathlib import Path
 from astral.sun import sunrise, sunset
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+from protocol.planner import Site
+
 from ..clock import VirtualClock
 from ..config import load_config
 from ..errors import ConfigError
 from ..irrigation.config import IrrigationConfig
 from ..irrigation.devices import wet_level
-from ..irrigation.rules import Site
 from ..publisher import MemoryPublisher
 from ..sensors.base import SensorError
 from ..state import StateStore

@@ -20,18 +20,6 @@ def test_virtual_clock_runs_timers_in_order_at_due_time():
         clock.advance(-1)
 
 
-def test_scheduler_daily_job_runs_at_site_local_time():
-    clock = VirtualClock(datetime(2026, 3, 1, tzinfo=UTC))
-    sched = JobScheduler(clock, "Asia/Makassar")
-    runs = []
-    sched.daily_at("06:00", lambda: runs.append(clock.now()))
-    for _ in range(3 * 24 * 60):
-        clock.advance(60)
-        sched.run_pending()
-    # 06:00 WITA is 22:00 UTC the day before
-    assert [r.strftime("%d %H:%M") for r in runs] == ["01 22:00", "02 22:00", "03 22:00"]
-
-
 def test_scheduler_failing_job_does_not_stop_others():
     clock = VirtualClock()
     errors, ticks = [], []

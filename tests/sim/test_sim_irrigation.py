@@ -162,3 +162,57 @@ def test_simulate_refuses_a_broken_config(tmp_path):
                                                "max_concurrent_zones = 0"))
     with pytest.raises(ConfigError, match="max_concurrent_zones"):
         simulate(bad, days=1)
+
+
+MIDNIGHT_UNIT = """
+kind = "irrigation"
+state_dir = "{state}"
+
+[unit]
+device_id = "dlh-midnight-01"
+opd = "dlh"
+
+[[outputs]]
+name = "v1"
+pin = 17
+max_on_s = 3600
+
+[[outputs]]
+name = "v2"
+pin = 27
+max_on_s = 3600
+
+[[zones]]
+name = "z1"
+valve = "v1"
+group = "a"
+
+[[zones]]
+name = "z2"
+valve = "v2"
+group = "b"
+
+[[program.programs]]
+name = "late"
+start_times = ["sunset+06:00"]
+zones = [{{ zone = "z1", duration_min = 5 }}]
+
+[[program.programs]]
+name = "early"
+start_times = ["00:05"]
+zones = [{{ zone = "z2", duration_min = 5 }}]
+"""
+
+
+def test_cli_simulate_runs_both_programs_either_side_of_midnight(tmp_path, capsys):
+    """`smartcity-edge simulate`: a sunset+06:00 start (about 00:15) no longer hides the
+    00:05 start of another program; each waters 5 min every day, nothing skipped."""
+    from edge.cli import main
+
+    config = tmp_path / "midnight.toml"
+    config.write_text(MIDNIGHT_UNIT.format(state=tmp_path / "state"))
+    assert main(["simulate", "--config", str(config), "--days", "3"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("2026-09-0")]
+    assert [(r[0], float(r[2]), int(r[-2]), int(r[-1])) for r in rows] == [
+        ("2026-09-01", 10.0, 2, 0), ("2026-09-02", 10.0, 2, 0), ("2026-09-03", 10.0, 2, 0)]

@@ -95,6 +95,14 @@ def test_pause_in_the_past_rejected_and_resume_clears(unit):
     assert unit.events("feed_dispensed", feeder="pakan-nila", slot="12:00")
 
 
+def test_pause_has_the_same_limit_as_on_an_irrigation_unit(unit):
+    """At most 31 days (protocol.holds.MAX_PAUSE); a refused pause changes nothing."""
+    status, detail, _ = unit.command("pause", "p1", until="2026-04-03T00:00:00+00:00")[0]
+    assert (status, detail) == ("rejected", "pause longer than 31 days")
+    assert unit.events("paused") == [] and not unit.app.readings()["paused"]
+    assert unit.command("pause", "p2", until="2026-04-01T00:00:00+00:00")[0][0] == "done"
+
+
 def test_stop_all_turns_a_running_feeder_off(unit):
     feed = unit.command("feed_now", "f", feeder="pakan-nila", dose_g=2000)
     unit.run(20)

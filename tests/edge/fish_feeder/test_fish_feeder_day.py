@@ -282,3 +282,20 @@ def test_feeding_time_missed_while_down_is_caught_up_or_skipped(unit_config, har
     skipped = h.events("feeding_skipped", feeder="pakan-nila", slot="12:00")
     assert [e.data["reason"] for e in skipped] == ["unit_down"]
     assert len(h.events("feed_dispensed", feeder="pakan-nila")) == 1
+
+
+def test_feeding_times_either_side_of_midnight_are_caught_up_in_order(unit_config, harness):
+    """Down from 23:50 to 00:20: the 23:55 feeding of one day and the 00:05 feeding of the
+    next are both late inside their window; each runs once, in time order."""
+    config = unit_config(ponds={"kolam-nila": {"plan": {"times": ["00:05", "23:55"],
+                                                        "doses_g": [300, 300]}}})
+    h = harness(config, start_local="23:00")
+    h.run_until_local("23:50")
+    h.down_for(30 * 60)
+    h.run(1800)
+    fed = h.events("feed_dispensed", feeder="pakan-nila")
+    assert [e.data["slot"] for e in fed] == ["23:55", "00:05"]
+    h.restart()
+    h.run(600)
+    assert len(h.events("feed_dispensed", feeder="pakan-nila")) == 2
+    assert h.events("feeding_skipped", feeder="pakan-nila") == []

@@ -168,6 +168,22 @@ def test_bad_commands_are_rejected_with_a_reason():
     assert bench.open_zones() == [] and bench.events("run_started") == []
 
 
+def test_pause_and_rain_delay_have_the_fish_feeders_limits():
+    """One set of holds for both unit kinds (protocol.holds): a pause names its UTC
+    offset and lasts at most 31 days; a rain delay is more than 0 hours."""
+    bench = Bench(make_config(), start=MON.replace(hour=9)).start()
+    naive = (MON + timedelta(days=1)).replace(tzinfo=None).isoformat()
+    assert bench.command("pause", until=naive)[0][:2] == (
+        "rejected", f"pause until {naive} has no UTC offset")
+    too_long = (MON + timedelta(days=33)).isoformat()
+    assert bench.command("pause", until=too_long)[0][:2] == (
+        "rejected", "pause longer than 31 days")
+    status, detail, _ = bench.command("rain_delay", hours=0)[0]
+    assert status == "rejected" and "more than 0" in detail
+    assert bench.app.status()["paused_until"] is None
+    assert bench.app.readings()["rain_delay_h"] == 0.0
+
+
 # -- clock trust ----------------------------------------------------------------------------
 def test_unsynced_clock_skips_schedules_once_per_start_but_keeps_sensor_rules_and_limits():
     synced = {"ok": False}

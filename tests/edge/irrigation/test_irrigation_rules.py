@@ -1,131 +1,21 @@
-"""The pure rules: start times, day rules, seasons, cycle-and-soak, hysteresis, queueing."""
-
-from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+"""The pure rules: cycle-and-soak, hysteresis, queueing (start times: tests/protocol)."""
 
 import pytest
-from astral import Observer
-from astral.sun import sunrise, sunset
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.irrigation.config import MoistureRule, ProgramSpec
+from edge.irrigation.config import MoistureRule
 from edge.irrigation.rules import (
     Candidate,
     Debouncer,
     FlowRate,
-    Site,
-    StartPlanner,
     adjusted_s,
     clamp,
-    in_season,
     moisture_gate,
     moisture_need,
-    parse_start,
     pick_startable,
-    planned_starts,
-    runs_on,
     split_cycles,
-    start_datetime,
 )
-
-WITA = ZoneInfo("Asia/Makassar")
-BALIKPAPAN = Site(WITA, -1.2379, 116.8529)
-
-
-def program(**kw) -> ProgramSpec:
-    kw.setdefault("name", "p")
-    kw.setdefault("zones", [{"zone": "z1", "duration_min": 10}])
-    kw.setdefault("start_times", ["06:00"])
-    return ProgramSpec.model_validate(kw)
-
-
-# -- start times ------------------------------------------------------------------------
-@pytest.mark.parametrize("text,anchor,offset", [
-    ("05:30", "clock", 5 * 3600 + 30 * 60),
-    ("0:05", "clock", 300),
-    ("sunrise", "sunrise", 0),
-    ("sunrise-00:45", "sunrise", -45 * 60),
-    ("sunset+01:30", "sunset", 90 * 60),
-])
-def test_parse_start_accepts_clock_and_sun_times(text, anchor, offset):
-    s = parse_start(text)
-    assert (s.anchor, s.offset_s) == (anchor, offset)
-
-
-@pytest.mark.parametrize("text", ["24:00", "06:60", "noon", "sunrise+7:00", "sunset-", "6"])
-def test_parse_start_rejects_nonsense(text):
-    with pytest.raises(ValueError):
-        parse_start(text)
-
-
-def test_start_datetime_sunrise_matches_astral_for_balikpapan():
-    obs = Observer(latitude=-1.2379, longitude=116.8529)
-    for day in (date(2026, 1, 15), date(2026, 6, 21), date(2026, 9, 7), date(2026, 12, 21)):
-        expected = sunrise(obs, date=day, tzinfo=WITA) - timedelta(minutes=45)
-        got = start_datetime(parse_start("sunrise-00:45"), day, BALIKPAPAN)
-        assert abs((got - expected).total_seconds()) < 1
-        assert got.tzinfo is not None and got.utcoffset() == timedelta(hours=8)
-        expected = sunset(obs, date=day, tzinfo=WITA) + timedelta(hours=1)
-        got = start_datetime(parse_start("sunset+01:00"), day, BALIKPAPAN)
-        assert abs((got - expected).total_seconds()) < 1
-    # Near the equator sunrise moves only some minutes over the year, around 06:00-06:20 WITA.
-    assert start_datetime(parse_start("sunrise"), date(2026, 9, 7), BALIKPAPAN).hour == 6
-
-
-def test_start_datetime_clock_time_is_local_wall_time():
-    got = start_datetime(parse_start("05:30"), date(2026, 9, 7), BALIKPAPAN)
-    assert got.astimezone(UTC) == datetime(2026, 9, 6, 21, 30, tzinfo=UTC)
-
-
-# -- day rules and seasons --------------------------------------------------------------------
-def test_runs_on_weekdays():
-    p = program(weekdays=["mon", "thu"])
-    week = [date(2026, 9, 7) + timedelta(days=i) for i in range(7)]  # Mon..Sun
-    assert [runs_on(p, d) for d in week] == [True, False, False, True, False, False, False]
-
-
-def test_runs_on_every_n_days_from_its_start_day():
-    p = program(interval_days=3, interval_start=date(2026, 9, 1))
-    ran = [d for d in range(1, 16) if runs_on(p, date(2026, 9, d))]
-    assert ran == [1, 4, 7, 10, 13]
-
-
-def test_runs_on_odd_and_even_days():
-    odd, even = program(odd_even="odd"), program(odd_even="even")
-    assert [runs_on(odd, date(2026, 8, d)) for d in (30, 31)] == [False, True]
-    assert [runs_on(even, date(2026, 9, d)) for d in (1, 2)] == [False, True]
-
-
-def test_in_season_wraps_over_the_new_year():
-    assert in_season(date(2026, 12, 31), "11-01", "03-31")
-    assert in_season(date(2026, 1, 15), "11-01", "03-31")
-    assert not in_season(date(2026, 7, 1), "11-01", "03-31")
-    assert in_season(date(2026, 7, 1), "07-01", "10-31")
-    assert not in_season(date(2026, 11, 1), "07-01", "10-31")
-    assert in_season(date(2026, 5, 5), None, None)
-
-
-def test_disabled_or_out_of_season_program_never_runs():
-    assert not runs_on(program(enabled=False), date(2026, 9, 7))
-    assert not runs_on(program(active_from="11-01", active_to="03-31"), date(2026, 9, 7))
-
-
-def test_planned_starts_lists_every_start_in_time_order():
-    a = program(name="a", start_times=["18:00", "06:00"])
-    b = program(name="b", start_times=["sunrise"])
-    starts = planned_starts([a, b], date(2026, 9, 7), BALIKPAPAN)
-    assert [(s.program, s.at.hour) for s in starts] == [("a", 6), ("b", 6), ("a", 18)]
-
-
-def test_start_planner_between_is_half_open_and_next_after():
-    planner = StartPlanner([program(start_times=["06:00", "18:00"])], BALIKPAPAN)
-    six = datetime(2026, 9, 7, 6, 0, tzinfo=WITA)
-    assert planner.between(six - timedelta(seconds=1), six)[0].at == six
-    assert planner.between(six, six + timedelta(hours=1)) == []
-    assert planner.next_after(six).at == six.replace(hour=18)
-    two_days = planner.between(six - timedelta(seconds=1), six + timedelta(days=2))
-    assert len(two_days) == 5
 
 
 # -- durations --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from link_helpers import (
     desired_config,
     events,
     replies,
+    statuses,
     unit_topic,
     wait_until,
 )
@@ -92,6 +93,9 @@ def test_link_malformed_command_with_id_is_rejected_and_unit_carries_on(make_uni
     send(controller, b"\xff\xfe not json")
     send(controller, b'{"v":1,"id":"has spaces","action":"nope"}')
     wait_until(lambda: unit.link.counters["bad_commands"] == 3, 10, "bad command count")
+    # ... and the count is in the unit's status, where the controller sees it
+    wait_until(lambda: [s for s in statuses(controller) if s.bad_commands == 3], 10,
+               "bad_commands in the status")
 
     send(controller, command("run_zone", {"zone": "lawn", "duration_s": 10}, cmd_id="ok-1"))
     assert reply_to(controller, "ok-1")[0].status == "accepted"
