@@ -134,7 +134,8 @@ def serve(settings: Settings) -> int:
         settings.mqtt.read_password()
     config = uvicorn.Config(create_app(settings), host=settings.api.host,
                             port=settings.api.port, log_config=None, lifespan="on",
-                            access_log=False)
+                            access_log=False,
+                            proxy_headers=False)  # the app trusts [api] trusted_proxies only
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 3
