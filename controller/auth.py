@@ -133,6 +133,7 @@ class FailedLogins:
             while len(self._failures) > self.max_addresses:
                 self._failures.popitem(last=False)
 
-    def __len__(self) -> int:
-        """Addresses tracked now."""
+    @property
+    def tracked(self) -> int:
+        """Addresses with failures remembered now."""
         return len(self._failures)

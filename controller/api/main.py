@@ -62,8 +62,8 @@ def create_app(settings: Settings, *, store: Store | None = None,
     when the peer is in ``[api] trusted_proxies``.
     """
     metrics = metrics or Metrics()
-    logins = logins or FailedLogins(settings.api.login_failures_max,
-                                    settings.api.login_window_s)
+    if logins is None:
+        logins = FailedLogins(settings.api.login_failures_max, settings.api.login_window_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
