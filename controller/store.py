@@ -1217,15 +1217,15 @@ class Store:
         return self._one(self._TOKEN_SQL + " WHERE t.token_hash = ? AND t.revoked_at IS NULL",
                          [token_hash])
 
-    def touch_token(self, token_id: int, now: datetime, *, unless_since: datetime) -> bool:
-        """Set a token's ``last_used_at`` to ``now`` unless it is already at or after
-        ``unless_since`` (so a busy token is written at most once per such interval).
-        Not audited. True if it wrote."""
+    def touch_token(self, token_id: int, now: datetime) -> bool:
+        """Set a token's ``last_used_at`` to ``now`` unless it is already within the same
+        minute (so a busy token is written at most once a minute, whichever process
+        serves it). Not audited. True if it wrote."""
         with self._write():
             return self.db.execute(
-                "UPDATE tokens SET last_used_at = ? WHERE id = ? "
-                "AND (last_used_at IS NULL OR last_used_at < ?)",
-                (iso(now), token_id, iso(unless_since))).rowcount > 0
+                "UPDATE tokens SET last_used_at = :now WHERE id = :id AND "
+                "(last_used_at IS NULL OR substr(last_used_at, 1, 16) < substr(:now, 1, 16))",
+                {"now": iso(now), "id": token_id}).rowcount > 0
 
     def rotate_token(self, token_id: int, *, token_hash: str, actor: str,
                      expires_at: datetime | None = None, now: datetime | None = None) -> dict:

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, status
@@ -55,8 +54,9 @@ StoreDep = Annotated[Store, Depends(get_store)]
 
 bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer <token>`")
 
-LAST_USED_EVERY = timedelta(minutes=1)
-"""A token's ``last_used_at`` is written at most this often (not on every request)."""
+MINUTE = len("YYYY-MM-DDTHH:MM")
+"""A token's ``last_used_at`` is kept to the minute: written on its first accepted request
+in each minute, not on every request."""
 
 _AUTH_TEXT: dict[str, dict[Lang, str]] = {
     "missing": {"id": "token bearer tidak ada (Authorization: Bearer <token>)",
@@ -105,28 +105,28 @@ def _unauthorized(detail: str, error: str = "") -> HTTPException:
 
 def get_principal(request: Request, state: StateDep, credentials: Annotated[
         HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
-    lang = request_lang(request)
     if credentials is None:
-        raise _unauthorized(_AUTH_TEXT["missing"][lang])
+        raise _unauthorized(_AUTH_TEXT["missing"][request_lang(request)])
     address = client_address(request)
     wait_s = state.logins.retry_after(address)
     if wait_s:
         state.metrics.logins_throttled.inc()
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
-                            detail=_AUTH_TEXT["locked"][lang].format(s=wait_s),
+                            detail=_AUTH_TEXT["locked"][request_lang(request)].format(s=wait_s),
                             headers={"Retry-After": str(wait_s)})
     row = state.store.principal_for(hash_token(credentials.credentials))
     now = utcnow()
-    if row is None or row["expires_at"] <= iso(now):
-        reason = "unknown" if row is None else "expired"
+    now_text = iso(now)
+    if row is None or row["expires_at"] <= now_text:
         state.logins.failed(address)
-        state.metrics.login_failures.labels(reason).inc()
+        text = _AUTH_TEXT["unknown" if row is None else "expired"][request_lang(request)]
+        state.metrics.login_failures.labels("unknown" if row is None else "expired").inc()
         if row is None:
-            raise _unauthorized(_AUTH_TEXT["unknown"][lang])
-        raise _unauthorized(_AUTH_TEXT["expired"][lang].format(at=row["expires_at"]),
+            raise _unauthorized(text)
+        raise _unauthorized(text.format(at=row["expires_at"]),
                             ' error="invalid_token", error_description="token expired"')
-    if row["last_used_at"] is None or row["last_used_at"] < iso(now - LAST_USED_EVERY):
-        state.store.touch_token(row["id"], now, unless_since=now - LAST_USED_EVERY)
+    if (row["last_used_at"] or "")[:MINUTE] != now_text[:MINUTE]:  # its first use this minute
+        state.store.touch_token(row["id"], now)
     return Principal(token_id=row["id"], user=row["user"], role=row["role"], opd=row["opd"])
 
 

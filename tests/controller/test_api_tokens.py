@@ -13,7 +13,7 @@ from controller.api.main import create_app
 from controller.auth import FailedLogins, hash_token, new_token
 from controller.publisher import MemoryTransport
 from controller.settings import parse_settings
-from controller.store import Store, iso, utcnow
+from controller.store import Store, utcnow
 
 WRONG = auth("x" * 43)
 
@@ -163,28 +163,29 @@ def test_tokens_rotate_is_for_admins_only(client, store, seeded: Tokens):
 # --------------------------------------------------------------------------- last used
 
 def test_tokens_last_used_at_is_shown_and_written_at_most_once_a_minute(client, store,
-                                                                       seeded: Tokens):
+                                                                       seeded: Tokens,
+                                                                       monkeypatch):
     def listed() -> dict:
         rows = client.get("/api/v1/tokens", headers=auth(seeded.admin)).json()
         return {t["user"]: t for t in rows}
 
+    token_id = listed()["bappeda"]["id"]
     assert listed()["bappeda"]["last_used_at"] is None
     writes = []
     touch = store.touch_token
-    store.touch_token = lambda *a, **kw: writes.append(a) or touch(*a, **kw)
+    monkeypatch.setattr(store, "touch_token", lambda *a: writes.append(a[0]) or touch(*a))
+    minute = utcnow().replace(second=0, microsecond=0)
+    now = minute + timedelta(seconds=5)
+    monkeypatch.setattr("controller.api.deps.utcnow", lambda: now)
     for _ in range(30):
         assert client.get("/api/v1/devices", headers=auth(seeded.viewer)).status_code == 200
-    first = listed()["bappeda"]["last_used_at"]
-    assert first is not None and abs(days_from_now(first)) < 1 / 1440
-    assert len([w for w in writes if w[0] == listed()["bappeda"]["id"]]) == 1
-    # A minute later it is written again.
-    token_id = listed()["bappeda"]["id"]
-    store.db.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?",
-                     [iso(utcnow() - timedelta(seconds=61)), token_id])
-    stale = listed()["bappeda"]["last_used_at"]
+        now += timedelta(seconds=1)
+    assert listed()["bappeda"]["last_used_at"] == f"{minute:%Y-%m-%dT%H:%M}:05Z"
+    assert writes.count(token_id) == 1  # 30 requests, one write
+    now = minute + timedelta(seconds=60)  # the next minute: written again
     client.get("/api/v1/devices", headers=auth(seeded.viewer))
-    assert listed()["bappeda"]["last_used_at"] > stale
-    assert len([w for w in writes if w[0] == token_id]) == 2
+    assert listed()["bappeda"]["last_used_at"] == f"{now:%Y-%m-%dT%H:%M}:00Z"
+    assert writes.count(token_id) == 2
 
 
 # --------------------------------------------------------------------------- failed logins
