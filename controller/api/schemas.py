@@ -229,7 +229,8 @@ class TokenOut(BaseModel):
     created_by: str
     expires_at: datetime = Field(description="from then on the token is answered 401")
     last_used_at: datetime | None = Field(
-        description="last accepted request, to the minute (null: never used)")
+        description="first accepted request in the latest minute the token was used "
+        "(null: never used)")
     revoked_at: datetime | None
     revoked_by: str | None
 
