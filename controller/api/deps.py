@@ -118,9 +118,10 @@ def get_principal(request: Request, state: StateDep, credentials: Annotated[
     now = utcnow()
     now_text = iso(now)
     if row is None or row["expires_at"] <= now_text:
+        reason = "unknown" if row is None else "expired"
         state.logins.failed(address)
-        text = _AUTH_TEXT["unknown" if row is None else "expired"][request_lang(request)]
-        state.metrics.login_failures.labels("unknown" if row is None else "expired").inc()
+        state.metrics.login_failures.labels(reason).inc()
+        text = _AUTH_TEXT[reason][request_lang(request)]
         if row is None:
             raise _unauthorized(text)
         raise _unauthorized(text.format(at=row["expires_at"]),

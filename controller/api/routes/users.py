@@ -7,12 +7,12 @@ those of their own OPD.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from controller.api.deps import AdminUser, CurrentUser, StateDep, StoreDep
+from controller.api.deps import AdminUser, AppState, CurrentUser, StateDep, StoreDep
 from controller.api.schemas import (
     AuditOut,
     Me,
@@ -71,7 +71,8 @@ def rotate_token(state: StateDep, user: AdminUser, token_id: TokenId,
     return {**row, "token": token}
 
 
-def _expiry(state: StateDep, days: int | None):
+def _expiry(state: AppState, days: int | None) -> datetime:
+    """When a token made now expires: after ``days``, or ``[api] token_ttl_days``."""
     return utcnow() + timedelta(days=days or state.settings.api.token_ttl_days)
 
 
