@@ -182,8 +182,8 @@ def _token(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "rotate":
         row = store.rotate_token(args.id, token_hash=hash_token(token), actor=_actor(),
                                  expires_at=expires_at)
-        print(f"token {args.id} is revoked; its new token id {row['id']} for {row['user']} "
-              f"({_who(row)}), valid until {row['expires_at']}:")
+        print(f"token {args.id} revoked; its replacement, token id {row['id']} for "
+              f"{row['user']} ({_who(row)}), valid until {row['expires_at']}:")
     else:
         opd = args.opd if args.role == "operator" else None
         if args.role != "operator" and args.opd:

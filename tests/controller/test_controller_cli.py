@@ -119,7 +119,8 @@ def test_cli_token_expiry_and_rotate(config, capsys):
     assert main(["token", "rotate", "--config", str(config), "--id", "1",
                  "--expires-days", "7"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("token 1 is revoked; its new token id 3 for bappeda (viewer)")
+    assert out[0].startswith("token 1 revoked; its replacement, token id 3 for bappeda "
+                             "(viewer), valid until ")
     new_token = out[1]
     assert len(new_token) == 43 and "shown once" in out[2]
     with Store.open(db) as store:
