@@ -3,8 +3,9 @@
 ::
 
     smartcity-controller serve     --config FILE
-    smartcity-controller token     create --config FILE --role admin|operator|viewer [--opd CODE] [--name NAME]
+    smartcity-controller token     create --config FILE --role admin|operator|viewer [--opd CODE] [--name NAME] [--expires-days N]
     smartcity-controller token     list   --config FILE
+    smartcity-controller token     rotate --config FILE --id ID [--expires-days N]
     smartcity-controller token     revoke --config FILE ID
     smartcity-controller device    add    --config FILE --opd CODE --device-id ID [--name NAME] [--kind KIND]
     smartcity-controller mqtt-acl  --config FILE [--acl-file PATH] [--password-file PATH]
@@ -22,13 +23,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
-from controller.auth import hash_token, new_token
+from controller.auth import MAX_TOKEN_TTL_DAYS, hash_token, new_token
 from controller.broker_files import mosquitto_hash, new_password
 from controller.enrolment import BrokerFilesError, create_enrolment, write_broker_files
 from controller.errors import ControllerError, SettingsError
 from controller.settings import Settings, load_settings
-from controller.store import Store
+from controller.store import Store, iso, utcnow
 from protocol.errors import ProtocolError
 from protocol.topics import validate_id
 
@@ -55,11 +57,20 @@ def _parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action",
                                                                       required=True)
-    create = token.add_parser("create", parents=[common], help="create a token (shown once)")
+    expires = argparse.ArgumentParser(add_help=False)
+    expires.add_argument("--expires-days", type=_days, metavar="N",
+                         help=f"days until the token expires, 1 to {MAX_TOKEN_TTL_DAYS} "
+                         "(default: [api] token_ttl_days)")
+    create = token.add_parser("create", parents=[common, expires],
+                              help="create a token (shown once)")
     create.add_argument("--role", required=True, choices=["admin", "operator", "viewer"])
     create.add_argument("--opd", help="the operator's OPD code")
     create.add_argument("--name", help="user name (default: made from role and OPD)")
     token.add_parser("list", parents=[common], help="list tokens (never their values)")
+    rotate = token.add_parser("rotate", parents=[common, expires],
+                              help="give a token a new secret (shown once) and a new expiry; "
+                              "the old secret stops working at once")
+    rotate.add_argument("--id", type=int, required=True, help="the token's id (token list)")
     revoke = token.add_parser("revoke", parents=[common], help="revoke a token")
     revoke.add_argument("id", type=int)
 
@@ -94,6 +105,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_TOKEN_TTL_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of days from 1 to {MAX_TOKEN_TTL_DAYS}")
+    return days
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -108,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(settings)
         with Store.open(settings.database.path) as store:
             if args.command == "token":
-                return _token(store, args)
+                return _token(store, settings, args)
             if args.command == "enrol":
                 return _enrol_create(store, settings, args)
             if args.command == "device":
@@ -134,35 +156,51 @@ def serve(settings: Settings) -> int:
         settings.mqtt.read_password()
     config = uvicorn.Config(create_app(settings), host=settings.api.host,
                             port=settings.api.port, log_config=None, lifespan="on",
-                            access_log=False)
+                            access_log=False,
+                            proxy_headers=False)  # the app trusts [api] trusted_proxies only
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 3
 
 
-def _token(store: Store, args: argparse.Namespace) -> int:
-    if args.action == "create":
+def _token(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        now = iso(utcnow())
+        for row in store.list_tokens():
+            state = (f"revoked {row['revoked_at']}" if row["revoked_at"] else
+                     f"expired {row['expires_at']}" if row["expires_at"] <= now else
+                     f"live until {row['expires_at']}")
+            print(f"{row['id']:>5}  {row['user']:<24} {row['role']:<8} {row['opd'] or '-':<8} "
+                  f"{row['created_at']}  {state}  last used {row['last_used_at'] or 'never'}")
+        return 0
+    if args.action == "revoke":
+        row = store.revoke_token(args.id, actor=_actor())
+        print(f"token {row['id']} revoked at {row['revoked_at']}")
+        return 0
+    token = new_token()
+    expires_at = utcnow() + timedelta(days=args.expires_days or settings.api.token_ttl_days)
+    if args.action == "rotate":
+        row = store.rotate_token(args.id, token_hash=hash_token(token), actor=_actor(),
+                                 expires_at=expires_at)
+        print(f"token {args.id} revoked; its replacement, token id {row['id']} for "
+              f"{row['user']} ({_who(row)}), valid until {row['expires_at']}:")
+    else:
         opd = args.opd if args.role == "operator" else None
         if args.role != "operator" and args.opd:
             print("error: --opd is only for operators", file=sys.stderr)
             return 2
-        name = args.name or f"{args.role}-{opd or 'all'}"
-        token = new_token()
-        row = store.create_token(name=name, role=args.role, opd=opd,
-                                 token_hash=hash_token(token), actor=_actor())
-        print(f"token id {row['id']} for {row['user']} ({row['role']}"
-              f"{' ' + row['opd'] if row['opd'] else ''}):")
-        print(token)
-        print("This token is shown once; only its hash is stored.")
-    elif args.action == "list":
-        for row in store.list_tokens():
-            state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "live"
-            print(f"{row['id']:>5}  {row['user']:<24} {row['role']:<8} {row['opd'] or '-':<8} "
-                  f"{row['created_at']}  {state}")
-    else:
-        row = store.revoke_token(args.id, actor=_actor())
-        print(f"token {row['id']} revoked at {row['revoked_at']}")
+        row = store.create_token(name=args.name or f"{args.role}-{opd or 'all'}",
+                                 role=args.role, opd=opd, token_hash=hash_token(token),
+                                 actor=_actor(), expires_at=expires_at)
+        print(f"token id {row['id']} for {row['user']} ({_who(row)}), "
+              f"valid until {row['expires_at']}:")
+    print(token)
+    print("This token is shown once; only its hash is stored.")
     return 0
+
+
+def _who(row: dict) -> str:
+    return row["role"] + (" " + row["opd"] if row["opd"] else "")
 
 
 def _device_add(store: Store, args: argparse.Namespace) -> int:

@@ -16,6 +16,10 @@ Exposed as text at ``/metrics``. Names:
 - ``smartcity_mqtt_connected``: 1 while the ingest is connected to the broker.
 - ``smartcity_devices_online``: devices whose last status said online.
 - ``smartcity_commands_expired_total``: commands that got no answer in time.
+- ``smartcity_api_login_failures_total{reason}``: bearer tokens refused, by reason:
+  ``unknown`` (never issued, or revoked) or ``expired``.
+- ``smartcity_api_logins_throttled_total``: requests answered 429 because their address
+  failed too many logins within the window (see ``[api] login_failures_max``).
 """
 
 from __future__ import annotations
@@ -60,6 +64,15 @@ class Metrics:
                                     "Devices whose last status said online", registry=r)
         self.commands_expired = Counter("smartcity_commands_expired",
                                         "Commands expired without an answer", registry=r)
+        self.login_failures = Counter("smartcity_api_login_failures",
+                                      "Bearer tokens refused, by reason", ["reason"],
+                                      registry=r)
+        for reason in ("unknown", "expired"):
+            self.login_failures.labels(reason)
+        self.logins_throttled = Counter(
+            "smartcity_api_logins_throttled",
+            "Requests answered 429 after too many failed logins from their address",
+            registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

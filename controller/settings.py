@@ -16,6 +16,7 @@ TOML file itself.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import tomllib
@@ -30,9 +31,11 @@ from pydantic import (
     SecretStr,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
+from controller.auth import DEFAULT_TOKEN_TTL_DAYS, MAX_TOKEN_TTL_DAYS
 from controller.errors import SettingsError
 from edge.connect_failure import ca_file_problem
 
@@ -127,6 +130,29 @@ class ApiSettings(_Section):
     command_ttl_s: int = Field(300, ge=1, le=7 * 86_400,
                                description="default lifetime of a command")
     max_page: int = Field(1_000, ge=1, le=100_000, description="largest history page")
+    token_ttl_days: int = Field(
+        DEFAULT_TOKEN_TTL_DAYS, ge=1, le=MAX_TOKEN_TTL_DAYS,
+        description="lifetime of an API token unless its creator gives another")
+    login_failures_max: int = Field(
+        10, ge=1, le=100_000,
+        description="failed logins from one client address within login_window_s before "
+        "that address is answered 429")
+    login_window_s: int = Field(60, ge=1, le=86_400,
+                                description="the window failed logins are counted in")
+    trusted_proxies: list[str] = Field(
+        ["127.0.0.1", "::1"],
+        description="reverse proxies (addresses or networks) whose X-Forwarded-For names "
+        "the client; from any other peer the header is ignored")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
 
 
 class BrokerFilesSettings(_Section):

@@ -18,7 +18,8 @@ What it keeps:
 - ``commands`` and ``command_replies``: pending -> sent -> accepted -> done | failed;
   rejected; expired (by the unit's reply or by `expire_commands`).
 - ``desired_configs``: each schedule edit is a new version per device.
-- ``users`` and ``tokens`` (SHA-256 hashes only).
+- ``users`` and ``tokens`` (SHA-256 hashes only; each token expires, and keeps when it
+  was last used, to the minute).
 - ``audit``: append-only (triggers refuse UPDATE and DELETE).
 
 Timestamps are stored as UTC text ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (sorts as time).
@@ -39,6 +40,7 @@ from typing import Any
 
 import sqlite_utils
 
+from controller.auth import DEFAULT_TOKEN_TTL_DAYS
 from controller.errors import Conflict, Invalid, NotFound, StoreError
 from controller.seqs import SeqTracker
 from protocol.models import (
@@ -290,8 +292,24 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _migration_4(db: sqlite_utils.Database) -> None:
+    """API tokens expire (``expires_at``) and show when they were last used
+    (``last_used_at``). Tokens made before expiry existed get ``DEFAULT_TOKEN_TTL_DAYS``
+    from now, so a running city keeps working and has that long to rotate them."""
+    db.execute("ALTER TABLE tokens ADD COLUMN expires_at TEXT")
+    db.execute("ALTER TABLE tokens ADD COLUMN last_used_at TEXT")
+    expires_at = iso(utcnow() + timedelta(days=DEFAULT_TOKEN_TTL_DAYS))
+    live = db.execute("UPDATE tokens SET expires_at = ? WHERE revoked_at IS NULL",
+                      [expires_at]).rowcount
+    db.execute("UPDATE tokens SET expires_at = revoked_at WHERE revoked_at IS NOT NULL")
+    if live:
+        logger.warning("%d API token(s) made before tokens expired now expire at %s; "
+                       "rotate them before then (smartcity-controller token rotate)",
+                       live, expires_at)
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _migration_1, _migration_2, _migration_3)
+    _migration_1, _migration_2, _migration_3, _migration_4)
 """Schema migrations in order; migration ``i`` (1-based) brings the schema to version i.
 Append new ones; never edit one that has shipped."""
 
@@ -1130,10 +1148,12 @@ class Store:
 
     # ------------------------------------------------------------------ users, tokens
     def create_token(self, *, name: str, role: str, opd: str | None, token_hash: str,
-                     actor: str, now: datetime | None = None) -> dict:
+                     actor: str, expires_at: datetime | None = None,
+                     now: datetime | None = None) -> dict:
         """Add a token for user ``name`` (created on first use). Audited.
 
-        A user keeps one role and OPD: asking for another one for an existing name is a
+        It expires at ``expires_at`` (default: ``DEFAULT_TOKEN_TTL_DAYS`` from now). A user
+        keeps one role and OPD: asking for another one for an existing name is a
         `Conflict`.
         """
         if role not in ROLES:
@@ -1142,6 +1162,7 @@ class Store:
             raise Invalid("an operator needs an OPD; admins and viewers have none",
                           field="opd")
         now = now or utcnow()
+        expires_at = self._token_expiry(expires_at, now)
         with self._write():
             if opd is not None and not self.db.execute(
                     "SELECT 1 FROM opds WHERE code = ?", [opd]).fetchone():
@@ -1156,16 +1177,29 @@ class Store:
                                + (f" of {user[2]}" if user[2] else ""))
             else:
                 user_id = user[0]
-            token_id = self.db["tokens"].insert(
-                {"user_id": user_id, "token_hash": token_hash, "created_at": iso(now),
-                 "created_by": actor}).last_pk
-            after = {"token_id": token_id, "user": name, "role": role, "opd": opd}
+            token_id = self._insert_token(user_id, token_hash, actor, expires_at, now)
+            after = {"token_id": token_id, "user": name, "role": role, "opd": opd,
+                     "expires_at": expires_at}
             self._audit(actor, "token.create", f"token:{token_id}", opd, None, after, now)
         return self.get_token(token_id)
 
+    @staticmethod
+    def _token_expiry(expires_at: datetime | None, now: datetime) -> str:
+        if expires_at is None:
+            return iso(now + timedelta(days=DEFAULT_TOKEN_TTL_DAYS))
+        if iso(expires_at) <= iso(now):
+            raise Invalid("a token must expire in the future", field="expires_at")
+        return iso(expires_at)
+
+    def _insert_token(self, user_id: int, token_hash: str, actor: str, expires_at: str,
+                      now: datetime) -> int:
+        return self.db["tokens"].insert(
+            {"user_id": user_id, "token_hash": token_hash, "created_at": iso(now),
+             "created_by": actor, "expires_at": expires_at}).last_pk
+
     _TOKEN_SQL = """
         SELECT t.id, t.user_id, u.name AS user, u.role, u.opd, t.created_at, t.created_by,
-               t.revoked_at, t.revoked_by
+               t.expires_at, t.last_used_at, t.revoked_at, t.revoked_by
         FROM tokens t JOIN users u ON u.id = t.user_id
     """
 
@@ -1178,9 +1212,45 @@ class Store:
         return self._rows(self._TOKEN_SQL + " WHERE u.opd = ? ORDER BY t.id", [opd])
 
     def principal_for(self, token_hash: str) -> dict | None:
-        """The live (not revoked) token with this hash and its user, or None."""
+        """The not revoked token with this hash and its user, or None. The caller checks
+        ``expires_at`` (an expired token is told apart from an unknown one)."""
         return self._one(self._TOKEN_SQL + " WHERE t.token_hash = ? AND t.revoked_at IS NULL",
                          [token_hash])
+
+    def touch_token(self, token_id: int, now: datetime) -> bool:
+        """Set a token's ``last_used_at`` to ``now`` unless it is already within the same
+        minute (so a busy token is written at most once a minute, whichever process
+        serves it). Not audited. True if it wrote."""
+        with self._write():
+            return self.db.execute(
+                "UPDATE tokens SET last_used_at = :now WHERE id = :id AND "
+                "(last_used_at IS NULL OR substr(last_used_at, 1, 16) < substr(:now, 1, 16))",
+                {"now": iso(now), "id": token_id}).rowcount > 0
+
+    def rotate_token(self, token_id: int, *, token_hash: str, actor: str,
+                     expires_at: datetime | None = None, now: datetime | None = None) -> dict:
+        """Replace a token by a new one of the same user (so the same role and OPD) in one
+        transaction: the old one is revoked at once, the new one (``token_hash``) expires
+        at ``expires_at`` (default as `create_token`). Audited. A revoked token cannot be
+        rotated (`Conflict`); an expired one can. Returns the new token."""
+        now = now or utcnow()
+        expires_at = self._token_expiry(expires_at, now)
+        with self._write():
+            row = self.db.execute(
+                "SELECT t.user_id, t.revoked_at, t.expires_at, u.opd FROM tokens t "
+                "JOIN users u ON u.id = t.user_id WHERE t.id = ?", [token_id]).fetchone()
+            if row is None:
+                raise NotFound(f"no token with id {token_id}")
+            user_id, revoked_at, old_expiry, opd = row
+            if revoked_at is not None:
+                raise Conflict(f"token {token_id} was revoked at {revoked_at}; create a new one")
+            self.db.execute("UPDATE tokens SET revoked_at = ?, revoked_by = ? WHERE id = ?",
+                            (iso(now), actor, token_id))
+            new_id = self._insert_token(user_id, token_hash, actor, expires_at, now)
+            self._audit(actor, "token.rotate", f"token:{token_id}", opd,
+                        {"token_id": token_id, "expires_at": old_expiry},
+                        {"token_id": new_id, "expires_at": expires_at}, now)
+        return self.get_token(new_id)
 
     def revoke_token(self, token_id: int, *, actor: str, now: datetime | None = None) -> dict:
         """Revoke a token (idempotent). Audited when it changes anything."""
@@ -1198,13 +1268,15 @@ class Store:
                             {"revoked_at": None}, {"revoked_at": iso(now)}, now)
         return self.get_token(token_id)
 
-    def list_users(self, opd: str | None = None) -> list[dict]:
+    def list_users(self, opd: str | None = None, now: datetime | None = None) -> list[dict]:
+        """Users with their count of live tokens (neither revoked nor expired)."""
         sql = ("SELECT u.id, u.name, u.role, u.opd, u.created_at, "
-               "(SELECT count(*) FROM tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL)"
-               " AS live_tokens FROM users u")
+               "(SELECT count(*) FROM tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL"
+               " AND t.expires_at > :now) AS live_tokens FROM users u")
+        params: dict[str, Any] = {"now": iso(now or utcnow())}
         if opd is None:
-            return self._rows(sql + " ORDER BY u.id")
-        return self._rows(sql + " WHERE u.opd = ? ORDER BY u.id", [opd])
+            return self._rows(sql + " ORDER BY u.id", params)
+        return self._rows(sql + " WHERE u.opd = :opd ORDER BY u.id", params | {"opd": opd})
 
     # ------------------------------------------------------------------ audit
     def list_audit(self, *, opd: str | None = None, before_id: int | None = None,

@@ -1,7 +1,10 @@
 """Dependencies the routes share, as ``Annotated`` aliases so routes stay short.
 
 - ``StoreDep``, ``StateDep``: the app's store and running parts (built in the lifespan).
-- ``CurrentUser``: the caller behind the bearer token (401 without a live token).
+- ``CurrentUser``: the caller behind the bearer token: 401 without a live token (an
+  expired one is told so), 429 with ``Retry-After`` while the caller's address is locked
+  for failing too many logins (`controller.auth.FailedLogins`). Error texts are in the
+  caller's language (`request_lang`).
 - ``Writer``: a caller allowed to change things (viewer: 403).
 - ``AdminUser``: an admin (others: 403).
 - ``VisibleDevice``: the ``{device_id}`` of the path, 404 if it does not exist *or* belongs
@@ -10,18 +13,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from controller.auth import Principal, hash_token
+from controller.auth import FailedLogins, Principal, hash_token
 from controller.ingest import Ingest
 from controller.metrics import Metrics
 from controller.publisher import Publisher
+from controller.reports import Lang
 from controller.settings import Settings
-from controller.store import Store
+from controller.store import Store, iso, utcnow
 from protocol.topics import ID_PATTERN
 
 
@@ -32,6 +36,7 @@ class AppState:
     metrics: Metrics
     publisher: Publisher
     ingest: Ingest | None
+    logins: FailedLogins = field(default_factory=FailedLogins)
 
 
 def get_state(request: Request) -> AppState:
@@ -49,19 +54,80 @@ StoreDep = Annotated[Store, Depends(get_store)]
 
 bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer <token>`")
 
+MINUTE = len("YYYY-MM-DDTHH:MM")
+"""A token's ``last_used_at`` is kept to the minute: written on its first accepted request
+in each minute, not on every request."""
 
-def _unauthorized(detail: str) -> HTTPException:
+_AUTH_TEXT: dict[str, dict[Lang, str]] = {
+    "missing": {"id": "token bearer tidak ada (Authorization: Bearer <token>)",
+                "en": "missing bearer token (Authorization: Bearer <token>)"},
+    "unknown": {"id": "token tidak dikenal atau sudah dicabut",
+                "en": "unknown or revoked token"},
+    "expired": {"id": "token kedaluwarsa pada {at}; minta admin memperbaruinya "
+                      "(token rotate)",
+                "en": "token expired at {at}; ask an admin to rotate it (token rotate)"},
+    "locked": {"id": "terlalu banyak login gagal dari alamat ini; coba lagi dalam {s} detik",
+               "en": "too many failed logins from this address; try again in {s} s"},
+}
+
+
+def request_lang(request: Request) -> Lang:
+    """The caller's language from ``Accept-Language``: ``id`` or ``en``, whichever it
+    prefers (by q); ``id`` when it asks for neither or sends no header."""
+    best: Lang = "id"
+    best_q = 0.0
+    for part in request.headers.get("accept-language", "").split(","):
+        tag, _, params = part.partition(";")
+        primary = tag.strip().lower().split("-")[0]
+        lang = {"id": "id", "in": "id", "en": "en"}.get(primary)  # "in": Indonesian's old code
+        q = 1.0
+        name, _, value = params.strip().partition("=")
+        if name.strip() == "q":
+            try:
+                q = float(value)
+            except ValueError:
+                continue
+        if lang is not None and q > best_q:
+            best, best_q = lang, q
+    return best
+
+
+def client_address(request: Request) -> str:
+    """The caller's address: the peer, or the ``X-Forwarded-For`` client when the peer is
+    one of ``[api] trusted_proxies`` (uvicorn's proxy-headers middleware, see main)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _unauthorized(detail: str, error: str = "") -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail,
-                         headers={"WWW-Authenticate": "Bearer"})
+                         headers={"WWW-Authenticate": "Bearer" + error})
 
 
-def get_principal(store: StoreDep, credentials: Annotated[
+def get_principal(request: Request, state: StateDep, credentials: Annotated[
         HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
     if credentials is None:
-        raise _unauthorized("missing bearer token")
-    row = store.principal_for(hash_token(credentials.credentials))
-    if row is None:
-        raise _unauthorized("unknown or revoked token")
+        raise _unauthorized(_AUTH_TEXT["missing"][request_lang(request)])
+    address = client_address(request)
+    wait_s = state.logins.retry_after(address)
+    if wait_s:
+        state.metrics.logins_throttled.inc()
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            detail=_AUTH_TEXT["locked"][request_lang(request)].format(s=wait_s),
+                            headers={"Retry-After": str(wait_s)})
+    row = state.store.principal_for(hash_token(credentials.credentials))
+    now = utcnow()
+    now_text = iso(now)
+    if row is None or row["expires_at"] <= now_text:
+        reason = "unknown" if row is None else "expired"
+        state.logins.failed(address)
+        state.metrics.login_failures.labels(reason).inc()
+        text = _AUTH_TEXT[reason][request_lang(request)]
+        if row is None:
+            raise _unauthorized(text)
+        raise _unauthorized(text.format(at=row["expires_at"]),
+                            ' error="invalid_token", error_description="token expired"')
+    if (row["last_used_at"] or "")[:MINUTE] != now_text[:MINUTE]:  # its first use this minute
+        state.store.touch_token(row["id"], now)
     return Principal(token_id=row["id"], user=row["user"], role=row["role"], opd=row["opd"])
 
 

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from controller.api.deps import AppState
 from controller.api.routes import (
@@ -30,6 +31,7 @@ from controller.api.routes import (
     users,
 )
 from controller.api.schemas import Problem
+from controller.auth import FailedLogins
 from controller.errors import Conflict, Invalid, NotFound
 from controller.ingest import Ingest
 from controller.metrics import Metrics
@@ -40,17 +42,28 @@ from controller.store import Store
 logger = logging.getLogger(__name__)
 
 ERROR_RESPONSES = {
-    401: {"model": Problem, "description": "no token, or an unknown or revoked one"},
+    401: {"model": Problem, "description": "no token, or an unknown, revoked or expired one"},
     403: {"model": Problem, "description": "the caller's role may not do this"},
     404: {"model": Problem, "description": "not found (or in another OPD)"},
+    429: {"model": Problem, "description": "too many failed logins from this address",
+          "headers": {"Retry-After": {"description": "seconds until logins are accepted "
+                                                     "again", "schema": {"type": "integer"}}}},
 }
 CONFLICT = {409: {"model": Problem, "description": "contradicts what is stored"}}
 
 
 def create_app(settings: Settings, *, store: Store | None = None,
-               mqtt: Transport | None = None, metrics: Metrics | None = None) -> FastAPI:
-    """The controller's HTTP API; the lifespan runs the ingest too (see module doc)."""
+               mqtt: Transport | None = None, metrics: Metrics | None = None,
+               logins: FailedLogins | None = None) -> FastAPI:
+    """The controller's HTTP API; the lifespan runs the ingest too (see module doc).
+
+    ``logins`` counts failed logins (default: per ``[api] login_failures_max`` and
+    ``login_window_s``). The client address is the peer's, or the ``X-Forwarded-For`` one
+    when the peer is in ``[api] trusted_proxies``.
+    """
     metrics = metrics or Metrics()
+    if logins is None:
+        logins = FailedLogins(settings.api.login_failures_max, settings.api.login_window_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,7 +82,8 @@ def create_app(settings: Settings, *, store: Store | None = None,
             logger.warning("MQTT is disabled: commands and configs are not sent anywhere")
             transport = MemoryTransport(auto_sent=False)
         publisher = Publisher(app_store, transport)
-        app.state.controller = AppState(settings, app_store, metrics, publisher, ingest)
+        app.state.controller = AppState(settings, app_store, metrics, publisher, ingest,
+                                        logins)
         republished = publisher.republish_open()
         if republished:
             logger.info("published %d pending command(s) again", republished)
@@ -90,6 +104,8 @@ def create_app(settings: Settings, *, store: Store | None = None,
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    if settings.api.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.api.trusted_proxies)
     for module in (devices, history, schedules, commands, users, reports, dashboard):
         app.include_router(module.router, responses=ERROR_RESPONSES | CONFLICT)
     app.include_router(health.router)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from controller.auth import MAX_TOKEN_TTL_DAYS
 from protocol.models import MAX_INT, PARAMS_BY_ACTION, CommandAction
 from protocol.topics import ID_PATTERN
 
@@ -202,10 +203,21 @@ class CommandOut(BaseModel):
 
 # --------------------------------------------------------------------------- users
 
+ExpiresDays = Annotated[int | None, Field(
+    ge=1, le=MAX_TOKEN_TTL_DAYS,
+    description="days until the token expires (default: the controller's "
+    "`[api] token_ttl_days`, 90 unless set)")]
+
+
 class TokenIn(_In):
     name: UserName
     role: Role
     opd: Ident | None = Field(None, description="required for operators, absent otherwise")
+    expires_days: ExpiresDays = None
+
+
+class TokenRotateIn(_In):
+    expires_days: ExpiresDays = None
 
 
 class TokenOut(BaseModel):
@@ -215,6 +227,10 @@ class TokenOut(BaseModel):
     opd: str | None
     created_at: datetime
     created_by: str
+    expires_at: datetime = Field(description="from then on the token is answered 401")
+    last_used_at: datetime | None = Field(
+        description="first accepted request in the latest minute the token was used "
+        "(null: never used)")
     revoked_at: datetime | None
     revoked_by: str | None
 

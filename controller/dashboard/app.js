@@ -125,7 +125,7 @@
   }
   async function api(path, opts) {
     opts = opts || {};
-    const headers = {Authorization: "Bearer " + S.token};
+    const headers = {Authorization: "Bearer " + S.token, "Accept-Language": S.lang};
     if (opts.json !== undefined) headers["Content-Type"] = "application/json";
     const r = await fetch("/api/v1" + path, {method: opts.method || "GET", headers,
       body: opts.json !== undefined ? JSON.stringify(opts.json) : undefined});
@@ -210,7 +210,11 @@
         render();
       } catch (err) {
         S.token = null;
-        renderLogin(err.status === 401 ? t("login.bad") : t("login.error"));
+        // 429: too many failed logins from here; the server says how long to wait, in
+        // this page's language (the Accept-Language of api()).
+        const locked = err.status === 429 && typeof err.detail === "string";
+        renderLogin(err.status === 401 ? t("login.bad") : locked ? err.detail
+          : t("login.error"));
       }
     }},
     el("h1", {}, icon("drop", "brand-icon big"), t("app.title")),

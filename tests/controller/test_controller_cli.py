@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from controller.auth import hash_token
 from controller.cli import main
 from controller.errors import SettingsError
 from controller.settings import load_settings
@@ -93,3 +96,69 @@ def test_random_tokens_never_start_with_a_dash(monkeypatch):
         drawn = iter(["-starts-with-a-dash", "-again", "fine-token"])
         monkeypatch.setattr(secrets, "token_urlsafe", lambda n, drawn=drawn: next(drawn))
         assert make() == "fine-token"
+
+
+def test_cli_token_expiry_and_rotate(config, capsys):
+    config.write_text(config.read_text() + "[api]\ntoken_ttl_days = 30\n")
+    db = config.parent / "data" / "controller.db"
+    assert main(["token", "create", "--config", str(config), "--role", "viewer",
+                 "--name", "bappeda"]) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert "valid until" in first[0]
+    assert main(["token", "create", "--config", str(config), "--role", "admin",
+                 "--name", "monitor", "--expires-days", "365"]) == 0
+    capsys.readouterr()
+    with Store.open(db) as store:
+        viewer, monitor = store.list_tokens()
+        assert 29.99 < (_at(viewer["expires_at"]) - _now()).total_seconds() / 86400 <= 30
+        assert 364.99 < (_at(monitor["expires_at"]) - _now()).total_seconds() / 86400 <= 365
+    assert main(["token", "list", "--config", str(config)]) == 0
+    listing = capsys.readouterr().out
+    assert f"live until {viewer['expires_at']}" in listing and "last used never" in listing
+
+    assert main(["token", "rotate", "--config", str(config), "--id", "1",
+                 "--expires-days", "7"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("token 1 revoked; its replacement, token id 3 for bappeda "
+                             "(viewer), valid until ")
+    new_token = out[1]
+    assert len(new_token) == 43 and "shown once" in out[2]
+    with Store.open(db) as store:
+        assert store.principal_for(hash_token(first[1])) is None  # the old secret
+        row = store.principal_for(hash_token(new_token))
+        assert (row["id"], row["user"], row["role"], row["opd"]) == (3, "bappeda", "viewer",
+                                                                      None)
+        entry = store.list_audit()[0]
+        assert (entry["action"], entry["target"]) == ("token.rotate", "token:1")
+        assert entry["actor"].startswith("cli:") and entry["after"]["token_id"] == 3
+    assert main(["token", "rotate", "--config", str(config), "--id", "1"]) == 1
+    assert "revoked" in capsys.readouterr().err
+    assert main(["token", "rotate", "--config", str(config), "--id", "99"]) == 1
+    for bad in ("0", "366", "never", "1.5"):
+        with pytest.raises(SystemExit) as info:
+            main(["token", "create", "--config", str(config), "--role", "viewer",
+                  "--expires-days", bad])
+        assert info.value.code == 2
+        assert "--expires-days" in capsys.readouterr().err
+    with Store.open(db) as store:
+        assert len(store.list_tokens()) == 3
+
+
+def test_settings_trusted_proxies_must_be_addresses(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[api]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]\n')
+    assert load_settings(path, environ={}).api.trusted_proxies[1] == "10.0.0.0/8"
+    path.write_text('[api]\ntrusted_proxies = ["proxy.local"]\ntoken_ttl_days = 0\n')
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, environ={})
+    text = str(info.value)
+    assert "api.trusted_proxies" in text and "'proxy.local' is not an IP" in text
+    assert "api.token_ttl_days" in text
+
+
+def _at(text: str):
+    return datetime.fromisoformat(text)
+
+
+def _now():
+    return datetime.now(UTC)

@@ -187,6 +187,36 @@ def test_store_token_hash_only_and_revocation(store, dev):
     assert actions[:2] == ["token.revoke", "token.create"]
 
 
+def test_store_migration_gives_existing_tokens_an_expiry(tmp_path, monkeypatch, caplog):
+    """Tokens made before expiry existed keep working for the default lifetime, with a
+    warning; revoked ones stay refused."""
+    from datetime import timedelta
+
+    import controller.store as store_module
+    from controller.auth import DEFAULT_TOKEN_TTL_DAYS, hash_token
+    from controller.store import iso, utcnow
+
+    path = tmp_path / "old.db"
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:3])  # before token expiry
+    with Store.open(path) as old:
+        old.db.execute("INSERT INTO users (name, role, created_at) VALUES "
+                       "('admin', 'admin', '2025-01-01T00:00:00.000000Z')")
+        for n, revoked in ((1, None), (2, "2025-02-01T00:00:00.000000Z")):
+            old.db.execute("INSERT INTO tokens (user_id, token_hash, created_at, created_by, "
+                           "revoked_at) VALUES (1, ?, '2025-01-01T00:00:00.000000Z', 'cli', ?)",
+                           [hash_token(f"t{n}"), revoked])
+        old.db.conn.commit()
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+    before = iso(utcnow() + timedelta(days=DEFAULT_TOKEN_TTL_DAYS))
+    with caplog.at_level("WARNING", logger="controller.store"), Store.open(path) as s:
+        live, revoked = s.list_tokens()
+        assert before <= live["expires_at"] <= iso(utcnow() + timedelta(days=DEFAULT_TOKEN_TTL_DAYS))
+        assert live["last_used_at"] is None
+        assert revoked["expires_at"] == revoked["revoked_at"]
+        assert s.principal_for(hash_token("t1"))["id"] == live["id"]
+        assert s.principal_for(hash_token("t2")) is None
+    assert "1 API token(s) made before tokens expired now expire at" in caplog.text
+
 def accepted_commands(store, dev: str, opd: str, ids, action: str, params: dict) -> None:
     """Commands to ``dev`` as far as 'accepted' (sent, and answered so by the unit)."""
     from protocol.models import Command

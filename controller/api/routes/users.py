@@ -1,21 +1,33 @@
 """Users, tokens and the audit log.
 
-Admins create and revoke tokens (a token is shown once). Everyone may read who they
-are; admins and viewers see every user, token and audit entry, operators those of
-their own OPD.
+Admins create, rotate and revoke tokens (a token's secret is shown once). Everyone may
+read who they are; admins and viewers see every user, token and audit entry, operators
+those of their own OPD.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from controller.api.deps import AdminUser, CurrentUser, StoreDep
-from controller.api.schemas import AuditOut, Me, TokenCreated, TokenIn, TokenOut, UserOut
+from controller.api.deps import AdminUser, AppState, CurrentUser, StateDep, StoreDep
+from controller.api.schemas import (
+    AuditOut,
+    Me,
+    TokenCreated,
+    TokenIn,
+    TokenOut,
+    TokenRotateIn,
+    UserOut,
+)
 from controller.auth import hash_token, new_token
+from controller.store import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
+
+TokenId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 @router.get("/users/me", response_model=Me)
@@ -36,17 +48,36 @@ def list_tokens(store: StoreDep, user: CurrentUser) -> list[dict]:
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED)
-def create_token(store: StoreDep, user: AdminUser, body: TokenIn) -> dict:
-    """Create a token for a user (made on first use). The token is in this answer only."""
+def create_token(state: StateDep, user: AdminUser, body: TokenIn) -> dict:
+    """Create a token for a user (made on first use). The token is in this answer only.
+    It expires after ``expires_days`` (default ``[api] token_ttl_days``)."""
     token = new_token()
-    row = store.create_token(name=body.name, role=body.role, opd=body.opd,
-                             token_hash=hash_token(token), actor=user.actor)
+    row = state.store.create_token(name=body.name, role=body.role, opd=body.opd,
+                                   token_hash=hash_token(token), actor=user.actor,
+                                   expires_at=_expiry(state, body.expires_days))
     return {**row, "token": token}
 
 
+@router.post("/tokens/{token_id}/rotate", response_model=TokenCreated,
+             status_code=status.HTTP_201_CREATED)
+def rotate_token(state: StateDep, user: AdminUser, token_id: TokenId,
+                 body: TokenRotateIn | None = None) -> dict:
+    """Replace a token by a new secret for the same user (role and OPD): the old secret
+    is refused from now on, the new one (in this answer only) has a new id and expiry.
+    A revoked token cannot be rotated (409); an expired one can."""
+    token = new_token()
+    row = state.store.rotate_token(token_id, token_hash=hash_token(token), actor=user.actor,
+                                   expires_at=_expiry(state, body and body.expires_days))
+    return {**row, "token": token}
+
+
+def _expiry(state: AppState, days: int | None) -> datetime:
+    """When a token made now expires: after ``days``, or ``[api] token_ttl_days``."""
+    return utcnow() + timedelta(days=days or state.settings.api.token_ttl_days)
+
+
 @router.delete("/tokens/{token_id}", response_model=TokenOut)
-def revoke_token(store: StoreDep, user: AdminUser,
-                 token_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> dict:
+def revoke_token(store: StoreDep, user: AdminUser, token_id: TokenId) -> dict:
     """Revoke a token; it answers 401 from now on."""
     return store.revoke_token(token_id, actor=user.actor)
 
