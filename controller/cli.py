@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "enrol":
                 return _enrol_create(store, settings, args)
             if args.command == "device":
-                return _device_add(store, args)
+                return _device_add(store, settings, args)
             return _mqtt_acl(store, settings, args)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
@@ -165,12 +165,16 @@ def _token(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _device_add(store: Store, args: argparse.Namespace) -> int:
+def _device_add(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     try:
         validate_id(args.opd, "--opd")
         validate_id(args.device_id, "--device-id")
     except ProtocolError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.device_id in settings.controller_usernames():
+        print(f"error: --device-id {args.device_id} is the controller's MQTT login; "
+              "choose another id", file=sys.stderr)
         return 2
     password = new_password()
     store.add_device(args.device_id, args.opd, kind=args.kind, name=args.name,
@@ -197,7 +201,7 @@ def _mqtt_acl(store: Store, settings: Settings, args: argparse.Namespace) -> int
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {pw_path} and {acl_path} for {devices} device(s) and "
-          f"{settings.mqtt.username}.")
+          f"{', '.join(settings.controller_usernames())}.")
     print("Reload Mosquitto to apply them: systemctl reload mosquitto (or kill -HUP).")
     return 0
 

@@ -81,6 +81,32 @@ def test_cli_refusals_exit_non_zero(config, tmp_path, capsys):
     assert main(["serve", "--config", str(tmp_path / "nope.toml")]) == 2
 
 
+def test_cli_device_add_refuses_a_controller_login_as_device_id(config, tmp_path, capsys):
+    config.write_text(config.read_text() + '[broker_files]\nworker_usernames = ["ingest-2"]\n')
+    for device_id in ("smartcity-controller", "ingest-2"):
+        assert main(["device", "add", "--config", str(config), "--opd", "dlh",
+                     "--device-id", device_id]) == 2
+        assert "is the controller's MQTT login" in capsys.readouterr().err
+    with Store.open(tmp_path / "data" / "controller.db") as store:
+        assert store.mqtt_accounts() == []
+
+
+
+def test_cli_mqtt_acl_refuses_a_device_with_a_controller_login(config, tmp_path, capsys,
+                                                               monkeypatch):
+    """A device registered by another way (e.g. the API) under a controller's login name
+    never reaches the broker files."""
+    monkeypatch.setenv("SMARTCITY_MQTT__PASSWORD", "controller-secret")
+    config.write_text(config.read_text() + f'[broker_files]\nacl_file = "{tmp_path / "acl"}"\n'
+                      f'password_file = "{tmp_path / "passwd"}"\n')
+    with Store.open(tmp_path / "data" / "controller.db") as store:
+        store.add_device("smartcity-controller", "dlh", kind="irrigation", name="",
+                         mqtt_password_hash="$7$101$x$y", actor="test")
+    assert main(["mqtt-acl", "--config", str(config)]) == 1
+    assert "has the MQTT username of a controller login" in capsys.readouterr().err
+    assert not (tmp_path / "passwd").exists() and not (tmp_path / "acl").exists()
+
+
 def test_random_tokens_never_start_with_a_dash(monkeypatch):
     """A token typed after ``--token`` must not look like an option to argparse."""
     import secrets
