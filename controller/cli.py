@@ -30,6 +30,7 @@ from controller.errors import ControllerError, SettingsError
 from controller.settings import Settings, load_settings
 from controller.store import Store
 from protocol.errors import ProtocolError
+from protocol.logs import configure as configure_logging
 from protocol.topics import validate_id
 
 logger = logging.getLogger(__name__)
@@ -101,8 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     try:
         if args.command == "serve":
             return serve(settings)
