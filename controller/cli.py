@@ -30,7 +30,6 @@ from controller.errors import ControllerError, SettingsError
 from controller.settings import Settings, load_settings
 from controller.store import Store
 from protocol.errors import ProtocolError
-from protocol.logs import configure as configure_logging
 from protocol.topics import validate_id
 
 logger = logging.getLogger(__name__)
@@ -102,7 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    from protocol.logs import configure  # the units' set-up too (journal priorities)
+
+    configure(settings.log_level)
+    if args.command == "device" and args.device_id in settings.controller_usernames():
+        print(f"error: --device-id {args.device_id} is the controller's MQTT login; "
+              "choose another id", file=sys.stderr)
+        return 2
     try:
         if args.command == "serve":
             return serve(settings)
@@ -112,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "enrol":
                 return _enrol_create(store, settings, args)
             if args.command == "device":
-                return _device_add(store, settings, args)
+                return _device_add(store, args)
             return _mqtt_acl(store, settings, args)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
@@ -165,16 +170,12 @@ def _token(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _device_add(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+def _device_add(store: Store, args: argparse.Namespace) -> int:
     try:
         validate_id(args.opd, "--opd")
         validate_id(args.device_id, "--device-id")
     except ProtocolError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.device_id in settings.controller_usernames():
-        print(f"error: --device-id {args.device_id} is the controller's MQTT login; "
-              "choose another id", file=sys.stderr)
         return 2
     password = new_password()
     store.add_device(args.device_id, args.opd, kind=args.kind, name=args.name,

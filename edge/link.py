@@ -55,6 +55,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
+import protocol.logs as logs
 from protocol import (
     CHANNEL_QOS,
     CHANNEL_RETAIN,
@@ -76,7 +77,6 @@ from protocol import (
     parse_topic,
     topic,
 )
-from protocol.logs import FieldsAdapter, fields, payload_text
 
 from .connect_failure import ca_file_problem, connect_failure
 from .errors import ConfigError, EdgeError
@@ -217,7 +217,7 @@ class Link:
         self.app_kind = config.kind if config.kind in APP_KINDS else None
         self.topics = {c: topic(self.opd, self.device, c) for c in Channel}
         self.client_id = f"unit-{self.opd}-{self.device}"
-        self._log = FieldsAdapter(logger, device=self.device)  # lines about its messages
+        self._log = logs.FieldsAdapter(logger, device=self.device)  # lines about its messages
         self.counters: Counter[str] = Counter()
         self.config_version: int | None = state.get(KEY_CONFIG_VERSION)
         self._clock_ok = False  # last answer of clock_synced(), for the other threads
@@ -295,7 +295,7 @@ class Link:
                 # An app bug must not lose the fact that something happened: say so.
                 self.counters["invalid_events"] += 1
                 self._log.error("event %s %s is not a valid message (%s); storing an "
-                                "alarm instead", type, payload_text(details), exc)
+                                "alarm instead", type, logs.payload_text(details), exc)
                 reason = str(exc)[:300]
                 seq, stored = store(lambda s: encode(Event(
                     seq=s, ts=ts, type="alarm",
@@ -304,14 +304,14 @@ class Link:
         except sqlite3.Error:
             self.counters["outbox_errors"] += 1
             self._log.exception("event %s %s could not be stored in the outbox", type,
-                                payload_text(details))
+                                logs.payload_text(details))
             return None
         if not stored:
             self.counters["events_stored_already"] += 1
             self._log.info("event %s %s was stored already (seq %d, key %s): not again",
-                           type, payload_text(details), seq, payload_text(key))
+                           type, logs.payload_text(details), seq, logs.payload_text(key))
             return seq
-        self._log.info("event %s %s (seq %d)", type, payload_text(details), seq)
+        self._log.info("event %s %s (seq %d)", type, logs.payload_text(details), seq)
         self._wake()
         return seq
 
@@ -426,15 +426,15 @@ class Link:
             self.counters["bad_commands"] += 1
             cmd_id = _raw_field(payload, "id")
             if isinstance(cmd_id, str) and _ID_RE.fullmatch(cmd_id):
-                self._log.warning("command refused: %s", exc, extra=fields(cmd=cmd_id))
+                self._log.warning("command refused: %s", exc, extra=logs.fields(cmd=cmd_id))
                 self._reply(cmd_id, "rejected", str(exc))
             else:
                 self._log.warning("unreadable command (no usable id, not answered): %s; "
-                                  "payload %s", exc, payload_text(payload))
+                                  "payload %s", exc, logs.payload_text(payload))
             return
         if cmd.id in self._recent:
             self.counters["duplicate_commands"] += 1
-            self._log.info("command already received: not run again", extra=fields(cmd=cmd.id))
+            self._log.info("command already received: not run again", extra=logs.fields(cmd=cmd.id))
             self._reply(cmd.id, "duplicate", "this command id was already received")
             return
         self._recent.add(cmd.id, now)
@@ -442,13 +442,13 @@ class Link:
         if not synced and cmd.action not in SAFE_WITHOUT_CLOCK:
             self.counters["refused_clock"] += 1
             self._log.warning("command %s refused: clock not synchronised", cmd.action.value,
-                              extra=fields(cmd=cmd.id))
+                              extra=logs.fields(cmd=cmd.id))
             self._reply(cmd.id, "rejected", "clock not synchronised")
             return
         if synced and cmd.is_expired(now):
             self.counters["expired_commands"] += 1
             self._log.warning("command %s expired at %s: not run", cmd.action.value,
-                              cmd.expires_at.isoformat(), extra=fields(cmd=cmd.id))
+                              cmd.expires_at.isoformat(), extra=logs.fields(cmd=cmd.id))
             self._reply(cmd.id, "expired", f"expired at {cmd.expires_at.isoformat()}")
             return
         if self.app is None:
@@ -461,19 +461,19 @@ class Link:
             self._reply(cmd.id, status, detail, clamped)
 
         self._log.info("command %s %s", cmd.action.value,
-                       payload_text(cmd.params.model_dump(mode="json", exclude_none=True)),
-                       extra=fields(cmd=cmd.id))
+                       logs.payload_text(cmd.params.model_dump(mode="json", exclude_none=True)),
+                       extra=logs.fields(cmd=cmd.id))
         try:
             self.app.handle_command(cmd.id, cmd.action.value,
                                     cmd.params.model_dump(exclude_none=True), reply)
         except Exception as exc:  # noqa: BLE001 - logged with its traceback, answered failed
             self._log.exception("command %s failed", cmd.action.value,
-                                extra=fields(cmd=cmd.id))
+                                extra=logs.fields(cmd=cmd.id))
             self._reply(cmd.id, "failed", f"unit error: {exc}")
             return
         if not answered:
             self._log.warning("app gave no answer to the command; replying accepted",
-                              extra=fields(cmd=cmd.id))
+                              extra=logs.fields(cmd=cmd.id))
             self._reply(cmd.id, "accepted", "the unit's app gave no answer")
 
     def _reply(self, cmd_id: str, status: str, detail: str = "", clamped: Any = None) -> None:
@@ -488,21 +488,21 @@ class Link:
             try:
                 clamp, note = _clamp_fields(clamped)
             except (KeyError, TypeError, ValueError) as exc:
-                self._log.error("clamp report %s unreadable: %s", payload_text(clamped), exc,
-                                extra=fields(cmd=cmd_id))
+                self._log.error("clamp report %s unreadable: %s", logs.payload_text(clamped), exc,
+                                extra=logs.fields(cmd=cmd_id))
                 clamp, note = None, "clamped (report unreadable)"
             if note:
                 detail = f"{detail}; {note}" if detail else note
             payload = build(status, detail, clamp)
         except (ValidationError, ProtocolError) as exc:
-            self._log.error("invalid reply %s (%s): replying failed", payload_text(status),
-                            exc, extra=fields(cmd=cmd_id))
+            self._log.error("invalid reply %s (%s): replying failed", logs.payload_text(status),
+                            exc, extra=logs.fields(cmd=cmd_id))
             payload = build("failed", f"unit built an invalid reply: {exc}")
         try:
             self.outbox.add_reply(payload)
         except sqlite3.Error:
             self.counters["outbox_errors"] += 1
-            self._log.exception("command reply could not be stored", extra=fields(cmd=cmd_id))
+            self._log.exception("command reply could not be stored", extra=logs.fields(cmd=cmd_id))
             return
         self._replies_dirty = True
         self._wake()
