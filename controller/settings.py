@@ -91,9 +91,13 @@ class MqttSettings(_Section):
         "workers (one process each, distinct client_id) against one database")
 
     @model_validator(mode="after")
-    def _one_password(self) -> MqttSettings:
+    def _client_id_is_the_username_by_default(self) -> MqttSettings:
         if self.client_id is None:
             self.client_id = self.username
+        return self
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttSettings:
         if self.password is not None and self.password_file is not None:
             raise ValueError("give mqtt.password or mqtt.password_file, not both")
         if self.reconnect_max_s < self.reconnect_min_s:

@@ -45,6 +45,20 @@ def test_settings_errors_name_file_and_field(tmp_path):
         load_settings(bad, environ={})
 
 
+def test_settings_client_id_defaults_to_the_username_and_workers_are_listed(tmp_path):
+    """The broker keys a session by the username (use_username_as_clientid), so the
+    client id follows it; mqtt-acl writes the controller's and each worker's login."""
+    path = tmp_path / "worker.toml"
+    path.write_text('[mqtt]\nusername = "smartcity-ingest-2"\n'
+                    '[broker_files]\nworker_usernames = ["smartcity-ingest-2", "ingest-3"]\n')
+    settings = load_settings(path, environ={})
+    assert settings.mqtt.client_id == "smartcity-ingest-2"
+    assert settings.controller_usernames() == ["smartcity-ingest-2", "ingest-3"]
+    path.write_text('[broker_files]\nworker_usernames = ["a b"]\n')
+    with pytest.raises(SettingsError, match="broker_files.worker_usernames"):
+        load_settings(path, environ={})
+
+
 def test_cli_token_create_list_revoke(config, capsys):
     assert main(["token", "create", "--config", str(config), "--role", "operator",
                  "--opd", "dlh"]) == 1  # no such OPD yet
