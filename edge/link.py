@@ -466,9 +466,9 @@ class Link:
         try:
             self.app.handle_command(cmd.id, cmd.action.value,
                                     cmd.params.model_dump(exclude_none=True), reply)
-        except Exception as exc:  # noqa: BLE001 - logged with its traceback, answered failed
-            self._log.exception("command %s failed", cmd.action.value,
-                                extra=logs.fields(cmd=cmd.id))
+        except Exception as exc:
+            logger.exception("command %s failed", cmd.action.value,
+                             extra=logs.fields(device=self.device, cmd=cmd.id))
             self._reply(cmd.id, "failed", f"unit error: {exc}")
             return
         if not answered:
