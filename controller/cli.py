@@ -123,8 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from protocol.logs import configure  # the units' set-up too (journal priorities)
+
+    configure(settings.log_level)
+    if args.command == "device" and args.device_id in settings.controller_usernames():
+        print(f"error: --device-id {args.device_id} is the controller's MQTT login; "
+              "choose another id", file=sys.stderr)
+        return 2
     try:
         if args.command == "serve":
             return serve(settings)
@@ -235,7 +240,7 @@ def _mqtt_acl(store: Store, settings: Settings, args: argparse.Namespace) -> int
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {pw_path} and {acl_path} for {devices} device(s) and "
-          f"{settings.mqtt.username}.")
+          f"{', '.join(settings.controller_usernames())}.")
     print("Reload Mosquitto to apply them: systemctl reload mosquitto (or kill -HUP).")
     return 0
 

@@ -111,12 +111,17 @@ def write_broker_files(store: Store, settings: Settings, *, acl_path: str | Path
     accounts = store.mqtt_accounts()
     acl_path = Path(acl_path or settings.broker_files.acl_file)
     pw_path = Path(password_path or settings.broker_files.password_file)
-    user = settings.mqtt.username
-    users = [(user, mosquitto_hash(password, user))]
+    controllers = settings.controller_usernames()
+    taken = sorted({a["mqtt_username"] for a in accounts} & set(controllers))
+    if taken:
+        raise BrokerFilesError(f"device {taken[0]!r} has the MQTT username of a controller "
+                               "login; remove it and register the unit under another id")
+    users = [(user, mosquitto_hash(password, user)) for user in controllers]
     users += [(a["mqtt_username"], a["mqtt_password_hash"]) for a in accounts]
     try:
         write_private(pw_path, password_file_text(users))
-        write_private(acl_path, acl_text([(a["opd"], a["device_id"]) for a in accounts], user))
+        write_private(acl_path, acl_text([(a["opd"], a["device_id"]) for a in accounts],
+                                         controllers))
     except OSError as exc:
         raise BrokerFilesError(f"cannot write the broker files: {exc}") from exc
     return pw_path, acl_path, len(accounts)
@@ -138,6 +143,8 @@ def create_enrolment(store: Store, settings: Settings, *, device_id: str, opd: s
         validate_id(opd, "opd")
     except ProtocolError as exc:
         raise Invalid(str(exc)) from None
+    if device_id in settings.controller_usernames():
+        raise Invalid(f"{device_id} is the controller's MQTT login", field="device_id")
     if kind not in KINDS:
         raise Invalid(f"kind must be one of {', '.join(KINDS)}", field="kind")
     if not 0 < ttl_h <= MAX_TTL_H:

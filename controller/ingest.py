@@ -65,6 +65,8 @@ from controller.store import BatchResult, Inbound, Store
 from edge.connect_failure import connect_failure
 from protocol.codec import decode, encode
 from protocol.errors import ProtocolError
+from protocol.logs import configure as configure_logging
+from protocol.logs import fields, payload_text
 from protocol.models import Ack
 from protocol.topics import (
     CHANNEL_DIRECTION,
@@ -128,9 +130,12 @@ def subscription_filters(share_group: str = "") -> list[str]:
     return [shared(share_group, f) for f in filters] if share_group else filters
 
 
-def _reject(where: str, reason: str, why: str, outcome: Outcome) -> None:
+def _reject(where: str, reason: str, why: str, outcome: Outcome, *,
+            device: str | None = None, payload: bytes | None = None) -> None:
     outcome.rejected.append((where, reason, why))
-    logger.warning("rejected message on %r (%s): %s", where[:200], reason, why)
+    logger.warning("rejected message (%s): %s%s", reason, why,
+                   "" if payload is None else f"; payload {payload_text(payload)}",
+                   extra=fields(device=device, topic=where[:200]))
 
 
 def _decode(topic_: str, payload: bytes, received_at: datetime, outcome: Outcome
@@ -138,7 +143,8 @@ def _decode(topic_: str, payload: bytes, received_at: datetime, outcome: Outcome
     try:
         parts = parse_topic(topic_)
         if CHANNEL_DIRECTION[parts.channel] is not Direction.UNIT_TO_CONTROLLER:
-            _reject(topic_, "bad_channel", "not a channel units publish on", outcome)
+            _reject(topic_, "bad_channel", "not a channel units publish on", outcome,
+                    device=parts.device)
             return None
     except ProtocolError as exc:
         _reject(topic_, "bad_topic", str(exc), outcome)
@@ -146,7 +152,8 @@ def _decode(topic_: str, payload: bytes, received_at: datetime, outcome: Outcome
     try:
         message = decode(parts.channel, payload)
     except ProtocolError as exc:
-        _reject(topic_, "bad_payload", str(exc), outcome)
+        _reject(topic_, "bad_payload", str(exc), outcome, device=parts.device,
+                payload=payload)
         return None
     return Inbound(parts.opd, parts.device, parts.channel, message, received_at)
 
@@ -165,8 +172,8 @@ def _commit(store: Store, items: list[Inbound], outcome: Outcome) -> BatchResult
         try:
             one = store.commit_batch([item])
         except Exception:  # noqa: BLE001 - count it and go on
-            logger.exception("could not store message of %s on %s", item.device_id,
-                             item.channel.value)
+            logger.exception("could not store a %s message", item.channel.value,
+                             extra=fields(device=item.device_id))
             outcome.rejected.append((f"{item.opd}/{item.device_id}/{item.channel.value}",
                                      "store_error", "could not be stored"))
             continue
@@ -185,7 +192,8 @@ def store_batch(store: Store, raws: list[tuple[str, bytes, datetime]]) -> Outcom
     result = _commit(store, inbound, outcome)
     outcome.commit_s = time.perf_counter() - started
     for item, reason, why in result.rejected:
-        _reject(f"{item.opd}/{item.device_id}/{item.channel.value}", reason, why, outcome)
+        _reject(f"{item.opd}/{item.device_id}/{item.channel.value}", reason, why, outcome,
+                device=item.device_id)
     result.rejected = []
     outcome.result = result
     if result.gaps_opened:
@@ -202,8 +210,7 @@ def _raws(batch: list[_Received]) -> list[tuple[str, bytes, datetime]]:
 
 def _writer_main(conn: Connection, db_path: str, log_level: str) -> None:
     """The writer process: one batch in, its `Outcome` out, until the pipe closes."""
-    logging.basicConfig(level=log_level,
-                        format="%(asctime)s %(levelname)s %(name)s[writer]: %(message)s")
+    configure_logging(log_level, tag="[writer]")
     with Store.open(db_path, migrate=False) as store:
         while True:
             try:

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from controller.store import Store
 from protocol.codec import encode
+from protocol.logs import fields
 from protocol.models import Command, DesiredConfig, Message, channel_of
 from protocol.topics import CHANNEL_QOS, CHANNEL_RETAIN, Channel, topic
 
@@ -73,15 +74,15 @@ class Publisher:
             self.store.mark_command_sent(command.id)
 
         self._publish(opd, device_id, command, sent)
-        logger.info("command %s (%s) published to %s", command.id, command.action.value,
-                    device_id)
+        logger.info("command %s published", command.action.value,
+                    extra=fields(device=device_id, cmd=command.id))
 
     def push_config(self, opd: str, device_id: str, version: int, issued_at: datetime,
                     body: dict) -> None:
         """Publish a desired config version, retained, so the unit gets it on connect."""
         self._publish(opd, device_id, DesiredConfig(version=version, issued_at=issued_at,
                                                     body=body))
-        logger.info("desired config v%d published to %s", version, device_id)
+        logger.info("desired config v%d published", version, extra=fields(device=device_id))
 
     def republish_open(self) -> int:
         """Publish again the commands still pending (e.g. after a restart); returns how many."""

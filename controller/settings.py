@@ -45,6 +45,7 @@ ENV_PREFIX = "SMARTCITY_"
 ENV_NESTING = "__"
 
 ShareGroup = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{0,64}$")]
+MqttUsername = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
 class _Section(BaseModel):
@@ -65,9 +66,12 @@ class MqttSettings(_Section):
     enabled: bool = Field(True, description="false runs the API without a broker (tests)")
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65_535)
-    client_id: str = Field("smartcity-controller", min_length=1, max_length=64,
-                           description="fixed: the broker keeps this session while we are down")
-    username: str = Field("smartcity-controller", min_length=1, max_length=64)
+    client_id: str | None = Field(
+        None, min_length=1, max_length=64,
+        description="fixed: the broker keeps this session while we are down. Default: the "
+        "username, which is what the shipped broker config makes of any client id "
+        "(use_username_as_clientid), so each ingest worker needs its own username")
+    username: MqttUsername = "smartcity-controller"
     password: SecretStr | None = Field(None, description="prefer password_file or the env var")
     password_file: Path | None = Field(None, description="file holding the MQTT password")
     tls: bool = False
@@ -88,6 +92,12 @@ class MqttSettings(_Section):
     share_group: ShareGroup = Field(
         "", description="MQTT 5 shared-subscription group; set it to run several ingest "
         "workers (one process each, distinct client_id) against one database")
+
+    @model_validator(mode="after")
+    def _client_id_is_the_username_by_default(self) -> MqttSettings:
+        if self.client_id is None:
+            self.client_id = self.username
+        return self
 
     @model_validator(mode="after")
     def _one_password(self) -> MqttSettings:
@@ -160,6 +170,10 @@ class BrokerFilesSettings(_Section):
 
     acl_file: Path = Path("/etc/mosquitto/smartcity.acl")
     password_file: Path = Path("/etc/mosquitto/smartcity.passwd")
+    worker_usernames: list[MqttUsername] = Field(
+        default_factory=list, max_length=64,
+        description="more controller logins, one per extra ingest worker (its "
+        "mqtt.username; docs/scaling.md); each gets the controller's rights and password")
 
 
 class Settings(_Section):
@@ -171,6 +185,10 @@ class Settings(_Section):
     api: ApiSettings = Field(default_factory=ApiSettings)
     broker_files: BrokerFilesSettings = Field(default_factory=BrokerFilesSettings)
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    def controller_usernames(self) -> list[str]:
+        """Every MQTT login of the controller: its own and its extra workers' (once each)."""
+        return list(dict.fromkeys([self.mqtt.username, *self.broker_files.worker_usernames]))
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

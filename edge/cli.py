@@ -24,10 +24,9 @@ def app_class(kind: str):
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from protocol.logs import configure  # the controller's set-up too (journal priorities)
+
+    configure(logging.DEBUG if verbose else logging.INFO)
 
 
 def cmd_run(args) -> int:

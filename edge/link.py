@@ -55,6 +55,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
+import protocol.logs as logs
 from protocol import (
     CHANNEL_QOS,
     CHANNEL_RETAIN,
@@ -216,6 +217,7 @@ class Link:
         self.app_kind = config.kind if config.kind in APP_KINDS else None
         self.topics = {c: topic(self.opd, self.device, c) for c in Channel}
         self.client_id = f"unit-{self.opd}-{self.device}"
+        self._log = logs.FieldsAdapter(logger, device=self.device)  # lines about its messages
         self.counters: Counter[str] = Counter()
         self.config_version: int | None = state.get(KEY_CONFIG_VERSION)
         self._clock_ok = False  # last answer of clock_synced(), for the other threads
@@ -292,8 +294,8 @@ class Link:
             except (ValidationError, ProtocolError, TypeError, ValueError) as exc:
                 # An app bug must not lose the fact that something happened: say so.
                 self.counters["invalid_events"] += 1
-                logger.error("event %r %r is not a valid message (%s); storing an alarm "
-                             "instead", type, details, exc)
+                self._log.error("event %s %s is not a valid message (%s); storing an "
+                                "alarm instead", type, logs.payload_text(details), exc)
                 reason = str(exc)[:300]
                 seq, stored = store(lambda s: encode(Event(
                     seq=s, ts=ts, type="alarm",
@@ -301,14 +303,15 @@ class Link:
                              "message": reason})))
         except sqlite3.Error:
             self.counters["outbox_errors"] += 1
-            logger.exception("event %s %s could not be stored in the outbox", type, details)
+            self._log.exception("event %s %s could not be stored in the outbox", type,
+                                logs.payload_text(details))
             return None
         if not stored:
             self.counters["events_stored_already"] += 1
-            logger.info("event %s %s was stored already (seq %d, key %r): not again",
-                        type, details, seq, key)
+            self._log.info("event %s %s was stored already (seq %d, key %s): not again",
+                           type, logs.payload_text(details), seq, logs.payload_text(key))
             return seq
-        logger.info("event %s %s (seq %d)", type, details, seq)
+        self._log.info("event %s %s (seq %d)", type, logs.payload_text(details), seq)
         self._wake()
         return seq
 
@@ -423,28 +426,29 @@ class Link:
             self.counters["bad_commands"] += 1
             cmd_id = _raw_field(payload, "id")
             if isinstance(cmd_id, str) and _ID_RE.fullmatch(cmd_id):
-                logger.warning("command %s refused: %s", cmd_id, exc)
+                self._log.warning("command refused: %s", exc, extra=logs.fields(cmd=cmd_id))
                 self._reply(cmd_id, "rejected", str(exc))
             else:
-                logger.warning("unreadable command (no usable id, not answered): %s", exc)
+                self._log.warning("unreadable command (no usable id, not answered): %s; "
+                                  "payload %s", exc, logs.payload_text(payload))
             return
         if cmd.id in self._recent:
             self.counters["duplicate_commands"] += 1
-            logger.info("command %s already received: not run again", cmd.id)
+            self._log.info("command already received: not run again", extra=logs.fields(cmd=cmd.id))
             self._reply(cmd.id, "duplicate", "this command id was already received")
             return
         self._recent.add(cmd.id, now)
         synced = bool(self.clock_synced())
         if not synced and cmd.action not in SAFE_WITHOUT_CLOCK:
             self.counters["refused_clock"] += 1
-            logger.warning("command %s (%s) refused: clock not synchronised", cmd.id,
-                           cmd.action.value)
+            self._log.warning("command %s refused: clock not synchronised", cmd.action.value,
+                              extra=logs.fields(cmd=cmd.id))
             self._reply(cmd.id, "rejected", "clock not synchronised")
             return
         if synced and cmd.is_expired(now):
             self.counters["expired_commands"] += 1
-            logger.warning("command %s (%s) expired at %s: not run", cmd.id,
-                           cmd.action.value, cmd.expires_at.isoformat())
+            self._log.warning("command %s expired at %s: not run", cmd.action.value,
+                              cmd.expires_at.isoformat(), extra=logs.fields(cmd=cmd.id))
             self._reply(cmd.id, "expired", f"expired at {cmd.expires_at.isoformat()}")
             return
         if self.app is None:
@@ -456,17 +460,20 @@ class Link:
             answered.append(status)
             self._reply(cmd.id, status, detail, clamped)
 
-        logger.info("command %s: %s %s", cmd.id, cmd.action.value,
-                    cmd.params.model_dump(exclude_none=True))
+        self._log.info("command %s %s", cmd.action.value,
+                       logs.payload_text(cmd.params.model_dump(mode="json", exclude_none=True)),
+                       extra=logs.fields(cmd=cmd.id))
         try:
             self.app.handle_command(cmd.id, cmd.action.value,
                                     cmd.params.model_dump(exclude_none=True), reply)
         except Exception as exc:
-            logger.exception("command %s (%s) failed", cmd.id, cmd.action.value)
+            logger.exception("command %s failed", cmd.action.value,
+                             extra=logs.fields(device=self.device, cmd=cmd.id))
             self._reply(cmd.id, "failed", f"unit error: {exc}")
             return
         if not answered:
-            logger.warning("app gave no answer to command %s; replying accepted", cmd.id)
+            self._log.warning("app gave no answer to the command; replying accepted",
+                              extra=logs.fields(cmd=cmd.id))
             self._reply(cmd.id, "accepted", "the unit's app gave no answer")
 
     def _reply(self, cmd_id: str, status: str, detail: str = "", clamped: Any = None) -> None:
@@ -481,21 +488,21 @@ class Link:
             try:
                 clamp, note = _clamp_fields(clamped)
             except (KeyError, TypeError, ValueError) as exc:
-                logger.error("clamp report %r for command %s unreadable: %s", clamped,
-                             cmd_id, exc)
+                self._log.error("clamp report %s unreadable: %s", logs.payload_text(clamped), exc,
+                                extra=logs.fields(cmd=cmd_id))
                 clamp, note = None, "clamped (report unreadable)"
             if note:
                 detail = f"{detail}; {note}" if detail else note
             payload = build(status, detail, clamp)
         except (ValidationError, ProtocolError) as exc:
-            logger.error("invalid reply %r to command %s (%s): replying failed", status,
-                         cmd_id, exc)
+            self._log.error("invalid reply %s (%s): replying failed", logs.payload_text(status),
+                            exc, extra=logs.fields(cmd=cmd_id))
             payload = build("failed", f"unit built an invalid reply: {exc}")
         try:
             self.outbox.add_reply(payload)
         except sqlite3.Error:
             self.counters["outbox_errors"] += 1
-            logger.exception("reply to command %s could not be stored", cmd_id)
+            self._log.exception("command reply could not be stored", extra=logs.fields(cmd=cmd_id))
             return
         self._replies_dirty = True
         self._wake()

@@ -5,6 +5,8 @@
 - :mod:`protocol.codec`: :func:`encode` and :func:`decode` (bytes <-> models).
 - :mod:`protocol.errors`: :class:`ProtocolError`, the one exception for bad input.
 - :mod:`protocol.docgen`: builds docs/protocol.md from the above.
+- :mod:`protocol.logs`: the log set-up both sides' entry points use (journal priorities,
+  ``key=value`` fields, payloads as truncated JSON).
 
 Typical use on the receiving side::
 

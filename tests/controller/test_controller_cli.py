@@ -48,6 +48,20 @@ def test_settings_errors_name_file_and_field(tmp_path):
         load_settings(bad, environ={})
 
 
+def test_settings_client_id_defaults_to_the_username_and_workers_are_listed(tmp_path):
+    """The broker keys a session by the username (use_username_as_clientid), so the
+    client id follows it; mqtt-acl writes the controller's and each worker's login."""
+    path = tmp_path / "worker.toml"
+    path.write_text('[mqtt]\nusername = "smartcity-ingest-2"\n'
+                    '[broker_files]\nworker_usernames = ["smartcity-ingest-2", "ingest-3"]\n')
+    settings = load_settings(path, environ={})
+    assert settings.mqtt.client_id == "smartcity-ingest-2"
+    assert settings.controller_usernames() == ["smartcity-ingest-2", "ingest-3"]
+    path.write_text('[broker_files]\nworker_usernames = ["a b"]\n')
+    with pytest.raises(SettingsError, match="broker_files.worker_usernames"):
+        load_settings(path, environ={})
+
+
 def test_cli_token_create_list_revoke(config, capsys):
     assert main(["token", "create", "--config", str(config), "--role", "operator",
                  "--opd", "dlh"]) == 1  # no such OPD yet
@@ -82,6 +96,32 @@ def test_cli_refusals_exit_non_zero(config, tmp_path, capsys):
     assert main(["mqtt-acl", "--config", str(config)]) == 2
     assert "MQTT password" in capsys.readouterr().err
     assert main(["serve", "--config", str(tmp_path / "nope.toml")]) == 2
+
+
+def test_cli_device_add_refuses_a_controller_login_as_device_id(config, tmp_path, capsys):
+    config.write_text(config.read_text() + '[broker_files]\nworker_usernames = ["ingest-2"]\n')
+    for device_id in ("smartcity-controller", "ingest-2"):
+        assert main(["device", "add", "--config", str(config), "--opd", "dlh",
+                     "--device-id", device_id]) == 2
+        assert "is the controller's MQTT login" in capsys.readouterr().err
+    with Store.open(tmp_path / "data" / "controller.db") as store:
+        assert store.mqtt_accounts() == []
+
+
+
+def test_cli_mqtt_acl_refuses_a_device_with_a_controller_login(config, tmp_path, capsys,
+                                                               monkeypatch):
+    """A device registered by another way (e.g. the API) under a controller's login name
+    never reaches the broker files."""
+    monkeypatch.setenv("SMARTCITY_MQTT__PASSWORD", "controller-secret")
+    config.write_text(config.read_text() + f'[broker_files]\nacl_file = "{tmp_path / "acl"}"\n'
+                      f'password_file = "{tmp_path / "passwd"}"\n')
+    with Store.open(tmp_path / "data" / "controller.db") as store:
+        store.add_device("smartcity-controller", "dlh", kind="irrigation", name="",
+                         mqtt_password_hash="$7$101$x$y", actor="test")
+    assert main(["mqtt-acl", "--config", str(config)]) == 1
+    assert "has the MQTT username of a controller login" in capsys.readouterr().err
+    assert not (tmp_path / "passwd").exists() and not (tmp_path / "acl").exists()
 
 
 def test_random_tokens_never_start_with_a_dash(monkeypatch):

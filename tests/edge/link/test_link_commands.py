@@ -4,6 +4,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 from link_helpers import (
+    DEVICE,
     MAX_RUN_S,
     command,
     desired_config,
@@ -15,6 +16,7 @@ from link_helpers import (
 )
 
 from protocol import Channel
+from protocol.logs import Formatter
 
 
 def send(controller, payload):
@@ -165,3 +167,21 @@ def test_link_app_code_runs_on_the_service_loop_thread_only(make_unit, controlle
                        retain=True)
     wait_until(lambda: len(threads) == 6, 10, "five commands and a config")
     assert set(threads) == {unit._thread.ident}
+
+
+def test_link_command_log_lines_carry_device_and_cmd_fields(make_unit, controller, caplog):
+    make_unit()
+    issued = datetime.now(UTC) - timedelta(minutes=10)
+    with caplog.at_level("INFO", logger="edge.link"):
+        send(controller, command("run_zone", {"zone": "lawn", "duration_s": 60},
+                                 cmd_id="old-log-1", issued_at=issued, ttl_s=60))
+        send(controller, command("run_zone", {"zone": "lawn", "duration_s": 30},
+                                 cmd_id="new-log-1"))
+        reply_to(controller, "old-log-1")
+        reply_to(controller, "new-log-1")
+    formatter = Formatter(journal=True)
+    lines = [formatter.format(r) for r in caplog.records if r.name == "edge.link"]
+    assert any(line.startswith("<4>edge.link: command run_zone expired at ") and
+               line.endswith(f" device={DEVICE} cmd=old-log-1") for line in lines), lines
+    assert (f'<6>edge.link: command run_zone {{"zone":"lawn","duration_s":30}} '
+            f"device={DEVICE} cmd=new-log-1") in lines
