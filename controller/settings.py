@@ -49,7 +49,7 @@ class _Section(BaseModel):
 
 
 class DatabaseSettings(_Section):
-    path: Path = Field(Path("/var/lib/smartcity/controller.db"),
+    path: Path = Field(Path("/var/lib/smartcity/controller/controller.db"),
                        description="SQLite file (WAL mode; its directory must be writable)")
     telemetry_retention_days: int = Field(
         90, ge=1, le=36_500,
@@ -127,6 +127,9 @@ class ApiSettings(_Section):
     command_ttl_s: int = Field(300, ge=1, le=7 * 86_400,
                                description="default lifetime of a command")
     max_page: int = Field(1_000, ge=1, le=100_000, description="largest history page")
+    health_broker_grace_s: float = Field(
+        60.0, ge=0, le=86_400,
+        description="/healthz answers 503 once the broker has been unreachable this long")
 
 
 class BrokerFilesSettings(_Section):

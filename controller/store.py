@@ -375,6 +375,13 @@ class Store:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def check_writable(self) -> None:
+        """Raise ``sqlite3.Error`` unless a write transaction can start (file, directory and
+        lock writable); writes nothing."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("ROLLBACK")
+
     @property
     def schema_version(self) -> int:
         with self._lock:

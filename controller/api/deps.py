@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -32,6 +33,7 @@ class AppState:
     metrics: Metrics
     publisher: Publisher
     ingest: Ingest | None
+    loop: asyncio.AbstractEventLoop | None = None  # the server's event loop (liveness)
 
 
 def get_state(request: Request) -> AppState:
