@@ -162,19 +162,34 @@ def test_service_watchdog_withheld_while_database_not_writable(tmp_path, mosquit
         notifier.start()
         try:
             notify_socket.wait_for("WATCHDOG=1", timeout=5)
-            store.db.execute("PRAGMA busy_timeout = 50")  # nobody waits long ...
-            other = sqlite3.connect(store.path, isolation_level=None)
-            other.execute("BEGIN IMMEDIATE")  # ... for a writer that holds the database
+            store.db.execute("PRAGMA query_only = ON")  # writes refused, as on a read-only disk
             try:
                 notify_socket.drain(0.3)
                 notify_socket.messages.clear()
                 assert "WATCHDOG=1" not in notify_socket.drain(1.0)
             finally:
-                other.execute("ROLLBACK")
-                other.close()
-                store.db.execute("PRAGMA busy_timeout = 30000")
+                store.db.execute("PRAGMA query_only = OFF")
             notify_socket.wait_for("WATCHDOG=1", timeout=5)  # resumes once it is writable
         finally:
+            notifier.stop()
+
+
+def test_service_watchdog_goes_on_while_another_writer_holds_the_database(
+        tmp_path, mosquitto, notify_socket):
+    app = _running_app(tmp_path, mosquitto)
+    with TestClient(app):
+        store = app.state.controller.store
+        notifier = ServiceNotifier(_fake_server(), app, interval_s=0.1, poll_s=0.02)
+        notifier.start()
+        other = sqlite3.connect(store.path, isolation_level=None)
+        try:
+            notify_socket.wait_for("WATCHDOG=1", timeout=5)
+            other.execute("BEGIN IMMEDIATE")  # a long write transaction elsewhere
+            notify_socket.messages.clear()
+            assert "WATCHDOG=1" in notify_socket.drain(2.5)  # busy is not dead
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
             notifier.stop()
 
 
