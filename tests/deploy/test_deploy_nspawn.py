@@ -31,6 +31,7 @@ EXPECTED = [
     "unit service active",
     "unit online in the API",
     "provision again changes nothing",
+    "unit's offline install from requirements.lock: edge only, config valid",
     "command stop_all through the API comes back done",
     "interrupted run recorded (run_interrupted in the API)",
     "every output off within 2 s of the restart",
