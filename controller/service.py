@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import sdnotify
@@ -53,7 +54,7 @@ def liveness_problems(state: AppState) -> list[str]:
     return problems
 
 
-def watchdog_interval_s(environ: dict[str, str] | os._Environ = os.environ) -> float | None:
+def watchdog_interval_s(environ: Mapping[str, str] = os.environ) -> float | None:
     """Half of systemd's watchdog timeout, or None when the watchdog is off."""
     usec = environ.get("WATCHDOG_USEC", "")
     pid = environ.get("WATCHDOG_PID", "")
