@@ -154,17 +154,23 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from controller.api.main import create_app
+    from controller.service import ServiceNotifier
 
     # Fail early, with a clear message, on a bad database path or password file.
     Store.open(settings.database.path).close()
     if settings.mqtt.enabled:
         settings.mqtt.read_password()
-    config = uvicorn.Config(create_app(settings), host=settings.api.host,
-                            port=settings.api.port, log_config=None, lifespan="on",
-                            access_log=False,
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
+                            log_config=None, lifespan="on", access_log=False,
                             proxy_headers=False)  # the app trusts [api] trusted_proxies only
     server = uvicorn.Server(config)
-    server.run()
+    notifier = ServiceNotifier(server, app)  # READY, WATCHDOG and STOPPING for systemd
+    notifier.start()
+    try:
+        server.run()
+    finally:
+        notifier.stop()
     return 0 if server.started else 3
 
 

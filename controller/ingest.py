@@ -301,6 +301,7 @@ class Ingest:
         metrics.queue_depth.set_function(lambda: self._queue.qsize() + self._taken)
         self._generation = 0
         self._connected = threading.Event()
+        self._unreachable_since: float | None = time.monotonic()  # None while connected
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
         self._acks: dict[str, _AckState] = {}
@@ -370,6 +371,23 @@ class Ingest:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    def unreachable_s(self) -> float:
+        """Seconds since the broker was last connected (or since start); 0 while connected."""
+        since = self._unreachable_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def problems(self) -> list[str]:
+        """Why the ingest's loops are not running (empty when they are): its writer thread
+        and paho's network thread. The writer process is not listed: it is started again
+        with the next batch."""
+        found = []
+        if self._writer is None or not self._writer.is_alive():
+            found.append("ingest writer thread is not running")
+        network = getattr(self.client, "_thread", None)  # paho's loop_start() thread
+        if network is None or not network.is_alive():
+            found.append("MQTT network thread is not running")
+        return found
+
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self._connected.wait(timeout)
 
@@ -399,6 +417,7 @@ class Ingest:
         client.subscribe([(f, options) for f in subscription_filters(
             self.settings.mqtt.share_group)])
         self._connected.set()
+        self._unreachable_since = None
         self.metrics.connected.set(1)
         logger.info("ingest connected (session present: %s)", flags.session_present)
 
@@ -422,6 +441,8 @@ class Ingest:
                 logger.error("broker refused an ingest subscription: %s", code)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._connected.is_set():
+            self._unreachable_since = time.monotonic()
         self._connected.clear()
         self.metrics.connected.set(0)
         if not self._stopping.is_set():

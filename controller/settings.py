@@ -53,7 +53,7 @@ class _Section(BaseModel):
 
 
 class DatabaseSettings(_Section):
-    path: Path = Field(Path("/var/lib/smartcity/controller.db"),
+    path: Path = Field(Path("/var/lib/smartcity/controller/controller.db"),
                        description="SQLite file (WAL mode; its directory must be writable)")
     telemetry_retention_days: int = Field(
         90, ge=1, le=36_500,
@@ -163,6 +163,9 @@ class ApiSettings(_Section):
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or network") from None
         return value
+    health_broker_grace_s: float = Field(
+        60.0, ge=0, le=86_400,
+        description="/healthz answers 503 once the broker has been unreachable this long")
 
 
 class BrokerFilesSettings(_Section):

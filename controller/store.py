@@ -393,6 +393,21 @@ class Store:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def check_writable(self) -> None:
+        """Raise ``sqlite3.Error`` unless a write transaction can start (file, directory and
+        lock writable); writes nothing. Another writer holding the lock past a second
+        counts as writable (it is writing), so this never waits long."""
+        with self._lock:
+            self.db.execute("PRAGMA busy_timeout = 1000")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute("ROLLBACK")
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorname != "SQLITE_BUSY":
+                    raise
+            finally:
+                self.db.execute("PRAGMA busy_timeout = 30000")
+
     @property
     def schema_version(self) -> int:
         with self._lock:

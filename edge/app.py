@@ -70,6 +70,7 @@ class App:
         for spec in config.outputs:
             self.outputs.add(spec.name, spec.pin, max_on_s=spec.max_on_s,
                              active_high=spec.active_high)
+        logger.info("every output off: %s", ", ".join(s.name for s in config.outputs))
         self.pulse_counters: dict[str, PulseCounter] = {}
         self._closed = False
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -37,6 +38,7 @@ class AppState:
     publisher: Publisher
     ingest: Ingest | None
     logins: FailedLogins = field(default_factory=FailedLogins)
+    loop: asyncio.AbstractEventLoop | None = None  # the server's event loop (liveness)
 
 
 def get_state(request: Request) -> AppState:

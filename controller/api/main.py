@@ -10,6 +10,7 @@ runs the API with no broker; commands are then "published" into the transport.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -83,7 +84,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
             transport = MemoryTransport(auto_sent=False)
         publisher = Publisher(app_store, transport)
         app.state.controller = AppState(settings, app_store, metrics, publisher, ingest,
-                                        logins)
+                                        logins, asyncio.get_running_loop())
         republished = publisher.republish_open()
         if republished:
             logger.info("published %d pending command(s) again", republished)

@@ -269,10 +269,14 @@ class AuditOut(BaseModel):
 # --------------------------------------------------------------------------- health
 
 class Health(BaseModel):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "degraded", "failing"]
     database: bool
     schema_version: int
     mqtt_connected: bool | None = Field(description="null when MQTT is disabled")
+    problems: list[str] = Field(
+        default_factory=list,
+        description="what is wrong: with status 'failing' (HTTP 503) the reasons, with "
+        "'degraded' (HTTP 200) a broker outage still within api.health_broker_grace_s")
 
 
 AfterSeq = Annotated[int, Field(ge=0, le=MAX_INT)]

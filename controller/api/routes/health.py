@@ -15,19 +15,36 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health)
-def healthz(state: StateDep) -> Health:
-    """``ok`` when the database answers and (if MQTT is on) the broker is connected."""
+@router.get("/healthz", response_model=Health,
+            responses={503: {"model": Health, "description": "the controller is failing"}})
+def healthz(state: StateDep, response: Response) -> Health:
+    """200 ``ok`` when the database answers and the ingest runs connected; 200
+    ``degraded`` while the broker has been unreachable for less than
+    ``api.health_broker_grace_s``; 503 ``failing`` past that, or when the database does
+    not answer or the ingest's writer has stopped (``problems`` says which)."""
+    problems: list[str] = []
     try:
         version = state.store.schema_version
         database = True
-    except Exception:  # noqa: BLE001 - a health check reports, never raises
+    except Exception as exc:  # noqa: BLE001 - a health check reports, never raises
         logger.exception("health check: database not usable")
         version, database = 0, False
-    mqtt = state.ingest.connected if state.ingest is not None else None
-    ok = database and mqtt is not False
-    return Health(status="ok" if ok else "degraded", database=database,
-                  schema_version=version, mqtt_connected=mqtt)
+        problems.append(f"database not usable: {exc}")
+    ingest = state.ingest
+    mqtt = ingest.connected if ingest is not None else None
+    degraded = []
+    if ingest is not None:
+        problems += ingest.problems()
+        if not mqtt:
+            down_s = ingest.unreachable_s()
+            grace_s = state.settings.api.health_broker_grace_s
+            (problems if down_s > grace_s else degraded).append(
+                f"broker unreachable for {down_s:.0f} s (grace {grace_s:g} s)")
+    if problems:
+        response.status_code = 503
+    status = "failing" if problems else "degraded" if degraded else "ok"
+    return Health(status=status, database=database, schema_version=version,
+                  mqtt_connected=mqtt, problems=problems or degraded)
 
 
 @router.get("/metrics", response_class=Response,

@@ -1,0 +1,127 @@
+"""``serve`` under systemd: tell it when the controller is ready, alive and stopping.
+
+`ServiceNotifier` is a thread beside the server:
+
+- ``READY=1`` once the API listens (uvicorn has started) and the lifespan has started the
+  ingest (``smartcity-controller.service`` is ``Type=notify``);
+- ``WATCHDOG=1`` every half ``WatchdogSec`` (systemd's ``WATCHDOG_USEC``), and only while
+  `liveness_problems` finds nothing: the event loop answers, the ingest's writer and
+  network threads run, and the database can start a write transaction. A controller that
+  hangs or loses a loop is killed and restarted by systemd. A broker outage is not a
+  liveness problem (restarting would not help); ``/healthz`` reports it;
+- ``STOPPING=1`` when the server begins to shut down.
+
+Off systemd (no ``NOTIFY_SOCKET``) the messages go nowhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import sdnotify
+
+from controller.api.deps import AppState
+
+logger = logging.getLogger(__name__)
+
+LOOP_TIMEOUT_S = 5.0  # the event loop must run a no-op within this
+
+
+async def _noop() -> None:
+    return None
+
+
+def liveness_problems(state: AppState) -> list[str]:
+    """What keeps the controller from working, whatever the broker does (empty: alive)."""
+    problems: list[str] = []
+    if state.loop is not None:
+        try:
+            asyncio.run_coroutine_threadsafe(_noop(), state.loop).result(LOOP_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - any failure means the loop does not answer
+            problems.append(f"event loop did not answer within {LOOP_TIMEOUT_S:g} s")
+    if state.ingest is not None:
+        problems += state.ingest.problems()
+    try:
+        state.store.check_writable()
+    except Exception as exc:  # noqa: BLE001 - reported, never raised
+        problems.append(f"database not writable: {exc}")
+    return problems
+
+
+def watchdog_interval_s(environ: Mapping[str, str] = os.environ) -> float | None:
+    """Half of systemd's watchdog timeout, or None when the watchdog is off."""
+    usec = environ.get("WATCHDOG_USEC", "")
+    pid = environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2e6
+
+
+class ServiceNotifier(threading.Thread):
+    """Runs beside ``uvicorn.Server``; ``stop()`` after the server returned."""
+
+    def __init__(self, server: Any, app: Any, *, notifier: Any = None,
+                 interval_s: float | None = None, poll_s: float = 0.2):
+        super().__init__(name="systemd-notify", daemon=True)
+        self.server, self.app = server, app
+        self._n = notifier or sdnotify.SystemdNotifier()
+        self.interval_s = watchdog_interval_s() if interval_s is None else interval_s
+        self.poll_s = poll_s
+        self._done = threading.Event()
+        self._stopping_sent = False
+        self._last_problems: list[str] = []
+
+    def _state(self) -> AppState | None:
+        return getattr(self.app.state, "controller", None)
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            if self.server.should_exit:
+                return self._stopping()
+            if self.server.started and self._state() is not None:
+                break
+            self._done.wait(self.poll_s)
+        else:
+            return
+        self._n.notify("READY=1\nSTATUS=ingest and API running")
+        logger.info("controller ready")
+        next_ping = 0.0
+        while not self._done.wait(self.poll_s):
+            if self.server.should_exit:
+                return self._stopping()
+            if self.interval_s is None:
+                continue
+            now = time.monotonic()
+            if now >= next_ping:
+                self._watchdog()
+                next_ping = now + self.interval_s
+
+    def _watchdog(self) -> None:
+        state = self._state()
+        problems = liveness_problems(state) if state is not None else ["not started"]
+        if problems != self._last_problems:
+            if problems:
+                logger.error("watchdog withheld: %s", "; ".join(problems))
+            else:
+                logger.info("watchdog resumed: the controller's loops are alive again")
+            self._last_problems = problems
+        if not problems:
+            self._n.notify("WATCHDOG=1")
+
+    def _stopping(self) -> None:
+        if not self._stopping_sent:
+            self._stopping_sent = True
+            self._n.notify("STOPPING=1")
+
+    def stop(self) -> None:
+        """Send ``STOPPING=1`` (once) and end the thread."""
+        self._done.set()
+        self.join(5.0)
+        self._stopping()
+
