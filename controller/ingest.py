@@ -301,6 +301,7 @@ class Ingest:
         metrics.queue_depth.set_function(lambda: self._queue.qsize() + self._taken)
         self._generation = 0
         self._connected = threading.Event()
+        self._subscribed = threading.Event()  # the broker's SUBACK for this connection
         self._unreachable_since: float | None = time.monotonic()  # None while connected
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
@@ -389,7 +390,9 @@ class Ingest:
         return found
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
-        return self._connected.wait(timeout)
+        """Wait until connected and subscribed: before the broker's SUBACK, what a unit
+        publishes is not routed to a fresh session yet."""
+        return self._connected.wait(timeout) and self._subscribed.wait(timeout)
 
     # ------------------------------------------------------------------ publishing
     def publish(self, topic_: str, payload: bytes, *, qos: int, retain: bool,
@@ -414,6 +417,7 @@ class Ingest:
         _no_delay(client)
         self._generation += 1
         options = SubscribeOptions(qos=1) if self.settings.mqtt.mqtt_version == "5" else 1
+        self._subscribed.clear()
         client.subscribe([(f, options) for f in subscription_filters(
             self.settings.mqtt.share_group)])
         self._connected.set()
@@ -436,14 +440,17 @@ class Ingest:
                      cfg.port, reason)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        for code in reason_codes:
-            if code.is_failure:
-                logger.error("broker refused an ingest subscription: %s", code)
+        refused = [code for code in reason_codes if code.is_failure]
+        for code in refused:
+            logger.error("broker refused an ingest subscription: %s", code)
+        if not refused:
+            self._subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set():
             self._unreachable_since = time.monotonic()
         self._connected.clear()
+        self._subscribed.clear()
         self.metrics.connected.set(0)
         if not self._stopping.is_set():
             logger.warning("ingest disconnected: %s (reconnecting)", reason_code)
