@@ -47,6 +47,7 @@ from pydantic import BaseModel, Field
 
 from controller.errors import Invalid
 from controller.store import Store, iso, utcnow
+from protocol.kinds import KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ MONTH_PATTERN = r"^20\d{2}-(0[1-9]|1[0-2])$"
 PILLARS = ("Smart Governance", "Smart Branding", "Smart Economy", "Smart Environment",
            "Smart Living", "Smart Society")
 """The six pillars of Balikpapan's Smart City masterplan."""
-PILLAR_BY_KIND = {"irrigation": "Smart Environment", "fish_feeder": "Smart Economy"}
+PILLAR_BY_KIND = {kind: spec.pillar for kind, spec in KINDS.items()}
 
 Lang = Literal["id", "en"]
 MONTHS = {
@@ -291,7 +292,7 @@ def monthly_report(store: Store, opd: str, month: str, *, lang: Lang = "id",
                 if by_kind.get("irrigation") else None)
     fisheries = (_fisheries(store, by_kind["fish_feeder"], per_device, start, until, lang)
                  if by_kind.get("fish_feeder") else None)
-    pillars = [PILLAR_BY_KIND[k] for k in ("irrigation", "fish_feeder") if by_kind.get(k)]
+    pillars = [PILLAR_BY_KIND[k] for k in KINDS if by_kind.get(k)]
     return MonthlyReport(
         title=report_title(opd, month, lang), opd=opd,
         opd_name=(opds[0]["name"] if opds else "") or opd.upper(), month=month, lang=lang,

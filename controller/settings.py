@@ -34,7 +34,7 @@ from pydantic import (
 )
 
 from controller.errors import SettingsError
-from edge.connect_failure import ca_file_problem
+from protocol.mqtt import ca_file_problem
 
 logger = logging.getLogger(__name__)
 

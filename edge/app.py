@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .hardware import OutputBank, PulseCounter
@@ -22,20 +21,6 @@ logger = logging.getLogger(__name__)
 
 ReplyFn = Callable[..., None]
 """``reply(status, detail="", clamped=None)``: status is accepted, rejected, done or failed."""
-
-
-@dataclass(frozen=True)
-class Clamp:
-    """A request cut down to a local hard limit; reported in the reply and as an event."""
-
-    field: str
-    asked: float
-    allowed: float
-    limit: str
-
-    def as_dict(self) -> dict:
-        return {"field": self.field, "asked": self.asked, "allowed": self.allowed,
-                "limit": self.limit}
 
 
 class App:

@@ -21,43 +21,22 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from .connect_failure import ca_file_problem
+from protocol.ids import Ident  # noqa: F401 - names of units, OPDs, outputs, zones, feeders
+from protocol.kinds import KINDS
+from protocol.models import UnitLimits
+from protocol.mqtt import ca_file_problem
+from protocol.site import DEFAULT_SITE
+from protocol.validation import FieldProblem, StrictModel, problems
+
 from .errors import ConfigError
 
-# Where each kind's config model lives; imported only when a file asks for it.
-CONFIG_MODELS = {
-    "irrigation": "edge.irrigation.config:IrrigationConfig",
-    "fish_feeder": "edge.fish_feeder.config:FishFeederConfig",
-}
-
-Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
-"""Names of units, OPDs, outputs, inputs, zones, feeders: lowercase, digits, - and _."""
+# Where each kind's config model lives (``edge.<kind>.config.CONFIG_MODEL``); imported only
+# when a file asks for it.
+CONFIG_MODELS = {kind: f"edge.{kind}.config:CONFIG_MODEL" for kind in KINDS}
 
 BcmPin = Annotated[int, Field(ge=2, le=27, description="BCM GPIO number (2-27)")]
-
-
-class FieldProblem(ValueError):
-    """A cross-field check that knows which field is wrong."""
-
-    def __init__(self, field: str, reason: str):
-        self.field = field
-        super().__init__(reason)
-
-
-class StrictModel(BaseModel):
-    """Base of every config model: unknown keys and NaN/inf are errors."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
 
 
 class UnitSection(StrictModel):
@@ -67,9 +46,9 @@ class UnitSection(StrictModel):
 
 
 class SiteSection(StrictModel):
-    timezone: str = "Asia/Makassar"
-    latitude: float = Field(-1.2379, ge=-90, le=90)
-    longitude: float = Field(116.8529, ge=-180, le=180)
+    timezone: str = DEFAULT_SITE.timezone
+    latitude: float = Field(DEFAULT_SITE.latitude, ge=-90, le=90)
+    longitude: float = Field(DEFAULT_SITE.longitude, ge=-180, le=180)
 
     @field_validator("timezone")
     @classmethod
@@ -157,6 +136,11 @@ class UnitConfig(StrictModel):
             pins[spec.pin] = f"{where} ({spec.name})"
         return self
 
+    def unit_limits(self) -> UnitLimits | None:
+        """What commands and schedules may name on this unit, with its local limits (the
+        status reports it); each kind overrides this."""
+        return None
+
     def output(self, name: str) -> OutputSpec:
         return next(o for o in self.outputs if o.name == name)
 
@@ -182,20 +166,6 @@ def _model_for(kind, path):
         raise ConfigError(path, [("kind", f"must be one of {sorted(CONFIG_MODELS)}, got {kind!r}")])
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
-
-
-def problems(exc: ValidationError):
-    """``(field, reason)`` pairs of a pydantic error, naming fields by dotted path."""
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        cause = (err.get("ctx") or {}).get("error")
-        if isinstance(cause, FieldProblem):
-            yield (f"{loc}.{cause.field}" if loc else cause.field), str(cause)
-        else:
-            reason = err["msg"]
-            if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
-                reason += f" (got {err['input']!r})"
-            yield loc or "(file)", reason
 
 
 def parse_config(data: dict, path="<config>", model=None):

@@ -4,6 +4,8 @@
 - ``CurrentUser``: the caller behind the bearer token (401 without a live token).
 - ``Writer``: a caller allowed to change things (viewer: 403).
 - ``AdminUser``: an admin (others: 403).
+- ``LangDep``: the caller's language for messages, ``id`` or ``en`` (``Accept-Language``;
+  ``id`` when absent).
 - ``VisibleDevice``: the ``{device_id}`` of the path, 404 if it does not exist *or* belongs
   to another OPD than an operator's.
 """
@@ -13,10 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import Depends, Header, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from controller.auth import Principal, hash_token
+from controller.checks import Lang, request_lang
 from controller.ingest import Ingest
 from controller.metrics import Metrics
 from controller.publisher import Publisher
@@ -99,3 +102,10 @@ def visible_device(store: StoreDep, user: CurrentUser,
 
 
 VisibleDevice = Annotated[dict, Depends(visible_device)]
+
+
+def get_lang(accept_language: Annotated[str | None, Header()] = None) -> Lang:
+    return request_lang(accept_language)
+
+
+LangDep = Annotated[Lang, Depends(get_lang)]

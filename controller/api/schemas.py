@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from protocol.ids import KindName
 from protocol.models import MAX_INT, PARAMS_BY_ACTION, CommandAction
 from protocol.topics import ID_PATTERN
 
@@ -75,7 +76,7 @@ class DeviceOut(BaseModel):
 class DeviceCreate(_In):
     device_id: Ident
     opd: Ident
-    kind: Literal["irrigation", "fish_feeder"]
+    kind: KindName
     name: str = Field("", max_length=80)
 
 

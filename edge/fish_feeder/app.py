@@ -44,18 +44,20 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
-from ..app import App, Clamp
-from ..config import Ident, StrictModel
+from protocol.kinds.fish_feeder import RemoteBody
+
+from ..app import App
 from ..config import problems as config_problems
 from ..errors import ConfigError
+from ..limits import Clamp
 from ..sensors.base import SensorError, SensorValue
 from ..sensors.ezo import EzoSensor
 from ..sensors.hopper import LoadCell, UltrasonicLevel
 from ..sensors.modbus import open_port
 from ..sensors.modbus_wq import ModbusWaterQuality
-from .config import FishFeederConfig, LoadCellHopperSpec, PlanSpec, PondSpec, sensor_quantities
+from .config import FishFeederConfig, LoadCellHopperSpec, PondSpec, sensor_quantities
 from .devices import Feeder, FeedResult, HopperGauge
 from .rules import (
     Reading,
@@ -68,7 +70,7 @@ from .rules import (
     plan_doses,
     split_ration,
 )
-from .species import SpeciesName, ThresholdOverrides, thresholds_for
+from .species import thresholds_for
 
 logger = logging.getLogger(__name__)
 
@@ -97,18 +99,6 @@ class Pending:
         d = asdict(self)
         d.pop("reply")
         return d
-
-
-class RemotePond(StrictModel):
-    species: SpeciesName | None = None
-    plan: PlanSpec | None = None
-    thresholds: ThresholdOverrides | None = None
-
-
-class RemoteBody(StrictModel):
-    """What the controller may set: per-pond plans, species and thresholds. Nothing else."""
-
-    ponds: dict[Ident, RemotePond] = Field(default_factory=dict)
 
 
 def _iso(dt: datetime) -> str:
@@ -926,3 +916,7 @@ class FishFeederApp(App):
             self.alarm("remote_config_invalid",
                        "the saved remote config does not fit the local config; running "
                        f"the local plan: {exc}")
+
+
+APP = FishFeederApp
+"""The app of this kind (``smartcity-edge`` picks it by the config's kind)."""

@@ -1291,3 +1291,7 @@ def _copy(doc):
     if isinstance(doc, list):
         return [_copy(v) for v in doc]
     return doc
+
+
+APP = IrrigationApp
+"""The app of this kind (``smartcity-edge`` picks it by the config's kind)."""

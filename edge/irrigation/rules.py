@@ -25,18 +25,19 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from astral import Observer
 from astral.sun import sunrise, sunset
 
-from ..app import Clamp
+from protocol.times import StartTime, parse_month_day, parse_start
+
+from ..limits import Clamp
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import MoistureRule, ProgramSpec
@@ -46,51 +47,7 @@ logger = logging.getLogger(__name__)
 MIN_RUN_S = 10.0
 """Runs (or cycles) shorter than this are not worth opening a valve for."""
 
-_START = re.compile(r"^(?:(?P<hh>\d{1,2}):(?P<mm>\d{2})|(?P<sun>sunrise|sunset)"
-                    r"(?:(?P<sign>[+-])(?P<oh>\d{1,2}):(?P<om>\d{2}))?)$")
 _WEEKDAY_INDEX = {d: i for i, d in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))}
-
-
-# -- start times -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StartTime:
-    """A program start: ``anchor`` is clock, sunrise or sunset; ``offset_s`` from it."""
-
-    anchor: Literal["clock", "sunrise", "sunset"]
-    offset_s: int
-    text: str
-
-
-def parse_start(text: str) -> StartTime:
-    """``"05:30"``, ``"sunrise"``, ``"sunrise-00:45"``, ``"sunset+01:00"``."""
-    m = _START.match(text.strip()) if isinstance(text, str) else None
-    if m is None:
-        raise ValueError(f'start time {text!r} is not "HH:MM" or sunrise/sunset[+-HH:MM]')
-    if m["hh"] is not None:
-        hh, mm = int(m["hh"]), int(m["mm"])
-        if hh > 23 or mm > 59:
-            raise ValueError(f"start time {text!r} is not a time of day")
-        return StartTime("clock", hh * 3600 + mm * 60, text)
-    offset = 0
-    if m["sign"]:
-        oh, om = int(m["oh"]), int(m["om"])
-        if om > 59 or oh * 60 + om > 6 * 60:
-            raise ValueError(f"start time {text!r}: offset must be at most 6:00")
-        offset = (oh * 3600 + om * 60) * (-1 if m["sign"] == "-" else 1)
-    return StartTime(m["sun"], offset, text)  # type: ignore[arg-type]
-
-
-def parse_month_day(text: str) -> tuple[int, int]:
-    """``"MM-DD"`` -> (month, day); 02-29 is allowed (it counts as 02-28 in other years)."""
-    m = re.fullmatch(r"(\d{2})-(\d{2})", text or "")
-    if m is None:
-        raise ValueError(f'{text!r} is not "MM-DD"')
-    month, day = int(m[1]), int(m[2])
-    try:
-        date(2024, month, day)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a day of the year") from None
-    return month, day
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def program(**kw) -> ProgramSpec:
 # -- start times ------------------------------------------------------------------------
 @pytest.mark.parametrize("text,anchor,offset", [
     ("05:30", "clock", 5 * 3600 + 30 * 60),
-    ("0:05", "clock", 300),
+    ("00:05", "clock", 300),
     ("sunrise", "sunrise", 0),
     ("sunrise-00:45", "sunrise", -45 * 60),
     ("sunset+01:30", "sunset", 90 * 60),
@@ -53,7 +53,8 @@ def test_parse_start_accepts_clock_and_sun_times(text, anchor, offset):
     assert (s.anchor, s.offset_s) == (anchor, offset)
 
 
-@pytest.mark.parametrize("text", ["24:00", "06:60", "noon", "sunrise+7:00", "sunset-", "6"])
+@pytest.mark.parametrize("text", ["24:00", "06:60", "noon", "sunrise+7:00", "sunset-", "6",
+                                  "0:05", " 06:00", "sunrise+07:00"])
 def test_parse_start_rejects_nonsense(text):
     with pytest.raises(ValueError):
         parse_start(text)

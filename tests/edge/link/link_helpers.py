@@ -18,9 +18,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.app import App, Clamp
+from edge.app import App
 from edge.config import parse_config
 from edge.errors import ConfigError
+from edge.limits import Clamp
 from edge.link import LinkOptions
 from protocol import Ack, Channel, Command, DesiredConfig, decode, encode, topic
 
