@@ -12,6 +12,10 @@ import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
+from protocol.models import PARAMS_BY_ACTION, CommandAction
+
 from .hardware import OutputBank, PulseCounter
 from .scheduler import JobScheduler
 from .state import StateStore
@@ -21,6 +25,14 @@ logger = logging.getLogger(__name__)
 
 ReplyFn = Callable[..., None]
 """``reply(status, detail="", clamped=None)``: status is accepted, rejected, done or failed."""
+
+
+def command_params(action: str, params: BaseModel | dict | None) -> BaseModel:
+    """A command's params as the protocol's model for ``action``: as the link hands them
+    (already decoded with the command), or read once here from a plain dict (raises
+    ``pydantic.ValidationError``). No app declares its own params models."""
+    model = PARAMS_BY_ACTION[CommandAction(action)]
+    return params if isinstance(params, model) else model.model_validate(params or {})
 
 
 class App:
@@ -91,8 +103,12 @@ class App:
         return False if lookup is None else lookup(key)
 
     def alarm(self, code: str, message: str, **details: Any) -> None:
-        logger.warning("alarm %s: %s", code, message)
-        self.publisher.event("alarm", code=code, message=message, **details)
+        """Raise an alarm (``code`` one of ``protocol.events.AlarmCode``)."""
+        from protocol.events import Alarm  # at the first alarm, not at start-up
+
+        alarm = Alarm(code=code, message=message, **details)
+        logger.warning("alarm %s: %s", alarm.code.value, message)
+        self.publisher.event("alarm", **alarm.model_dump(mode="json", exclude_unset=True))
 
     def _limit_hit(self, output, on_s: float) -> None:
         self.alarm("max_on_time", f"{output.name} was forced off after {on_s:.0f} s",

@@ -23,8 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from protocol.ids import Ident  # noqa: F401 - names of units, OPDs, outputs, zones, feeders
-from protocol.kinds import KINDS
+from protocol.ids import KIND_NAMES, Ident  # noqa: F401 - Ident: names of units, zones, ...
 from protocol.models import UnitLimits
 from protocol.mqtt import ca_file_problem
 from protocol.site import DEFAULT_SITE
@@ -34,7 +33,7 @@ from .errors import ConfigError
 
 # Where each kind's config model lives (``edge.<kind>.config.CONFIG_MODEL``); imported only
 # when a file asks for it.
-CONFIG_MODELS = {kind: f"edge.{kind}.config:CONFIG_MODEL" for kind in KINDS}
+CONFIG_MODELS = {kind: f"edge.{kind}.config:CONFIG_MODEL" for kind in KIND_NAMES}
 
 BcmPin = Annotated[int, Field(ge=2, le=27, description="BCM GPIO number (2-27)")]
 

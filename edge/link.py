@@ -75,7 +75,7 @@ from protocol import (
     parse_topic,
     topic,
 )
-from protocol.kinds import KINDS
+from protocol.ids import KIND_NAMES
 from protocol.mqtt import ca_file_problem, connect_failure, make_client
 
 from .errors import ConfigError, EdgeError
@@ -212,7 +212,7 @@ class Link:
         self.app = None
         self.opd = config.unit.opd
         self.device = config.unit.device_id
-        self.app_kind = config.kind if config.kind in KINDS else None
+        self.app_kind = config.kind if config.kind in KIND_NAMES else None
         # What commands and schedules may name here, reported in every online status.
         self._limits = config.unit_limits() if hasattr(config, "unit_limits") else None
         self.topics = {c: topic(self.opd, self.device, c) for c in Channel}
@@ -288,6 +288,11 @@ class Link:
         try:
             try:
                 plain = _plain(details)
+                # the type's details model; imported at the first event, not at start-up,
+                # which drives the outputs off first
+                from protocol.events import details_of
+
+                details_of(type, plain)
                 seq, stored = store(lambda s: encode(
                     Event(seq=s, ts=ts, type=type, details=plain)))
             except (ValidationError, ProtocolError, TypeError, ValueError) as exc:
@@ -460,8 +465,7 @@ class Link:
         logger.info("command %s: %s %s", cmd.id, cmd.action.value,
                     cmd.params.model_dump(exclude_none=True))
         try:
-            self.app.handle_command(cmd.id, cmd.action.value,
-                                    cmd.params.model_dump(exclude_none=True), reply)
+            self.app.handle_command(cmd.id, cmd.action.value, cmd.params, reply)
         except Exception as exc:
             logger.exception("command %s (%s) failed", cmd.id, cmd.action.value)
             self._reply(cmd.id, "failed", f"unit error: {exc}")

@@ -58,6 +58,8 @@ __all__ = [
     "COMMAND_ID_PATTERN",
     "MAX_COMMAND_TTL",
     "MAX_INT",
+    "MIN_DOSE_G",
+    "MIN_RUN_S",
     "MODELS_BY_CHANNEL",
     "NAME_PATTERN",
     "PARAMS_BY_ACTION",
@@ -554,12 +556,19 @@ class CommandAction(StrEnum):
     CLEAR_FAULT = "clear_fault"
 
 
+MIN_RUN_S = 10
+"""Shortest run (or cycle) a unit opens a valve for, in seconds."""
+
+MIN_DOSE_G = 0.5
+"""Smallest dose a feeder turns its motor on for, in grams."""
+
+
 class RunZoneParams(_Frozen):
     """Open one zone now for a while (clamped to the local maximum on-time)."""
 
     zone: Ident = Field(description="Zone name as in the unit's local config.")
-    duration_s: Annotated[int, Strict(), Field(ge=1, le=86_400)] = Field(
-        description="How long to water, in seconds (1 to 86400).")
+    duration_s: Annotated[int, Strict(), Field(ge=MIN_RUN_S, le=86_400)] = Field(
+        description=f"How long to water, in seconds ({MIN_RUN_S} to 86400).")
 
 
 class StopAllParams(_Frozen):
@@ -601,8 +610,8 @@ class FeedNowParams(_Frozen):
     """Dispense a dose now (clamped to the local per-feeding and daily caps)."""
 
     feeder: Ident = Field(description="Feeder name as in the unit's local config.")
-    dose_g: Annotated[float, Strict(), Field(gt=0, le=100_000)] = Field(
-        description="Dose in grams, more than 0 and at most 100000.")
+    dose_g: Annotated[float, Strict(), Field(ge=MIN_DOSE_G, le=100_000)] = Field(
+        description=f"Dose in grams, {MIN_DOSE_G} to 100000.")
 
 
 class ClearFaultParams(_Frozen):

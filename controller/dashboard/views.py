@@ -276,8 +276,8 @@ def _bars(key: str, unit: str, events: Iterable[dict], amount, since: datetime,
 
 # --------------------------------------------------------------------------- schedules
 
-def check_schedule(store: Store, device: dict, body: dict[str, Any], lang: Lang = "en",
-                   now: datetime | None = None) -> dict[str, Any]:
+def check_schedule(store: Store, device: dict, body: dict[str, Any],
+                   now: datetime | None = None, lang: Lang = "en") -> dict[str, Any]:
     """``{"ok", "problems": [{"field", "reason"}], "next"}`` for a schedule body: the
     checks of ``PUT .../schedule`` (``controller.checks``), nothing stored."""
     now = now or utcnow()

@@ -47,8 +47,16 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from protocol.kinds.fish_feeder import RemoteBody
+from protocol.models import (
+    MIN_DOSE_G,
+    ClearFaultParams,
+    FeedNowParams,
+    PauseParams,
+    SkipNextParams,
+)
+from protocol.times import MAX_PAUSE
 
-from ..app import App
+from ..app import App, command_params
 from ..config import problems as config_problems
 from ..errors import ConfigError
 from ..limits import Clamp
@@ -74,9 +82,8 @@ from .species import thresholds_for
 
 logger = logging.getLogger(__name__)
 
-MIN_DOSE_G = 0.5
-"""A dose smaller than this is not worth turning a motor on for."""
-
+# MIN_DOSE_G (from protocol.models): a dose smaller than it is not worth turning a motor on
+# for, and a feed_now asking less is refused.
 QUANTITIES = ("do_mg_l", "temp_c", "ph")
 
 
@@ -725,8 +732,7 @@ class FishFeederApp(App):
             return out
 
     # -- commands -------------------------------------------------------------------------------
-    def handle_command(self, cmd_id: str, action: str, params: dict, reply) -> None:
-        params = dict(params or {})
+    def handle_command(self, cmd_id: str, action: str, params, reply) -> None:
         handler = {
             "feed_now": self._cmd_feed_now, "skip_next": self._cmd_skip_next,
             "pause": self._cmd_pause, "resume": self._cmd_resume,
@@ -735,26 +741,26 @@ class FishFeederApp(App):
         if handler is None:
             reply("rejected", f"fish_feeder unit does not know action {action!r}")
             return
+        try:
+            p = command_params(action, params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "params"
+            reply("rejected", f"bad params: {where}: {first['msg']}")
+            return
         with self._lock:
-            handler(cmd_id, params, reply)
+            handler(cmd_id, p, reply)
 
-    def _feeder_param(self, params, reply, *, required=True) -> str | None:
-        name = params.get("feeder")
-        if name is None and not required:
-            return None
-        if not isinstance(name, str) or name not in self.feeders:
-            reply("rejected", f"unknown feeder {name!r}; known: {sorted(self.feeders)}")
-            return ""
-        return name
+    def _known_feeder(self, name: str | None, reply) -> bool:
+        if name is None or name in self.feeders:
+            return True
+        reply("rejected", f"unknown feeder {name!r}; known: {sorted(self.feeders)}")
+        return False
 
-    def _cmd_feed_now(self, cmd_id, params, reply) -> None:
-        name = self._feeder_param(params, reply)
-        if not name:
+    def _cmd_feed_now(self, cmd_id, p: FeedNowParams, reply) -> None:
+        if not self._known_feeder(p.feeder, reply):
             return
-        dose = params.get("dose_g")
-        if isinstance(dose, bool) or not isinstance(dose, int | float) or not 0 < dose <= 100_000:
-            reply("rejected", f"dose_g must be a number of grams > 0, got {dose!r}")
-            return
+        name, dose = p.feeder, p.dose_g
         feeder = self.feeders[name]
         if feeder.fault is not None:
             reply("rejected", f"feeder {name} is locked out ({feeder.fault}); send clear_fault")
@@ -789,30 +795,28 @@ class FishFeederApp(App):
         if not settled:
             self._pending.append(p)  # cannot happen for an idle feeder; kept for safety
 
-    def _cmd_skip_next(self, cmd_id, params, reply) -> None:
-        if params.get("zone") is not None:
+    def _cmd_skip_next(self, cmd_id, p: SkipNextParams, reply) -> None:
+        if p.zone is not None:
             reply("rejected", "a fish feeder has no zones")
             return
-        name = self._feeder_param(params, reply, required=False)
-        if name == "":
+        if not self._known_feeder(p.feeder, reply):
             return
-        targets = [name] if name else list(self.feeders)
+        targets = [p.feeder] if p.feeder else list(self.feeders)
         flags = self.state.get("ff.skip_next") or []
         flags += [t for t in targets if t not in flags]
         self.state.set("ff.skip_next", flags)
         reply("done", f"next feeding skipped for {', '.join(targets)}")
 
-    def _cmd_pause(self, cmd_id, params, reply) -> None:
+    def _cmd_pause(self, cmd_id, p: PauseParams, reply) -> None:
         if not self.clock_synced():
             reply("rejected", "clock not synchronised: a time-bounded pause cannot be trusted")
             return
-        try:
-            until = _parse_ts(params.get("until"))
-        except (TypeError, ValueError) as exc:
-            reply("rejected", f"until must be an ISO 8601 time with offset: {exc}")
-            return
-        if until <= self.clock.now():
+        until, now = p.until, self.clock.now()
+        if until <= now:
             reply("rejected", "until is in the past")
+            return
+        if until - now > MAX_PAUSE:
+            reply("rejected", f"pause longer than {MAX_PAUSE.days} days")
             return
         self.state.set("ff.pause", {"until": _iso(until), "cmd_id": cmd_id})
         self.publisher.event("paused", until=_iso(until), cmd_id=cmd_id)
@@ -833,10 +837,10 @@ class FishFeederApp(App):
         self._save_pending()
         reply("done", f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
-    def _cmd_clear_fault(self, cmd_id, params, reply) -> None:
-        name = self._feeder_param(params, reply)
-        if not name:
+    def _cmd_clear_fault(self, cmd_id, p: ClearFaultParams, reply) -> None:
+        if not self._known_feeder(p.feeder, reply):
             return
+        name = p.feeder
         fault = self.feeders[name].clear_fault()
         locks = self.state.get("ff.lockouts") or {}
         locks.pop(name, None)

@@ -39,10 +39,12 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from ..app import App
-from ..config import Ident
+from protocol.models import PauseParams, RainDelayParams, RunZoneParams, SkipNextParams
+from protocol.times import MAX_PAUSE
+
+from ..app import App, command_params
 from ..errors import ConfigError
 from ..sensors.base import SensorError, SensorValue
 from .config import IrrigationConfig, IrrigationProgramConfig, parse_program
@@ -75,7 +77,6 @@ MASTER_MARGIN_S = 1.0
 """A run may start only if the master's maximum on-time still covers it by this much."""
 END_TOLERANCE_S = 0.5
 """A valve forced off this close to its planned end simply finished."""
-MAX_PAUSE = timedelta(days=31)
 MAX_CATCH_UP = timedelta(hours=24)
 _EPS = 1e-6
 
@@ -154,27 +155,6 @@ class Run:
 
 class _Reject(Exception):
     """A command that cannot be accepted; the text goes back in the reply."""
-
-
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
-
-
-class RunZoneParams(_Params):
-    zone: Ident
-    duration_s: float = Field(gt=0, le=86_400)
-
-
-class SkipNextParams(_Params):
-    zone: Ident | None = None
-
-
-class PauseParams(_Params):
-    until: datetime
-
-
-class RainDelayParams(_Params):
-    hours: float = Field(ge=0, le=168)
 
 
 @dataclass
@@ -1117,7 +1097,7 @@ class IrrigationApp(App):
         try:
             with self._lock:
                 try:
-                    handler(cmd_id, params or {}, reply_when_saved)
+                    handler(cmd_id, command_params(action, params), reply_when_saved)
                 finally:
                     answering = False
                 self._step_safe()
@@ -1131,12 +1111,9 @@ class IrrigationApp(App):
             logger.exception("command %s %s failed", cmd_id, action)
             reply("failed", str(exc))
 
-    def _cmd_run_zone(self, cmd_id, params, reply) -> None:
-        p = RunZoneParams.model_validate(params)
+    def _cmd_run_zone(self, cmd_id, p: RunZoneParams, reply) -> None:
         if p.zone not in self.zones:
             raise _Reject(f"no zone named {p.zone!r} (zones: {', '.join(self.zones)})")
-        if p.duration_s < MIN_RUN_S:
-            raise _Reject(f"a run must last at least {MIN_RUN_S:.0f} s")
         now, mono = self.clock.now(), self.clock.monotonic()
         self._account(mono)
         self._roll_day(now)
@@ -1172,19 +1149,19 @@ class IrrigationApp(App):
         self._cut_supply()
         reply("done", f"stopped {n} run(s); every output off")
 
-    def _cmd_skip_next(self, cmd_id, params, reply) -> None:
-        p = SkipNextParams.model_validate(params)
+    def _cmd_skip_next(self, cmd_id, p: SkipNextParams, reply) -> None:
+        if p.feeder is not None:
+            raise _Reject("an irrigation unit has no feeders")
         if p.zone is not None and p.zone not in self.zones:
             raise _Reject(f"no zone named {p.zone!r}")
         self.skip_next.add(p.zone or "*")
         self._dirty = True
         reply("done", f"next scheduled run of {p.zone or 'every zone'} will be skipped")
 
-    def _cmd_pause(self, cmd_id, params, reply) -> None:
-        p = PauseParams.model_validate(params)
+    def _cmd_pause(self, cmd_id, p: PauseParams, reply) -> None:
         if not self.clock_synced():
             raise _Reject("clock not synchronised: time-bounded commands are refused")
-        until = p.until if p.until.tzinfo else p.until.replace(tzinfo=self.site.tz)
+        until = p.until
         now = self.clock.now()
         if until <= now:
             raise _Reject(f"pause until {until.isoformat()} is in the past")
@@ -1211,8 +1188,7 @@ class IrrigationApp(App):
         self.publisher.event("resumed", cleared=cleared, cmd_id=cmd_id)
         reply("done", "cleared: " + (", ".join(cleared) or "nothing"))
 
-    def _cmd_rain_delay(self, cmd_id, params, reply) -> None:
-        p = RainDelayParams.model_validate(params)
+    def _cmd_rain_delay(self, cmd_id, p: RainDelayParams, reply) -> None:
         now = self.clock.now()
         self.rain_delay_until = now + timedelta(hours=p.hours) if p.hours > 0 else None
         self._dirty = True

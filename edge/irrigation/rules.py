@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 from astral import Observer
 from astral.sun import sunrise, sunset
 
+from protocol.models import MIN_RUN_S  # noqa: F401 - the app and its tests take it here
 from protocol.times import StartTime, parse_month_day, parse_start
 
 from ..limits import Clamp
@@ -44,9 +45,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-MIN_RUN_S = 10.0
-"""Runs (or cycles) shorter than this are not worth opening a valve for."""
-
+# Runs or cycles shorter than MIN_RUN_S are not worth opening a valve for (a run_zone asking
+# less is refused by the protocol's model).
 _WEEKDAY_INDEX = {d: i for i, d in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))}
 
 

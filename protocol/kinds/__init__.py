@@ -16,14 +16,13 @@ One module per kind holds its schedule models: :mod:`protocol.kinds.irrigation`,
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from pydantic import BaseModel
 
 from protocol.ids import KIND_NAMES, KindName
-from protocol.kinds.fish_feeder import RemoteBody
-from protocol.kinds.irrigation import IrrigationProgramConfig
 from protocol.models import CommandAction
 
 __all__ = ["KINDS", "KIND_NAMES", "KindName", "UnitKind"]
@@ -32,8 +31,9 @@ __all__ = ["KINDS", "KIND_NAMES", "KindName", "UnitKind"]
 @dataclass(frozen=True)
 class UnitKind:
     name: KindName
-    schedule: type[BaseModel]
-    """Model of the remote schedule (``DesiredConfig.body``)."""
+    schedule_model: str
+    """Where the model of its remote schedule (``DesiredConfig.body``) is: ``module:Class``
+    (imported when first asked for, so a unit loads only its own kind's models)."""
     actions: frozenset[CommandAction]
     """The command actions a unit of this kind takes; others it refuses."""
     places: tuple[str, ...]
@@ -47,18 +47,24 @@ class UnitKind:
     icon: str
     """The dashboard's icon for it."""
 
+    @property
+    def schedule(self) -> type[BaseModel]:
+        """The model of its remote schedule."""
+        module, _, name = self.schedule_model.partition(":")
+        return getattr(importlib.import_module(module), name)
+
 
 _SHARED = frozenset({CommandAction.STOP_ALL, CommandAction.SKIP_NEXT, CommandAction.PAUSE,
                      CommandAction.RESUME})
 
 KINDS: MappingProxyType[str, UnitKind] = MappingProxyType({
     "irrigation": UnitKind(
-        name="irrigation", schedule=IrrigationProgramConfig,
+        name="irrigation", schedule_model="protocol.kinds.irrigation:IrrigationProgramConfig",
         actions=_SHARED | {CommandAction.RUN_ZONE, CommandAction.RAIN_DELAY},
         places=("zones",), charts=(("moisture_pct", "%"),),
         service="smartcity-irrigation", pillar="Smart Environment", icon="drop"),
     "fish_feeder": UnitKind(
-        name="fish_feeder", schedule=RemoteBody,
+        name="fish_feeder", schedule_model="protocol.kinds.fish_feeder:RemoteBody",
         actions=_SHARED | {CommandAction.FEED_NOW, CommandAction.CLEAR_FAULT},
         places=("feeders", "ponds"), charts=(("do_mg_l", "mg/L"), ("temp_c", "°C")),
         service="smartcity-fish-feeder", pillar="Smart Economy", icon="fish"),

@@ -87,4 +87,4 @@ class RemoteBody(StrictModel):
 
     def problems(self, ponds) -> list[tuple[str, str]]:
         """Cross-checks against the unit's ponds: ``[(field, reason)]``, empty when fine."""
-        return [(f"ponds.{p}", f"no pond named {p!r}") for p in self.ponds if p not in ponds]
+        return [(f"ponds.{p}", f"no pond named {p!r} on this unit") for p in self.ponds if p not in ponds]

@@ -285,7 +285,7 @@ def dropped_events(draw):
 
 def _params(action, issued_at):
     if action is CommandAction.RUN_ZONE:
-        return st.fixed_dictionaries({"zone": idents, "duration_s": st.integers(1, 86_400)})
+        return st.fixed_dictionaries({"zone": idents, "duration_s": st.integers(10, 86_400)})
     if action is CommandAction.SKIP_NEXT:
         return st.sampled_from([{}, {"zone": "zone1"}, {"feeder": "f1"}, {"zone": None}])
     if action is CommandAction.PAUSE:
@@ -297,7 +297,7 @@ def _params(action, issued_at):
     if action is CommandAction.FEED_NOW:
         return st.fixed_dictionaries({
             "feeder": idents,
-            "dose_g": st.floats(min_value=0, max_value=100_000, exclude_min=True)
+            "dose_g": st.floats(min_value=0.5, max_value=100_000)
             | st.integers(1, 100_000)})
     if action is CommandAction.CLEAR_FAULT:
         return st.fixed_dictionaries({"feeder": idents})

@@ -187,7 +187,7 @@ def schedule_check(store: StoreDep, device: VisibleDevice, user: Writer,
     """Check a schedule body as the unit would, before sending it; nothing is stored.
 
     For those who may change schedules (viewers: 403, as for every POST)."""
-    result = check_schedule(store, device, body.body, lang)
+    result = check_schedule(store, device, body.body, lang=lang)
     if result["next"] is not None:
         result["next"] = {"known": True, **result["next"]}
     return result

@@ -74,10 +74,10 @@ class LimitApp(App):
         if action != "run_zone":
             reply("rejected", f"unknown action {action}")
             return
-        if params["zone"] != "lawn":
-            reply("rejected", f"no zone {params['zone']!r}")
+        if params.zone != "lawn":  # the link hands the protocol's typed params
+            reply("rejected", f"no zone {params.zone!r}")
             return
-        asked = params["duration_s"]
+        asked = params.duration_s
         allowed = min(asked, MAX_RUN_S)
         clamp = None
         if allowed < asked:
