@@ -284,7 +284,7 @@
     return el("a", {class: `card unit s-${u.state}`, href: "#/unit/" + encodeURIComponent(u.device_id),
       "data-device": u.device_id, "data-state": u.state},
     el("div", {class: "card-top"},
-      el("span", {class: "kind"}, icon(u.kind === "fish_feeder" ? "fish" : "drop")),
+      el("span", {class: "kind"}, icon(u.icon)),
       el("div", {class: "title"}, el("div", {class: "name"}, u.name),
         el("div", {class: "sub"}, t("kind." + u.kind), " · ", u.device_id)),
       statePill(u.state)),
@@ -569,7 +569,7 @@
   function header(u) {
     return el("section", {class: `card unit-head s-${u.state}`, "data-state": u.state},
       el("div", {class: "card-top"},
-        el("span", {class: "kind big"}, icon(u.kind === "fish_feeder" ? "fish" : "drop")),
+        el("span", {class: "kind big"}, icon(u.icon)),
         el("div", {class: "title"}, el("h1", {}, u.name),
           el("div", {class: "sub"}, t("kind." + u.kind), " · ", u.opd.toUpperCase(), " · ", u.device_id)),
         statePill(u.state, true)),

@@ -93,6 +93,7 @@ def unit_view(store: Store, device: dict, now: datetime | None = None) -> dict[s
     return {
         "device_id": dev, "name": device["name"] or dev, "opd": device["opd"],
         "kind": device["kind"], "online": device["online"], "last_seen": device["last_seen"],
+        "icon": KINDS[device["kind"]].icon if device["kind"] in KINDS else "drop",
         "state": state, "running": running, "outputs_on": outputs_on, "alarms": alarms,
         "next": next_start(store, device, now),
         "config": {"desired": desired, "reported": reported,

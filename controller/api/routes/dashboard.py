@@ -94,6 +94,7 @@ class UnitOut(BaseModel):
     name: str
     opd: str
     kind: str
+    icon: str = Field("drop", description="the kind's icon (protocol.kinds)")
     online: bool
     last_seen: datetime | None
     state: Literal["running", "online", "offline", "alarm"] = Field(
