@@ -27,9 +27,10 @@ from pydantic import ValidationError
 from controller import checks
 from controller.api.views import config_state
 from controller.checks import Lang
-from controller.reports import WITA, feed_given_g
+from controller.reports import WITA, feed_given_g, typed_details
 from controller.store import Store, utcnow
 from edge.irrigation.rules import Site, StartPlanner  # moves to protocol with the planner
+from protocol.events import Alarm, AlarmCleared, RunInterrupted, RunStarted
 from protocol.kinds import KINDS
 from protocol.kinds.fish_feeder import RemoteBody
 from protocol.kinds.irrigation import IrrigationProgramConfig
@@ -127,17 +128,16 @@ def _running(store: Store, device_id: str, now: datetime) -> list[dict[str, Any]
                                   "run_interrupted"))
     runs: dict[str, dict[str, Any]] = {}
     for event in reversed(events):  # oldest first
-        d = event["details"]
-        run_id = d.get("run_id")
-        if not run_id or "zone" not in d:
+        d = typed_details(event)
+        if d is None or not d.run_id or not d.zone:
             continue
-        if event["type"] == "run_started":
-            runs[run_id] = {"zone": d["zone"], "since": event["ts"],
-                            "trigger": d.get("trigger"), "cmd_id": d.get("cmd_id")}
-        elif event["type"] == "run_interrupted" and d.get("action") == "resumed":
+        if isinstance(d, RunStarted):
+            runs[d.run_id] = {"zone": d.zone, "since": event["ts"], "trigger": d.trigger,
+                              "cmd_id": d.cmd_id}
+        elif isinstance(d, RunInterrupted) and d.action == "resumed":
             continue
         else:
-            runs.pop(run_id, None)
+            runs.pop(d.run_id, None)
     return sorted(runs.values(), key=lambda r: r["since"])
 
 
@@ -148,17 +148,18 @@ def active_alarms(store: Store, device_id: str, now: datetime | None = None
     events = store.recent_events(device_id, now - ALARM_WINDOW, ("alarm", "alarm_cleared"))
     active: dict[tuple[str, str], dict[str, Any]] = {}
     for event in reversed(events):  # oldest first
-        d = event["details"]
-        code = str(d.get("code") or "unknown")
-        subject = str(d.get("zone") or d.get("feeder") or d.get("pond") or d.get("output")
-                      or "")
-        if event["type"] == "alarm_cleared":
+        d = typed_details(event)
+        if not isinstance(d, Alarm):  # AlarmCleared is one too
+            continue
+        code = d.code.value
+        subject = d.zone or d.feeder or d.pond or d.output or ""
+        if isinstance(d, AlarmCleared):
             active.pop((code, subject), None)
         elif code in CLEARED_BY:
             active.pop((CLEARED_BY[code], subject), None)
         else:
             active[(code, subject)] = {"code": code, "subject": subject, "ts": event["ts"],
-                                       "message": str(d.get("message") or "")}
+                                       "message": d.message}
     return sorted(active.values(), key=lambda a: a["ts"], reverse=True)
 
 

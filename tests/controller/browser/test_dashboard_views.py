@@ -128,7 +128,7 @@ def test_dashboard_next_feeding_from_the_plan_times(store, ponds):
 
 def test_dashboard_running_runs_follow_the_events(store, park):
     t0 = NOON - timedelta(minutes=30)
-    park.event(t0, "run_started", run_id="r1", zone="rumput", trigger="command")
+    park.event(t0, "run_started", run_id="r1", zone="rumput", trigger="manual")
     park.event(t0, "run_started", run_id="r2", zone="bunga", trigger="schedule")
     view = unit_view(store, device(store, "taman-01"), NOON)
     assert [r["zone"] for r in view["running"]] == ["rumput", "bunga"]
