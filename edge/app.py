@@ -12,10 +12,12 @@ import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from protocol.models import PARAMS_BY_ACTION, CommandAction
+from protocol.validation import problems
 
+from .errors import ConfigError
 from .hardware import OutputBank, PulseCounter
 from .scheduler import JobScheduler
 from .state import StateStore
@@ -40,13 +42,15 @@ class App:
 
     Subclasses implement:
 
-    - ``handle_command(cmd_id, action, params, reply)``: called by the edge link after it
+    - ``handle_command(cmd_id, action, params, reply)``: called by the edge link (``params``
+      the protocol's typed params of the action; ``command_params`` reads a dict) after it
       has checked expiry and duplicates. Call ``reply("accepted", clamped=...)`` or
       ``reply("rejected", detail)`` at once, and ``reply("done"|"failed", detail)`` when a
       longer action ends.
-    - ``apply_remote_config(version, body)``: validate the desired config sent by the
-      controller (schedules and rules, never the local hard limits); raise ``ConfigError``
-      when it is invalid, else apply and persist it.
+    - ``apply_remote_config(version, body)``: apply and persist the desired config sent by
+      the controller (schedules and rules, never the local hard limits). ``body`` comes
+      decoded with the class's ``schedule_model`` (the protocol's schedule model of the
+      kind); raise ``ConfigError`` when it does not fit the unit (an unknown zone).
     - ``readings()``: the sensor readings for telemetry, names with units.
     """
 
@@ -127,7 +131,20 @@ class App:
     def handle_command(self, cmd_id: str, action: str, params: dict, reply: ReplyFn) -> None:
         reply("rejected", f"{self.kind} unit does not know action {action!r}")
 
-    def apply_remote_config(self, version: int, body: dict) -> None:
+    schedule_model: ClassVar[type[BaseModel] | None] = None
+    """The protocol's schedule model of this kind (``protocol.kinds``): the link decodes a
+    desired config's body with it and hands the app the model."""
+
+    def decode_schedule(self, version: int, body: dict) -> BaseModel | dict:
+        """``body`` as ``schedule_model`` (as is without one); raises ``ConfigError``."""
+        if self.schedule_model is None or isinstance(body, self.schedule_model):
+            return body
+        try:
+            return self.schedule_model.model_validate(body)
+        except ValidationError as exc:
+            raise ConfigError(f"remote config v{version}", list(problems(exc))) from None
+
+    def apply_remote_config(self, version: int, body) -> None:
         raise NotImplementedError
 
     def readings(self) -> dict[str, Any]:

@@ -529,7 +529,8 @@ class Link:
         if self.app is None:
             return
         try:
-            self.app.apply_remote_config(desired.version, dict(desired.body))
+            schedule = self.app.decode_schedule(desired.version, dict(desired.body))
+            self.app.apply_remote_config(desired.version, schedule)
         except ConfigError as exc:
             errors = [f"{field}: {reason}" for field, reason in exc.problems] or [str(exc)]
             self._config_rejected(desired.version, errors, digest)

@@ -124,6 +124,7 @@ def _parse_ts(value) -> datetime:
 
 class FishFeederApp(App):
     kind: ClassVar[str] = "fish_feeder"
+    schedule_model = RemoteBody
 
     def __init__(self, config: FishFeederConfig, *, pin_factory, clock, publisher,
                  state=None, clock_synced=None, ports: dict | None = None,
@@ -868,6 +869,8 @@ class FishFeederApp(App):
             raise ConfigError(where, [("version", f"older than version {self._remote_version} "
                                                   "already in force")])
         ponds = self._validate_remote(where, body)
+        if isinstance(body, RemoteBody):  # as the link decoded it: kept as it was sent
+            body = body.model_dump(mode="json", exclude_unset=True)
         with self._lock:
             self._ponds = ponds
             self._thresholds_cache = {}
@@ -877,17 +880,21 @@ class FishFeederApp(App):
         logger.info("remote config v%d in force", version)
 
     def _validate_remote(self, where: str, body) -> dict[str, PondSpec]:
-        if not isinstance(body, dict):
-            raise ConfigError(where, [("(body)", "must be a JSON object")])
-        problems = [(key, "not settable remotely: hardware and hard limits (max_dose_g, "
-                     "max_daily_g, max_on_s) stay in the unit's local config")
-                    for key in body if key != "ponds"]
-        if problems:
-            raise ConfigError(where, problems)
-        try:
-            parsed = RemoteBody.model_validate(body)
-        except ValidationError as exc:
-            raise ConfigError(where, list(config_problems(exc))) from None
+        problems: list[tuple[str, str]] = []
+        if isinstance(body, RemoteBody):  # decoded by the link with the protocol's model
+            parsed = body
+        else:
+            if not isinstance(body, dict):
+                raise ConfigError(where, [("(body)", "must be a JSON object")])
+            problems = [(key, "not settable remotely: hardware and hard limits (max_dose_g, "
+                         "max_daily_g, max_on_s) stay in the unit's local config")
+                        for key in body if key != "ponds"]
+            if problems:
+                raise ConfigError(where, problems)
+            try:
+                parsed = RemoteBody.model_validate(body)
+            except ValidationError as exc:
+                raise ConfigError(where, list(config_problems(exc))) from None
         ponds = {p.name: p for p in self.config.ponds}
         for name, change in parsed.ponds.items():
             if name not in ponds:

@@ -168,6 +168,7 @@ class IrrigationApp(App):
     """Park watering: zones on valves, schedules, sensor rules, overrides, hard limits."""
 
     kind = "irrigation"
+    schedule_model = IrrigationProgramConfig
 
     def __init__(self, config: IrrigationConfig, *, pin_factory, clock, publisher,
                  state=None, clock_synced=None, soil_readers=None):
@@ -1205,9 +1206,9 @@ class IrrigationApp(App):
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise ConfigError(source, [("version", f"must be a whole number >= 0, got "
                                                    f"{version!r}")])
-        if not isinstance(body, dict):
+        if not isinstance(body, dict | IrrigationProgramConfig):
             raise ConfigError(source, [("(body)", "must be a JSON object")])
-        program = parse_program(body, self.zones, source)
+        program = parse_program(body, self.zones, source)  # as is when the link decoded it
         with self._lock:
             self.program = program
             self._program_version = int(version)
