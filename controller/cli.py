@@ -32,6 +32,7 @@ from controller.errors import ControllerError, SettingsError
 from controller.settings import Settings, load_settings
 from controller.store import Store, iso, utcnow
 from protocol.errors import ProtocolError
+from protocol.kinds import KINDS
 from protocol.topics import validate_id
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--opd", required=True)
     add.add_argument("--device-id", required=True)
     add.add_argument("--name", default="")
-    add.add_argument("--kind", default="irrigation", choices=["irrigation", "fish_feeder"])
+    add.add_argument("--kind", default="irrigation", choices=list(KINDS))
 
     acl = sub.add_parser("mqtt-acl", parents=[common],
                          help="write Mosquitto's ACL and password files for every device")
@@ -94,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
                                     help="make a one-time token for `smartcity-edge provision`")
     enrol_create.add_argument("--opd", required=True)
     enrol_create.add_argument("--device-id", required=True)
-    enrol_create.add_argument("--kind", required=True, choices=["irrigation", "fish_feeder"])
+    enrol_create.add_argument("--kind", required=True, choices=list(KINDS))
     enrol_create.add_argument("--name", default="", help="site name written into the unit's config")
     enrol_create.add_argument("--ttl-h", type=float, default=48.0, help="hours the token works")
     enrol_create.add_argument("--broker-host", help="the broker as units reach it "

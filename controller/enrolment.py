@@ -47,6 +47,7 @@ from controller.errors import ControllerError, Invalid
 from controller.settings import Settings
 from controller.store import Store, iso, utcnow
 from protocol.errors import ProtocolError
+from protocol.kinds import KINDS
 from protocol.topics import validate_id
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,6 @@ logger = logging.getLogger(__name__)
 TOKEN_BYTES = 16
 DEFAULT_TTL_H = 48.0
 MAX_TTL_H = 30 * 24.0
-KINDS = ("irrigation", "fish_feeder")
 
 
 class EnrolmentRefused(ControllerError, PermissionError):

@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -62,12 +61,12 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from controller.metrics import Metrics
 from controller.settings import Settings
 from controller.store import BatchResult, Inbound, Store
-from edge.connect_failure import connect_failure
 from protocol.codec import decode, encode
 from protocol.errors import ProtocolError
 from protocol.logs import configure as configure_logging
 from protocol.logs import fields, payload_text
 from protocol.models import Ack
+from protocol.mqtt import connect_failure, make_client
 from protocol.topics import (
     CHANNEL_DIRECTION,
     CHANNEL_QOS,
@@ -315,20 +314,10 @@ class Ingest:
             _WriterProcess(str(Path(store.path).resolve()), settings.log_level)
             if settings.ingest.writer == "process" and not in_memory else None)
         self._writer_failures = 0
-        v5 = cfg.mqtt_version == "5"
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=cfg.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if v5 else False,
-            reconnect_on_failure=True,
-            manual_ack=True,
-        )
-        if password is not None:
-            self.client.username_pw_set(cfg.username, password)
-        if cfg.tls:
-            self.client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None)
-        self.client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        self.client = make_client(cfg, client_id=cfg.client_id, password=password,
+                                  login=password is not None,
+                                  reconnect_s=(cfg.reconnect_min_s, cfg.reconnect_max_s),
+                                  reconnect_on_failure=True, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

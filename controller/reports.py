@@ -47,6 +47,17 @@ from pydantic import BaseModel, Field
 
 from controller.errors import Invalid
 from controller.store import Store, iso, utcnow
+from protocol.errors import ProtocolError
+from protocol.events import (
+    Alarm,
+    FeedDispensed,
+    Feeding,
+    RunFinished,
+    RunInterrupted,
+    RunSkipped,
+    details_of,
+)
+from protocol.kinds import KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +68,7 @@ MONTH_PATTERN = r"^20\d{2}-(0[1-9]|1[0-2])$"
 PILLARS = ("Smart Governance", "Smart Branding", "Smart Economy", "Smart Environment",
            "Smart Living", "Smart Society")
 """The six pillars of Balikpapan's Smart City masterplan."""
-PILLAR_BY_KIND = {"irrigation": "Smart Environment", "fish_feeder": "Smart Economy"}
+PILLAR_BY_KIND = {kind: spec.pillar for kind, spec in KINDS.items()}
 
 Lang = Literal["id", "en"]
 MONTHS = {
@@ -291,7 +302,7 @@ def monthly_report(store: Store, opd: str, month: str, *, lang: Lang = "id",
                 if by_kind.get("irrigation") else None)
     fisheries = (_fisheries(store, by_kind["fish_feeder"], per_device, start, until, lang)
                  if by_kind.get("fish_feeder") else None)
-    pillars = [PILLAR_BY_KIND[k] for k in ("irrigation", "fish_feeder") if by_kind.get(k)]
+    pillars = [PILLAR_BY_KIND[k] for k in KINDS if by_kind.get(k)]
     return MonthlyReport(
         title=report_title(opd, month, lang), opd=opd,
         opd_name=(opds[0]["name"] if opds else "") or opd.upper(), month=month, lang=lang,
@@ -328,29 +339,29 @@ def _watering(devices: list[dict], per_device: dict[str, list[dict]], lang: Lang
             return zones.setdefault(key, ZoneFigures(zone=key))
 
         for event in per_device.get(device["device_id"], []):
-            d = event["details"]
-            if event["type"] == "run_finished":
-                z = zone(d.get("zone"))
-                z.water_l += _num(d.get("litres"))
-                z.water_min += _num(d.get("duration_s")) / 60
-                litres += _num(d.get("litres"))
-                seconds += _num(d.get("duration_s"))
-                if d.get("ended") == "completed":
+            d = typed_details(event)
+            if isinstance(d, RunFinished):
+                z = zone(d.zone)
+                z.water_l += d.litres or 0.0
+                z.water_min += (d.duration_s or 0.0) / 60
+                litres += d.litres or 0.0
+                seconds += d.duration_s or 0.0
+                if d.ended == "completed":
                     z.done += 1
-                    by_trigger[str(d.get("trigger") or "unknown")] += 1
-                elif d.get("ended") in STOPPED_ON_PURPOSE:
+                    by_trigger[d.trigger or "unknown"] += 1
+                elif d.ended in STOPPED_ON_PURPOSE:
                     z.stopped += 1
-                    stopped[d["ended"]] += 1
+                    stopped[d.ended] += 1
                 else:
                     z.failed += 1
-                    failed[str(d.get("ended") or "unknown")] += 1
-            elif event["type"] == "run_skipped":
-                names = [d["zone"]] if d.get("zone") else list(d.get("zones") or ["?"])
+                    failed[d.ended or "unknown"] += 1
+            elif isinstance(d, RunSkipped):
+                names = [d.zone] if d.zone else list(d.zones or ["?"])
                 for name in names:
                     zone(name).skipped += 1
-                skipped[str(d.get("reason") or "unknown")] += len(names)
-            elif event["type"] == "run_interrupted" and d.get("action") == "dropped":
-                zone(d.get("zone")).failed += 1
+                skipped[d.reason or "unknown"] += len(names)
+            elif isinstance(d, RunInterrupted) and d.action == "dropped" and d.feeder is None:
+                zone(d.zone).failed += 1
                 failed["interrupted"] += 1
         site = WateringSite(
             device_id=device["device_id"], site=_site(device), water_l=_round(litres),
@@ -387,10 +398,24 @@ def _num(value: Any) -> float:
         else 0.0
 
 
-def feed_given_g(details: dict) -> float:
+def typed_details(event: dict) -> Any:
+    """A stored event's details as its type's model (``protocol.events``), or None when
+    they do not fit it (then the event counts nowhere, and is logged)."""
+    try:
+        return details_of(event["type"], event["details"])
+    except (ProtocolError, ValueError) as exc:
+        logger.warning("event %s of %s does not fit its type: %s", event.get("seq"),
+                       event.get("device_id"), exc)
+        return None
+
+
+def feed_given_g(details: dict | FeedDispensed) -> float:
     """Grams a ``feed_dispensed`` event says went into the pond: measured, else commanded."""
-    measured = details.get("measured_g")
-    return _num(measured if measured is not None else details.get("commanded_g"))
+    d = details if isinstance(details, FeedDispensed) else typed_details(
+        {"type": "feed_dispensed", "details": details})
+    if d is None:
+        return 0.0
+    return (d.measured_g if d.measured_g is not None else d.commanded_g) or 0.0
 
 
 def _fisheries(store: Store, devices: list[dict], per_device: dict[str, list[dict]],
@@ -408,17 +433,16 @@ def _fisheries(store: Store, devices: list[dict], per_device: dict[str, list[dic
                 "postponed": Counter(), "skipped": Counter()})
 
         for event in per_device.get(device["device_id"], []):
-            d = event["details"]
-            p = pond(d.get("pond"))
-            if event["type"] == "feed_dispensed":
+            d = typed_details(event)
+            if isinstance(d, FeedDispensed):
+                p = pond(d.pond)
                 p["feed_g"] += feed_given_g(d)
                 p["feedings"] += 1
-                p["faulted"] += bool(d.get("fault"))
-                p["species"] = d.get("species") or p["species"]
-            elif event["type"] == "feeding_postponed":
-                p["postponed"][str(d.get("reason") or "unknown")] += 1
-            elif event["type"] == "feeding_skipped":
-                p["skipped"][str(d.get("reason") or "unknown")] += 1
+                p["faulted"] += bool(d.fault)
+                p["species"] = d.species or p["species"]
+            elif isinstance(d, Feeding):
+                counter = "postponed" if event["type"] == "feeding_postponed" else "skipped"
+                pond(d.pond)[counter][d.reason or "unknown"] += 1
         plan_start = _plans(store.desired_config_at(device["device_id"], start))
         plan_end = _plans(store.desired_config_at(device["device_id"], until))
         for name in [*plan_start, *plan_end]:
@@ -539,11 +563,12 @@ def _alarms(devices: list[dict], per_device: dict[str, list[dict]]) -> Alarms:
         for event in per_device.get(device["device_id"], []):
             if event["type"] != "alarm":
                 continue
-            code = str(event["details"].get("code") or "unknown")
+            d = typed_details(event)
+            code = d.code.value if isinstance(d, Alarm) else "unknown"
             mine[code] += 1
             items.append(AlarmItem(ts=event["ts"], device_id=device["device_id"],
                                    site=_site(device), code=code,
-                                   message=str(event["details"].get("message") or "")))
+                                   message=d.message if isinstance(d, Alarm) else ""))
         by_code.update(mine)
         units.append(UnitAlarms(device_id=device["device_id"], site=_site(device),
                                 count=sum(mine.values()), by_code=dict(mine.most_common())))

@@ -26,6 +26,8 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from protocol.seqranges import merge_ranges
+
 
 @dataclass
 class SeqTracker:
@@ -121,11 +123,4 @@ class SeqTracker:
         return covered
 
     def _add_range(self, start: int, end: int) -> None:
-        spans = sorted([*self.dropped, (start, end)])
-        merged: list[tuple[int, int]] = []
-        for s, e in spans:
-            if merged and s <= merged[-1][1] + 1:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-            else:
-                merged.append((s, e))
-        self.dropped = merged
+        self.dropped = merge_ranges([*self.dropped, (start, end)])

@@ -37,7 +37,7 @@ from pydantic import (
 
 from controller.auth import DEFAULT_TOKEN_TTL_DAYS, MAX_TOKEN_TTL_DAYS
 from controller.errors import SettingsError
-from edge.connect_failure import ca_file_problem
+from protocol.mqtt import ca_file_problem
 
 logger = logging.getLogger(__name__)
 

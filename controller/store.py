@@ -308,8 +308,15 @@ def _migration_4(db: sqlite_utils.Database) -> None:
                        live, expires_at)
 
 
+def _migration_5(db: sqlite_utils.Database) -> None:
+    """``device_state.limits``: what the unit last reported it has (zones or feeders and
+    ponds, with their local limits), so schedules and commands are checked before they
+    are stored or sent."""
+    db.execute("ALTER TABLE device_state ADD COLUMN limits TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _migration_1, _migration_2, _migration_3, _migration_4)
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5)
 """Schema migrations in order; migration ``i`` (1-based) brings the schema to version i.
 Append new ones; never edit one that has shipped."""
 
@@ -505,7 +512,7 @@ class Store:
         SELECT d.device_id, d.opd, d.kind, d.name, d.mqtt_username, d.created_at,
                s.online, s.last_seen, s.status_at, s.status_ts, s.fw, s.app,
                s.clock_synced, s.config_version AS reported_config_version, s.outputs,
-               s.dropped, s.backlog,
+               s.dropped, s.backlog, s.limits,
                q.acked_seq, q.max_seq, q.missing AS missing_seqs, q.gaps_opened,
                q.duplicates, q.dropped_total,
                (SELECT max(version) FROM desired_configs c WHERE c.device_id = d.device_id)
@@ -520,6 +527,7 @@ class Store:
         row["online"] = bool(row["online"])
         row["clock_synced"] = None if row["clock_synced"] is None else bool(row["clock_synced"])
         row["outputs"] = _loads(row["outputs"]) or {}
+        row["limits"] = _loads(row["limits"])
         for key in ("acked_seq", "max_seq", "missing_seqs", "gaps_opened", "duplicates",
                     "dropped_total"):
             row[key] = row[key] or 0
@@ -700,10 +708,12 @@ class Store:
             self.db.execute(
                 "UPDATE device_state SET online = ?, last_seen = ?, status_at = ?, "
                 "status_ts = ?, fw = ?, app = ?, clock_synced = ?, config_version = ?, "
-                "outputs = ?, dropped = ?, backlog = ? WHERE device_id = ?",
+                "outputs = ?, dropped = ?, backlog = ?, limits = coalesce(?, limits) "
+                "WHERE device_id = ?",
                 (int(msg.online), now, now, iso(msg.ts), msg.fw, msg.app, int(msg.clock_synced),
                  msg.config_version, _dumps(dict(msg.outputs)) if msg.online else None,
-                 msg.dropped, msg.backlog, dev))
+                 msg.dropped, msg.backlog,
+                 None if msg.limits is None else msg.limits.model_dump_json(), dev))
             if msg.online:
                 result.came_online.append((dev, item.opd))
             return None
@@ -1026,21 +1036,33 @@ class Store:
 
     # ------------------------------------------------------------------ desired config
     def create_desired_config(self, device_id: str, body: dict, *, actor: str,
-                              now: datetime | None = None) -> dict:
-        """Store the next desired config version of a device. Audited."""
+                              now: datetime | None = None,
+                              based_on: int | None = None) -> dict:
+        """Store the next desired config version of a device. Audited.
+
+        ``based_on``: the version the editor started from (0: none yet), checked in the
+        same transaction; another version in force raises ``Conflict`` and stores nothing.
+        None: not checked, and the audit entry says so (``"unchecked": true``)."""
         now = now or utcnow()
         with self._write():
             opd = self._device_opd(device_id)
             prev = self.db.execute(
                 "SELECT version, body FROM desired_configs WHERE device_id = ? "
                 "ORDER BY version DESC LIMIT 1", [device_id]).fetchone()
-            version = (prev[0] if prev else 0) + 1
+            current = prev[0] if prev else 0
+            if based_on is not None and based_on != current:
+                raise Conflict(f"the schedule changed: version {current} is in force, not "
+                               f"{based_on}")
+            version = current + 1
             row = {"device_id": device_id, "version": version, "body": _dumps(body),
                    "issued_at": iso(now), "issued_by": actor}
             self.db["desired_configs"].insert(row)
             before = {"version": prev[0], "body": _loads(prev[1])} if prev else None
+            after = {"version": version, "body": body}
+            if based_on is None:
+                after["unchecked"] = True  # sent without If-Match: not checked for a race
             self._audit(actor, "schedule.update", f"device:{device_id}", opd, before,
-                        {"version": version, "body": body}, now)
+                        after, now)
         return self.desired_config(device_id, version)
 
     def desired_config(self, device_id: str, version: int | None = None) -> dict | None:

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pydantic import BaseModel, ValidationError
+
+from protocol.models import PARAMS_BY_ACTION, CommandAction
+from protocol.validation import problems
+
+from .errors import ConfigError
 from .hardware import OutputBank, PulseCounter
 from .scheduler import JobScheduler
 from .state import StateStore
@@ -24,18 +29,12 @@ ReplyFn = Callable[..., None]
 """``reply(status, detail="", clamped=None)``: status is accepted, rejected, done or failed."""
 
 
-@dataclass(frozen=True)
-class Clamp:
-    """A request cut down to a local hard limit; reported in the reply and as an event."""
-
-    field: str
-    asked: float
-    allowed: float
-    limit: str
-
-    def as_dict(self) -> dict:
-        return {"field": self.field, "asked": self.asked, "allowed": self.allowed,
-                "limit": self.limit}
+def command_params(action: str, params: BaseModel | dict | None) -> BaseModel:
+    """A command's params as the protocol's model for ``action``: as the link hands them
+    (already decoded with the command), or read once here from a plain dict (raises
+    ``pydantic.ValidationError``). No app declares its own params models."""
+    model = PARAMS_BY_ACTION[CommandAction(action)]
+    return params if isinstance(params, model) else model.model_validate(params or {})
 
 
 class App:
@@ -43,13 +42,15 @@ class App:
 
     Subclasses implement:
 
-    - ``handle_command(cmd_id, action, params, reply)``: called by the edge link after it
+    - ``handle_command(cmd_id, action, params, reply)``: called by the edge link (``params``
+      the protocol's typed params of the action; ``command_params`` reads a dict) after it
       has checked expiry and duplicates. Call ``reply("accepted", clamped=...)`` or
       ``reply("rejected", detail)`` at once, and ``reply("done"|"failed", detail)`` when a
       longer action ends.
-    - ``apply_remote_config(version, body)``: validate the desired config sent by the
-      controller (schedules and rules, never the local hard limits); raise ``ConfigError``
-      when it is invalid, else apply and persist it.
+    - ``apply_remote_config(version, body)``: apply and persist the desired config sent by
+      the controller (schedules and rules, never the local hard limits). ``body`` comes
+      decoded with the class's ``schedule_model`` (the protocol's schedule model of the
+      kind); raise ``ConfigError`` when it does not fit the unit (an unknown zone).
     - ``readings()``: the sensor readings for telemetry, names with units.
     """
 
@@ -107,8 +108,12 @@ class App:
         return False if lookup is None else lookup(key)
 
     def alarm(self, code: str, message: str, **details: Any) -> None:
-        logger.warning("alarm %s: %s", code, message)
-        self.publisher.event("alarm", code=code, message=message, **details)
+        """Raise an alarm (``code`` one of ``protocol.events.AlarmCode``)."""
+        from protocol.events import Alarm  # at the first alarm, not at start-up
+
+        alarm = Alarm(code=code, message=message, **details)
+        logger.warning("alarm %s: %s", alarm.code.value, message)
+        self.publisher.event("alarm", **alarm.model_dump(mode="json", exclude_unset=True))
 
     def _limit_hit(self, output, on_s: float) -> None:
         self.alarm("max_on_time", f"{output.name} was forced off after {on_s:.0f} s",
@@ -127,7 +132,20 @@ class App:
     def handle_command(self, cmd_id: str, action: str, params: dict, reply: ReplyFn) -> None:
         reply("rejected", f"{self.kind} unit does not know action {action!r}")
 
-    def apply_remote_config(self, version: int, body: dict) -> None:
+    schedule_model: ClassVar[type[BaseModel] | None] = None
+    """The protocol's schedule model of this kind (``protocol.kinds``): the link decodes a
+    desired config's body with it and hands the app the model."""
+
+    def decode_schedule(self, version: int, body: dict) -> BaseModel | dict:
+        """``body`` as ``schedule_model`` (as is without one); raises ``ConfigError``."""
+        if self.schedule_model is None or isinstance(body, self.schedule_model):
+            return body
+        try:
+            return self.schedule_model.model_validate(body)
+        except ValidationError as exc:
+            raise ConfigError(f"remote config v{version}", list(problems(exc))) from None
+
+    def apply_remote_config(self, version: int, body) -> None:
         raise NotImplementedError
 
     def readings(self) -> dict[str, Any]:

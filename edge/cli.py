@@ -12,15 +12,14 @@ from .errors import ConfigError, EdgeError
 
 logger = logging.getLogger(__name__)
 
-APPS = {
-    "irrigation": "edge.irrigation.app:IrrigationApp",
-    "fish_feeder": "edge.fish_feeder.app:FishFeederApp",
-}
+KIND_CHOICES = ("fish_feeder", "irrigation")
+"""The unit kinds, for ``--kind`` (the parser loads no protocol models; a test holds this
+equal to ``protocol.kinds.KINDS``)."""
 
 
 def app_class(kind: str):
-    module, _, name = APPS[kind].partition(":")
-    return getattr(importlib.import_module(module), name)
+    """The app of a unit kind: ``edge.<kind>.app.APP``, imported only when needed."""
+    return importlib.import_module(f"edge.{kind}.app").APP
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -143,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     prov.add_argument("--token", help="one-time enrolment token (smartcity-controller enrol)")
     prov.add_argument("--device-id", help="offline: the unit's device id")
     prov.add_argument("--opd", help="offline: the unit's OPD")
-    prov.add_argument("--kind", choices=sorted(APPS), help="offline: irrigation or fish_feeder")
+    prov.add_argument("--kind", choices=KIND_CHOICES, help="offline: irrigation or fish_feeder")
     prov.add_argument("--name", help="site name for the config")
     prov.add_argument("--broker-host", help="MQTT broker host (overrides the controller's)")
     prov.add_argument("--broker-port", type=int, help="MQTT broker port")

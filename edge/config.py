@@ -27,45 +27,31 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from .connect_failure import CA_FILE_NOT_FOUND, CA_FILE_NOT_PEM, ca_file_problem
+from protocol import validation
+from protocol.ids import KIND_NAMES, Ident  # noqa: F401 - Ident: names of units, zones, ...
+from protocol.models import UnitLimits
+from protocol.mqtt import CA_FILE_NOT_FOUND, CA_FILE_NOT_PEM, ca_file_problem
+from protocol.site import DEFAULT_SITE
+from protocol.validation import StrictModel
+
 from .errors import ConfigError, Reason
 
-# Where each kind's config model lives; imported only when a file asks for it.
-CONFIG_MODELS = {
-    "irrigation": "edge.irrigation.config:IrrigationConfig",
-    "fish_feeder": "edge.fish_feeder.config:FishFeederConfig",
-}
-
-Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
-"""Names of units, OPDs, outputs, inputs, zones, feeders: lowercase, digits, - and _."""
+# Where each kind's config model lives (``edge.<kind>.config.CONFIG_MODEL``); imported only
+# when a file asks for it.
+CONFIG_MODELS = {kind: f"edge.{kind}.config:CONFIG_MODEL" for kind in KIND_NAMES}
 
 BcmPin = Annotated[int, Field(ge=2, le=27, description="BCM GPIO number (2-27)")]
 
 
-class FieldProblem(ValueError):
+class FieldProblem(validation.FieldProblem):
     """A check that knows which field is wrong (``""``: the field being validated) and
-    why, as a message code and its parameters (``edge.words``), or a ``Reason``."""
+    why, as a message code and its parameters (``edge.words``), or a ``Reason``. A
+    reason in plain words (the protocol's own models) is a ``validation.FieldProblem``."""
 
     def __init__(self, field: str, code: str | Reason, **params):
-        self.field = field
-        self.reason = code if isinstance(code, Reason) else Reason(code, **params)
-        super().__init__(self.reason)
-
-
-class StrictModel(BaseModel):
-    """Base of every config model: unknown keys and NaN/inf are errors."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
+        super().__init__(field, code if isinstance(code, Reason) else Reason(code, **params))
 
 
 class UnitSection(StrictModel):
@@ -75,9 +61,9 @@ class UnitSection(StrictModel):
 
 
 class SiteSection(StrictModel):
-    timezone: str = "Asia/Makassar"
-    latitude: float = Field(-1.2379, ge=-90, le=90)
-    longitude: float = Field(116.8529, ge=-180, le=180)
+    timezone: str = DEFAULT_SITE.timezone
+    latitude: float = Field(DEFAULT_SITE.latitude, ge=-90, le=90)
+    longitude: float = Field(DEFAULT_SITE.longitude, ge=-180, le=180)
 
     @field_validator("timezone")
     @classmethod
@@ -163,6 +149,11 @@ class UnitConfig(StrictModel):
             pins[spec.pin] = f"{where} ({spec.name})"
         return self
 
+    def unit_limits(self) -> UnitLimits | None:
+        """What commands and schedules may name on this unit, with its local limits (the
+        status reports it); each kind overrides this."""
+        return None
+
     def output(self, name: str) -> OutputSpec:
         return next(o for o in self.outputs if o.name == name)
 
@@ -192,12 +183,16 @@ def _model_for(kind, path):
 
 
 def problems(exc: ValidationError):
-    """``(field, reason)`` pairs of a pydantic error, naming fields by dotted path."""
+    """``(field, reason)`` pairs of a pydantic error, naming fields by dotted path; a
+    reason is a ``Reason`` where the problem has a message code."""
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         cause = (err.get("ctx") or {}).get("error")
-        if isinstance(cause, FieldProblem):
-            yield ".".join(p for p in (loc, cause.field) if p) or "(file)", cause.reason
+        if isinstance(cause, validation.FieldProblem):
+            reason = cause.reason
+            if cause.code is not None and not isinstance(reason, Reason):
+                reason = Reason(cause.code, **cause.params)  # the protocol's models
+            yield ".".join(p for p in (loc, cause.field) if p) or "(file)", reason
         else:
             yield loc or "(file)", pydantic_reason(err)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocol import Event, dropped_ranges, encode
+from protocol.seqranges import runs
 
 from .clock import SystemClock
 from .link import Link, LinkOptions
@@ -39,7 +40,7 @@ def announce_dropped(clock):
 
     def announce(seq: int, dropped: list[int]) -> bytes:
         ranges, singles = [], []
-        for start, end in _spans(dropped):
+        for start, end in runs(dropped):
             if start == end:
                 singles.append(start)
             else:
@@ -50,16 +51,6 @@ def announce_dropped(clock):
         return encode(event)
 
     return announce
-
-
-def _spans(seqs: list[int]) -> list[tuple[int, int]]:
-    spans: list[tuple[int, int]] = []
-    for s in sorted(seqs):
-        if spans and s == spans[-1][1] + 1:
-            spans[-1] = (spans[-1][0], s)
-        else:
-            spans.append((s, s))
-    return spans
 
 
 @dataclass

@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
@@ -77,14 +76,14 @@ from protocol import (
     parse_topic,
     topic,
 )
+from protocol.ids import KIND_NAMES
+from protocol.mqtt import ca_file_problem, connect_failure, make_client
 
-from .connect_failure import ca_file_problem, connect_failure
 from .errors import ConfigError, EdgeError
 from .outbox import EVENT, TELEMETRY, Drain, Outbox, Row
 
 logger = logging.getLogger(__name__)
 
-APP_KINDS = ("irrigation", "fish_feeder")
 SAFE_WITHOUT_CLOCK = frozenset({CommandAction.STOP_ALL})
 """Actions run even on an untrusted clock: they only turn things off (fail closed)."""
 
@@ -214,7 +213,9 @@ class Link:
         self.app = None
         self.opd = config.unit.opd
         self.device = config.unit.device_id
-        self.app_kind = config.kind if config.kind in APP_KINDS else None
+        self.app_kind = config.kind if config.kind in KIND_NAMES else None
+        # What commands and schedules may name here, reported in every online status.
+        self._limits = config.unit_limits() if hasattr(config, "unit_limits") else None
         self.topics = {c: topic(self.opd, self.device, c) for c in Channel}
         self.client_id = f"unit-{self.opd}-{self.device}"
         self._log = logs.FieldsAdapter(logger, device=self.device)  # lines about its messages
@@ -289,6 +290,11 @@ class Link:
         try:
             try:
                 plain = _plain(details)
+                # the type's details model; imported at the first event, not at start-up,
+                # which drives the outputs off first
+                from protocol.events import details_of
+
+                details_of(type, plain)
                 seq, stored = store(lambda s: encode(
                     Event(seq=s, ts=ts, type=type, details=plain)))
             except (ValidationError, ProtocolError, TypeError, ValueError) as exc:
@@ -464,8 +470,7 @@ class Link:
                        logs.payload_text(cmd.params.model_dump(mode="json", exclude_none=True)),
                        extra=logs.fields(cmd=cmd.id))
         try:
-            self.app.handle_command(cmd.id, cmd.action.value,
-                                    cmd.params.model_dump(exclude_none=True), reply)
+            self.app.handle_command(cmd.id, cmd.action.value, cmd.params, reply)
         except Exception as exc:
             logger.exception("command %s failed", cmd.action.value,
                              extra=logs.fields(device=self.device, cmd=cmd.id))
@@ -531,7 +536,8 @@ class Link:
         if self.app is None:
             return
         try:
-            self.app.apply_remote_config(desired.version, dict(desired.body))
+            schedule = self.app.decode_schedule(desired.version, dict(desired.body))
+            self.app.apply_remote_config(desired.version, schedule)
         except ConfigError as exc:
             errors = [f"{field}: {reason}" for field, reason in exc.problems] or [str(exc)]
             self._config_rejected(desired.version, errors, digest)
@@ -567,7 +573,7 @@ class Link:
                              clock_synced=synced, outputs=outputs or {}, ts=self.clock.now(),
                              app=self.app_kind, dropped=self.outbox.dropped,
                              backlog=self.outbox.backlog,
-                             bad_commands=self.counters["bad_commands"]))
+                             bad_commands=self.counters["bad_commands"], limits=self._limits))
 
     def _refresh_status(self, force: bool = False) -> None:
         """Rebuild the status when something changed (outputs, config, clock at once;
@@ -596,26 +602,18 @@ class Link:
     # -- paho callbacks (network thread: enqueue only) ------------------------------------
     def _make_client(self) -> mqtt.Client:
         broker = self.config.broker
-        if broker.mqtt_version == "5":
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                 protocol=MQTTProtocolVersion.MQTTv5)
-        else:
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                 protocol=MQTTProtocolVersion.MQTTv311, clean_session=False)
+        if broker.tls and broker.ca_file is not None:
+            problem = ca_file_problem(broker.ca_file)
+            if problem is not None:
+                raise LinkError(f"broker.ca_file {broker.ca_file}: {problem}")
+        # A little jitter, so units that lost the same broker do not all return at once.
+        first = self.options.reconnect_min_s * random.uniform(1.0, 2.0)
+        client = make_client(broker, client_id=self.client_id,
+                             password=self._password() if broker.username else None,
+                             reconnect_s=(first, max(first, self.options.reconnect_max_s)))
         # paho must never hold our backlog: the Drain bounds what it gets, so paho's own
         # in-flight limit is off (it would also count messages dropped on reconnect).
         client.max_inflight_messages_set(0)
-        # A little jitter, so units that lost the same broker do not all return at once.
-        first = self.options.reconnect_min_s * random.uniform(1.0, 2.0)
-        client.reconnect_delay_set(first, max(first, self.options.reconnect_max_s))
-        if broker.tls:
-            if broker.ca_file is not None:
-                problem = ca_file_problem(broker.ca_file)
-                if problem is not None:
-                    raise LinkError(f"broker.ca_file {broker.ca_file}: {problem}")
-            client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None)
-        if broker.username:
-            client.username_pw_set(broker.username, self._password())
         client.will_set(self.topics[Channel.STATUS], self._status_bytes(online=False),
                         qos=CHANNEL_QOS[Channel.STATUS], retain=True)
         client.on_connect = self._on_connect

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocol.kinds import KINDS
+
 from .config import parse_config
 from .errors import ConfigError, EdgeError
 
@@ -58,8 +60,7 @@ logger = logging.getLogger(__name__)
 SERVICE_USER = "smartcity"
 CONFIG_DIR = Path("/etc/smartcity")
 UNIT_DIR = Path("/etc/systemd/system")
-SYSTEMD_UNITS = {"irrigation": "smartcity-irrigation.service",
-                 "fish_feeder": "smartcity-fish-feeder.service"}
+SYSTEMD_UNITS = {kind: f"{spec.service}.service" for kind, spec in KINDS.items()}
 DEFAULT_PASSWORD_FILE = "/etc/smartcity/mqtt.password"
 STEPS = 7
 

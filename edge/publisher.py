@@ -15,6 +15,7 @@ reports before it saves that it happened (a run finished), asked at its next sta
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -54,6 +55,9 @@ class MemoryPublisher:
         self._lock = threading.Lock()
 
     def event(self, type: str, **details: Any) -> None:
+        from protocol.events import details_of  # only when an event is made
+
+        details_of(type, json.loads(json.dumps(details, default=str)))  # fits its model
         logger.info("event %s %s", type, details)
         with self._lock:
             self.records.append(Record("event", self.clock.now(), type, details))

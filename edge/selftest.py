@@ -54,6 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from protocol.kinds import KINDS
+
 from .errors import ConfigError, EdgeError, HardwareError
 from .words import DEFAULT_LANG, Words
 
@@ -63,7 +65,7 @@ OK, WARN, FAIL = "OK", "WARN", "FAIL"
 WIDTH = 40
 MIN_FREE_MB = 50
 LOW_FREE_MB = 500
-UNITS = {"irrigation": "smartcity-irrigation", "fish_feeder": "smartcity-fish-feeder"}
+UNITS = {kind: spec.service for kind, spec in KINDS.items()}
 
 
 @dataclass(frozen=True)
@@ -438,8 +440,7 @@ def mqtt_login(broker, *, client_id: str, password: str | None,
                timeout_s: float = 5.0) -> str | None:
     """Log in to the broker once; returns the CONNACK reason ("Success", "Not authorized",
     ...) or None when no answer came within ``timeout_s``."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+    from protocol.mqtt import make_client
 
     answered = threading.Event()
     reason: list[str] = []
@@ -448,14 +449,9 @@ def mqtt_login(broker, *, client_id: str, password: str | None,
         reason.append(str(reason_code))
         answered.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=MQTTProtocolVersion.MQTTv5)
-    client.on_connect = on_connect
-    if broker.username:
-        client.username_pw_set(broker.username, password)
-    try:
-        if broker.tls:  # loads the CA file: OSError (ssl.SSLError) when it cannot
-            client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None)
+    try:  # loads the CA file: OSError (ssl.SSLError) when it cannot
+        client = make_client(broker, client_id=client_id, password=password)
+        client.on_connect = on_connect
         client.connect(broker.host, broker.port, keepalive=10)
     except (OSError, ValueError) as exc:
         return f"connect failed: {exc}"

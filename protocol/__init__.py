@@ -4,6 +4,14 @@
 - :mod:`protocol.models`: one frozen pydantic model per payload.
 - :mod:`protocol.codec`: :func:`encode` and :func:`decode` (bytes <-> models).
 - :mod:`protocol.errors`: :class:`ProtocolError`, the one exception for bad input.
+- :mod:`protocol.events`: one details model per event type, and the alarm codes.
+- :mod:`protocol.kinds`: the registry of unit kinds, and each kind's schedule model.
+- :mod:`protocol.checks`: would a unit take this schedule or command (models, then the
+  names and limits it reports)?
+- :mod:`protocol.ids`, :mod:`protocol.times`, :mod:`protocol.seqranges`: identifier
+  patterns, time formats, sequence ranges.
+- :mod:`protocol.mqtt`: the MQTT client set-up and plain words for connection failures
+  (the one module here that does I/O).
 - :mod:`protocol.docgen`: builds docs/protocol.md from the above.
 - :mod:`protocol.logs`: the log set-up both sides' entry points use (journal priorities,
   ``key=value`` fields, payloads as truncated JSON).

@@ -20,13 +20,15 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
 from protocol import codec, models, topics
 from protocol.errors import ProtocolError
+from protocol.events import ALARM_CODE_DESCRIPTIONS, DETAILS_BY_TYPE
 from protocol.examples import COMMAND_EXAMPLES, EVENT_EXAMPLES, EXAMPLES, LAST_WILL_EXAMPLE
+from protocol.kinds import KINDS
 from protocol.models import (
     COMMAND_ACTION_DESCRIPTIONS,
     EVENT_TYPE_DESCRIPTIONS,
@@ -162,9 +164,37 @@ def _fields_table(model: type[BaseModel]) -> str:
             default = field.get_default(call_default_factory=True)
             if isinstance(default, BaseModel):
                 default = default.model_dump()
-            need = f"no (default `{json.dumps(default)}`)"
+            need = f"no (default `{json.dumps(default, default=str)}`)"
         rows.append([f"`{name}`", _type(prop, defs), need, field.description or ""])
     return _table(["field", "type", "required", "description"], rows)
+
+
+def _nested_models(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """``model`` and every model its fields use, depth first, each once."""
+    found: list[type[BaseModel]] = []
+
+    def types_in(annotation: Any):
+        yield annotation
+        for arg in get_args(annotation):
+            yield from types_in(arg)
+
+    def visit(m: type[BaseModel]) -> None:
+        if m in found:
+            return
+        found.append(m)
+        for field in m.model_fields.values():
+            for t in types_in(field.annotation):
+                if isinstance(t, type) and issubclass(t, BaseModel):
+                    visit(t)
+
+    visit(model)
+    return found
+
+
+def _models_tables(model: type[BaseModel], level: str = "#####") -> str:
+    """A fields table for ``model`` and each model nested in it."""
+    return "\n\n".join(f"{level} `{m.__name__}`\n\n{_plain(m.__doc__)}\n\n{_fields_table(m)}"
+                        .replace("\n\n\n\n", "\n\n") for m in _nested_models(model))
 
 
 def _enum_table(header: str, descriptions: dict[Any, str]) -> str:
@@ -304,7 +334,17 @@ the will as the time the unit went offline. `outputs` is empty because the unit'
 is then unknown: it may still be running a scheduled run on its own. On a clean shutdown
 the unit publishes the same offline Status itself before disconnecting.
 
-{_json_block(LAST_WILL_EXAMPLE)}"""
+{_json_block(LAST_WILL_EXAMPLE)}
+
+#### `limits`
+
+What commands and schedules may name on the unit, with its local limits. The controller
+checks each schedule and command against the last `limits` a unit reported before it
+stores or sends it (HTTP 422 naming the field when the unit would refuse it); before a
+unit has reported, only the models of this document apply. Refusals that depend on the
+unit's moment (an untrusted clock, water already used today) stay with the unit.
+
+{_models_tables(models.UnitLimits)}"""
 
 
 def _event_extra() -> str:
@@ -317,6 +357,24 @@ def _event_extra() -> str:
 
 A new event type is added to the code before any unit sends it: upgrade the controller
 first, then the units. A controller refuses an event type it does not know.
+
+#### Details of each event type
+
+`details` holds the facts of its type (`protocol.events`). The fields below are the ones
+both sides rely on; a unit may add more facts of its own, which are kept as they are.
+
+| type | details |
+|---|---|
+{_details_rows()}
+
+{_models_tables_many(sorted(set(DETAILS_BY_TYPE.values()) - {models.OutboxDropped},
+                        key=lambda m: m.__name__))}
+
+#### Alarm codes
+
+An alarm's `code` is one of these (a unit raises no other; add a code here first):
+
+{_enum_table("code", dict(ALARM_CODE_DESCRIPTIONS))}
 
 #### `outbox_dropped` details
 
@@ -332,6 +390,15 @@ event that announces it.
 More examples:
 
 {examples}"""
+
+
+def _details_rows() -> str:
+    return "\n".join(f"| `{t.value}` | `{m.__name__}` |" for t, m in DETAILS_BY_TYPE.items())
+
+
+def _models_tables_many(many: list[type[BaseModel]]) -> str:
+    return "\n\n".join(f"##### `{m.__name__}`\n\n{_plain(m.__doc__)}\n\n{_fields_table(m)}"
+                         for m in many)
 
 
 def _command_extra() -> str:
@@ -384,8 +451,16 @@ A command that is carried out gets `accepted` first and then `done` or `failed` 
 
 
 def _config_extra() -> str:
-    return """The unit validates `body` with its application's own rules before using any of it.
-It then publishes a `config_applied` event (details: `version`) and a status with the new
+    schedules = "\n\n".join(
+        f"#### `body` of a `{kind}` unit: `{spec.schedule.__name__}`\n\n"
+        f"{_models_tables(spec.schedule)}" for kind, spec in KINDS.items())
+    return _CONFIG_TEXT + "\n\n" + schedules
+
+
+_CONFIG_TEXT = """The unit validates `body` with the schedule model of its kind (below, from
+`protocol.kinds`) before using any of it; the controller checks it with the same model,
+and against the names the unit reports in its status `limits`, before it stores or
+publishes a version. A unit then publishes a `config_applied` event (details: `version`) and a status with the new
 `config_version`, or a `config_rejected` event (details: `version` and the reason) and
 keeps its last accepted config. A unit ignores a config whose `version` is not higher
 than the one it runs. The controller keeps the latest version retained on the unit's

@@ -19,6 +19,8 @@ from protocol.models import (
     Message,
     Status,
     Telemetry,
+    UnitLimits,
+    ZoneLimits,
     offline_status,
 )
 from protocol.topics import Channel
@@ -60,13 +62,18 @@ COMMAND_EXAMPLES: MappingProxyType[CommandAction, Command] = MappingProxyType({
 
 EVENT_EXAMPLES: tuple[Event, ...] = (
     Event(seq=1041, ts=_at(1), type="run_started",
-          details={"zone": "zone1", "duration_s": 600, "source": "schedule"}),
+          details={"run_id": "pagi@2025-03-15T05:30:zone1", "zone": "zone1",
+                   "trigger": "schedule", "program": "pagi", "planned_s": 600, "cycles": 1}),
     Event(seq=1057, ts=_at(11), type="run_finished",
-          details={"zone": "zone1", "duration_s": 600, "water_l": 182.5}),
+          details={"run_id": "pagi@2025-03-15T05:30:zone1", "zone": "zone1",
+                   "trigger": "schedule", "program": "pagi", "ended": "completed",
+                   "duration_s": 600, "litres": 182.5}),
     Event(seq=1060, ts=_at(12), type="limit_clamped",
-          details={"command": "c-7f3a9e", "field": "duration_s", "asked": 600, "allowed": 300}),
+          details={"cmd_id": "c-7f3a9e", "zone": "zone1", "field": "duration_s", "asked": 600,
+                   "allowed": 300, "limit": "max_on_s"}),
     Event(seq=1062, ts=_at(13), type="alarm",
-          details={"kind": "no_flow", "output": "zone2", "flow_lpm": 0.0}),
+          details={"code": "no_flow", "zone": "zone2", "message": "valve open but 0.00 L/min "
+                   "through the meter", "flow_lpm": 0.0}),
     Event(seq=2210, ts=_at(20), type="outbox_dropped",
           details={"seqs": [1990], "ranges": [{"from": 2001, "to": 2050}],
                    "reason": "outbox full"}),
@@ -81,7 +88,10 @@ EXAMPLES: MappingProxyType[Channel, Message] = MappingProxyType({
     Channel.STATUS: Status(
         online=True, fw="0.1.0", config_version=7, clock_synced=True,
         outputs={"master": True, "zone1": True, "zone2": False}, ts=_at(1),
-        app="irrigation", dropped=0, backlog=3),
+        app="irrigation", dropped=0, backlog=3,
+        limits=UnitLimits(zones={"zone1": ZoneLimits(max_on_s=1800, soil_probe=True),
+                                 "zone2": ZoneLimits(max_on_s=1800)},
+                          max_daily_water_min=240)),
     Channel.TELEMETRY: Telemetry(
         seq=1042, ts=_at(2),
         readings={"moisture_pct.zone1": 23.4, "flow_lpm.main": 18.2, "rain.gauge": False,
@@ -96,8 +106,10 @@ EXAMPLES: MappingProxyType[Channel, Message] = MappingProxyType({
     Channel.ACK: Ack(seq=1042, ts=_at(2.1)),
     Channel.CONFIG: DesiredConfig(
         version=8, issued_at=_at(-60),
-        body={"schedules": [{"name": "pagi", "zones": ["zone1", "zone2"], "start": "05:30",
-                             "weekdays": ["mon", "wed", "fri"], "duration_s": 600}],
-              "watering_pct": 100, "rain_delay_h": 0}),
+        body={"programs": [{"name": "pagi", "start_times": ["05:30", "sunset+00:30"],
+                            "weekdays": ["mon", "wed", "fri"],
+                            "zones": [{"zone": "zone1", "duration_min": 10},
+                                      {"zone": "zone2", "duration_min": 10}]}],
+              "watering_pct": 100, "rain_delay_h": 24}),
 })
 """One valid message per channel."""

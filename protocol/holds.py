@@ -8,7 +8,7 @@ reasons:
 
 - **pause** until a time: aware (with a UTC offset), in the future, at most
   ``MAX_PAUSE`` ahead. Scheduled starts during it are skipped with reason ``paused``.
-- **rain delay** for some hours (more than 0, at most ``MAX_RAIN_DELAY_H``): starts are
+- **rain delay** for some hours (at most ``MAX_RAIN_DELAY_H``; 0 ends one): starts are
   skipped with ``rain_delay``. A rain sensor extends it (``extend_rain_delay``). Only
   units that water have one.
 - **skip next**: a target (a zone, a feeder, or ``ALL`` for the unit's next start)
@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-MAX_PAUSE = timedelta(days=31)
-"""The longest pause a unit accepts."""
+from protocol.times import MAX_PAUSE  # the longest pause a unit accepts
+
 MAX_RAIN_DELAY_H = 168.0
 """The longest rain delay a unit accepts, in hours (7 days)."""
 ALL = "*"
@@ -64,12 +64,13 @@ class Holds:
         self.paused_until = until
         return until
 
-    def rain_delay(self, hours: float, now: datetime) -> datetime:
-        """Hold scheduled starts for ``hours`` from now; raises ``HoldRefused``."""
-        if not 0 < hours <= MAX_RAIN_DELAY_H:
-            raise HoldRefused(f"rain delay must be more than 0 and at most "
-                              f"{MAX_RAIN_DELAY_H:g} hours (resume ends one)")
-        self.rain_delay_until = now + timedelta(hours=hours)
+    def rain_delay(self, hours: float, now: datetime) -> datetime | None:
+        """Hold scheduled starts for ``hours`` from now (0 ends a delay, as ``resume``
+        does); raises ``HoldRefused``."""
+        if not 0 <= hours <= MAX_RAIN_DELAY_H:
+            raise HoldRefused(f"rain delay must be 0 to {MAX_RAIN_DELAY_H:g} hours "
+                              "(0 ends one)")
+        self.rain_delay_until = now + timedelta(hours=hours) if hours else None
         return self.rain_delay_until
 
     def extend_rain_delay(self, until: datetime, slack: timedelta = timedelta(0)) -> bool:

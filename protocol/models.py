@@ -16,7 +16,8 @@ Conventions shared by all models:
 - Floats are finite: NaN and Infinity are refused.
 - Booleans are ``true``/``false`` only; ``1`` or ``"yes"`` is not a boolean, and ``"5"``
   is not a number.
-- Names of outputs, sensors, zones and feeders match :data:`NAME_PATTERN`.
+- Names of outputs, zones and feeders match :data:`protocol.ids.ID_PATTERN` (the unit's
+  config uses the same); reading keys match :data:`protocol.ids.NAME_PATTERN`.
 
 Channel to model: :data:`MODELS_BY_CHANNEL`. Reading and writing bytes:
 :mod:`protocol.codec`.
@@ -48,12 +49,17 @@ from pydantic import (
 )
 
 from protocol.errors import ProtocolError
+from protocol.ids import NAME_PATTERN, Ident, KindName, Name
+from protocol.seqranges import merge_ranges
+from protocol.times import MAX_PAUSE
 from protocol.topics import Channel
 
 __all__ = [
     "COMMAND_ID_PATTERN",
     "MAX_COMMAND_TTL",
     "MAX_INT",
+    "MIN_DOSE_G",
+    "MIN_RUN_S",
     "MODELS_BY_CHANNEL",
     "NAME_PATTERN",
     "PARAMS_BY_ACTION",
@@ -65,6 +71,7 @@ __all__ = [
     "CommandReply",
     "DesiredConfig",
     "DroppedRange",
+    "FeederLimits",
     "Event",
     "EventType",
     "FeedNowParams",
@@ -80,6 +87,8 @@ __all__ = [
     "Status",
     "StopAllParams",
     "Telemetry",
+    "UnitLimits",
+    "ZoneLimits",
     "channel_of",
     "dropped_ranges",
     "offline_status",
@@ -92,9 +101,6 @@ SCHEMA_VERSION = 1
 
 MAX_INT = 2**53 - 1
 """Largest integer magnitude on the wire (exact in JavaScript and SQLite)."""
-
-NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$"
-"""Syntax of output, sensor, zone and feeder names: 1-64 of ``A-Za-z0-9_.:-``."""
 
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 """Syntax of a command id: 1-64 of ``A-Za-z0-9_-`` (a UUID fits)."""
@@ -193,7 +199,6 @@ Reading = Annotated[
     bool | int | float | None,
     PlainValidator(_reading, json_schema_input_type=bool | int | float | None),
 ]
-Name = Annotated[str, Strict(), StringConstraints(pattern=NAME_PATTERN)]
 CommandId = Annotated[str, Strict(), StringConstraints(pattern=COMMAND_ID_PATTERN)]
 Seq = Annotated[int, Strict(), Field(ge=1, le=MAX_INT)]
 Count = Annotated[int, Strict(), Field(ge=0, le=MAX_INT)]
@@ -274,6 +279,47 @@ class Message(_Frozen):
 # --------------------------------------------------------------------------- status
 
 
+class ZoneLimits(_Frozen):
+    """One zone of an irrigation unit, with its local limits."""
+
+    max_on_s: Annotated[Number, Field(gt=0)] = Field(
+        description="Longest the zone's valve may stay open, in seconds (a longer run is "
+        "clamped to it).")
+    soil_probe: Flag = Field(default=False, description="True if the zone has a soil probe "
+                             "(a schedule's moisture rule needs one).")
+
+
+class FeederLimits(_Frozen):
+    """One feeder of a fish-feeder unit, with its local limits."""
+
+    pond: Ident = Field(description="The pond it feeds.")
+    max_dose_g: Annotated[Number, Field(gt=0)] = Field(
+        description="Most grams per feeding (a larger dose is clamped to it).")
+    max_daily_g: Annotated[Number, Field(gt=0)] = Field(
+        description="Most grams per day (the unit refuses or clamps past it).")
+
+
+class UnitLimits(_Frozen):
+    """What commands and schedules may refer to on this unit, with its local limits.
+
+    The controller checks a schedule or command against the last report before it stores
+    or sends it; refusals that depend on the unit's moment (its clock, water already used
+    today) stay with the unit."""
+
+    zones: dict[Ident, ZoneLimits] = Field(default_factory=dict, max_length=MAX_OUTPUTS,
+                                           description="Zones by name (irrigation).")
+    feeders: dict[Ident, FeederLimits] = Field(
+        default_factory=dict, max_length=MAX_OUTPUTS, description="Feeders by name "
+        "(fish feeder).")
+    ponds: list[Ident] = Field(default_factory=list, max_length=MAX_OUTPUTS,
+                               description="Ponds by name (fish feeder).")
+    max_daily_water_min: Annotated[Number, Field(gt=0)] | None = Field(
+        default=None, description="Most watering minutes a day, all zones (irrigation).")
+    max_pause_s: Annotated[int, Strict(), Field(gt=0, le=MAX_INT)] = Field(
+        default=int(MAX_PAUSE.total_seconds()),
+        description="Longest pause the unit accepts, in seconds.")
+
+
 class Status(Message):
     """What a unit is now. Retained, so a new subscriber learns it at once.
 
@@ -295,13 +341,13 @@ class Status(Message):
         description="True if the unit's clock is synchronised (NTP). Without it the unit "
         "runs no time-of-day schedule and refuses time-bounded commands."
     )
-    outputs: dict[Name, Flag] = Field(
+    outputs: dict[Ident, Flag] = Field(
         default_factory=dict, max_length=MAX_OUTPUTS,
         description="Every output (valve, pump, motor) and whether it is on now. "
         "Empty in the Last Will (unknown)."
     )
     ts: UtcDatetime = Field(description="When the unit wrote this status (UTC).")
-    app: Literal["irrigation", "fish_feeder"] | None = Field(
+    app: KindName | None = Field(
         default=None, description="Which application the unit runs."
     )
     dropped: Count = Field(
@@ -316,6 +362,10 @@ class Status(Message):
         "not be read (not JSON, not a command, bad fields); those without a readable id "
         "cannot be answered and show only here."
     )
+    limits: UnitLimits | None = Field(
+        default=None, description="Its zones or feeders and ponds with their local limits: "
+        "what commands and schedules may name. Absent in the Last Will and from older units."
+    )
 
 
 def offline_status(
@@ -324,7 +374,7 @@ def offline_status(
     *,
     config_version: int | None = None,
     clock_synced: bool = False,
-    app: Literal["irrigation", "fish_feeder"] | None = None,
+    app: KindName | None = None,
 ) -> Status:
     """The Status a unit registers as its MQTT Last Will (``online: false``).
 
@@ -359,7 +409,7 @@ class Telemetry(Message):
         "moisture_pct.zone1, do_mg_l.pond1, flow_lpm.main. A number, true/false, or "
         "null when the sensor gave no valid value."
     )
-    outputs: dict[Name, Flag] = Field(
+    outputs: dict[Ident, Flag] = Field(
         default_factory=dict, max_length=MAX_OUTPUTS,
         description="Output states at sample time (true = on)."
     )
@@ -492,14 +542,7 @@ def dropped_ranges(event: Event) -> list[tuple[int, int]]:
     if event.type is not EventType.OUTBOX_DROPPED:
         raise ProtocolError(f"not an outbox_dropped event: {event.type.value}", field="type")
     dropped = OutboxDropped.model_validate(event.details)
-    spans = sorted([(s, s) for s in dropped.seqs] + [(r.from_, r.to) for r in dropped.ranges])
-    merged: list[tuple[int, int]] = []
-    for start, end in spans:
-        if merged and start <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
+    return merge_ranges([(s, s) for s in dropped.seqs] + [(r.from_, r.to) for r in dropped.ranges])
 
 
 # --------------------------------------------------------------------------- command
@@ -518,12 +561,19 @@ class CommandAction(StrEnum):
     CLEAR_FAULT = "clear_fault"
 
 
+MIN_RUN_S = 10
+"""Shortest run (or cycle) a unit opens a valve for, in seconds."""
+
+MIN_DOSE_G = 0.5
+"""Smallest dose a feeder turns its motor on for, in grams."""
+
+
 class RunZoneParams(_Frozen):
     """Open one zone now for a while (clamped to the local maximum on-time)."""
 
-    zone: Name = Field(description="Zone name as in the unit's local config.")
-    duration_s: Annotated[int, Strict(), Field(ge=1, le=86_400)] = Field(
-        description="How long to water, in seconds (1 to 86400).")
+    zone: Ident = Field(description="Zone name as in the unit's local config.")
+    duration_s: Annotated[int, Strict(), Field(ge=MIN_RUN_S, le=86_400)] = Field(
+        description=f"How long to water, in seconds ({MIN_RUN_S} to 86400).")
 
 
 class StopAllParams(_Frozen):
@@ -533,8 +583,8 @@ class StopAllParams(_Frozen):
 class SkipNextParams(_Frozen):
     """Skip the next scheduled run or feeding (of one zone or feeder, or of the unit)."""
 
-    zone: Name | None = Field(default=None, description="Skip only this zone's next run.")
-    feeder: Name | None = Field(default=None, description="Skip only this feeder's next feeding.")
+    zone: Ident | None = Field(default=None, description="Skip only this zone's next run.")
+    feeder: Ident | None = Field(default=None, description="Skip only this feeder's next feeding.")
 
     @model_validator(mode="after")
     def _one_target(self) -> SkipNextParams:
@@ -546,7 +596,8 @@ class SkipNextParams(_Frozen):
 class PauseParams(_Frozen):
     """Hold all schedules until a time (sensor rules and hard limits keep working)."""
 
-    until: UtcDatetime = Field(description="End of the pause (UTC); after issued_at.")
+    until: UtcDatetime = Field(description="End of the pause (UTC); after issued_at, at most "
+                               "31 days after it.")
 
 
 class ResumeParams(_Frozen):
@@ -554,24 +605,24 @@ class ResumeParams(_Frozen):
 
 
 class RainDelayParams(_Frozen):
-    """Hold irrigation schedules for a number of hours."""
+    """Hold irrigation schedules for a number of hours (0 ends a delay)."""
 
-    hours: Annotated[float, Strict(), Field(gt=0, le=168)] = Field(
-        description="Delay in hours, more than 0 and at most 168 (7 days).")
+    hours: Annotated[float, Strict(), Field(ge=0, le=168)] = Field(
+        description="Delay in hours, 0 to 168 (7 days); 0 ends a rain delay now.")
 
 
 class FeedNowParams(_Frozen):
     """Dispense a dose now (clamped to the local per-feeding and daily caps)."""
 
-    feeder: Name = Field(description="Feeder name as in the unit's local config.")
-    dose_g: Annotated[float, Strict(), Field(gt=0, le=100_000)] = Field(
-        description="Dose in grams, more than 0 and at most 100000.")
+    feeder: Ident = Field(description="Feeder name as in the unit's local config.")
+    dose_g: Annotated[float, Strict(), Field(ge=MIN_DOSE_G, le=100_000)] = Field(
+        description=f"Dose in grams, {MIN_DOSE_G} to 100000.")
 
 
 class ClearFaultParams(_Frozen):
     """Lift a feeder's jam lockout after a technician has fixed the cause."""
 
-    feeder: Name = Field(description="Feeder name as in the unit's local config.")
+    feeder: Ident = Field(description="Feeder name as in the unit's local config.")
 
 
 CommandParams = (
@@ -675,8 +726,11 @@ class Command(Message):
             raise ValueError(f"params of {action.value} must be {model.__name__}")
         params = value if isinstance(value, model) else model.model_validate(value)
         issued_at = info.data.get("issued_at")
-        if isinstance(params, PauseParams) and issued_at and params.until <= issued_at:
-            raise ValueError("until must be later than issued_at")
+        if isinstance(params, PauseParams) and issued_at:
+            if params.until <= issued_at:
+                raise ValueError("until must be later than issued_at")
+            if params.until - issued_at > MAX_PAUSE:
+                raise ValueError(f"until must be at most {MAX_PAUSE.days} days after issued_at")
         return params
 
     def is_expired(self, now: datetime) -> bool:

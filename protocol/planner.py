@@ -25,7 +25,6 @@ what it finds by time: a start that crossed midnight is neither lost nor found t
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -35,16 +34,17 @@ from zoneinfo import ZoneInfo
 from astral import Observer
 from astral.sun import sunrise, sunset
 
+from protocol.times import StartTime, parse_month_day, parse_start
+
+__all__ = ["MAX_CATCH_UP", "DayRule", "Plan", "Site", "StartPlanner", "StartTime",
+           "parse_month_day", "parse_start", "starts_between"]
+
 logger = logging.getLogger(__name__)
 
 MAX_CATCH_UP = timedelta(days=1)
 """How far back a unit looks for starts that fell due while it was not looking."""
-MAX_SUN_OFFSET_S = 6 * 3600
-"""A sunrise/sunset offset is at most 6 hours either way."""
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
-_START = re.compile(r"^(?:(?P<hh>\d{1,2}):(?P<mm>\d{2})|(?P<sun>sunrise|sunset)"
-                    r"(?:(?P<sign>[+-])(?P<oh>\d{1,2}):(?P<om>\d{2}))?)$")
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -64,49 +64,6 @@ class Site:
     @property
     def observer(self) -> Observer:
         return Observer(latitude=self.latitude, longitude=self.longitude)
-
-
-@dataclass(frozen=True)
-class StartTime:
-    """A start: ``anchor`` is clock, sunrise or sunset; ``offset_s`` from it (from
-    local midnight for clock times); ``text`` as written in the config."""
-
-    anchor: Literal["clock", "sunrise", "sunset"]
-    offset_s: int
-    text: str
-
-
-def parse_start(text: str) -> StartTime:
-    """``"05:30"``, ``"sunrise"``, ``"sunrise-00:45"``, ``"sunset+01:00"``; raises
-    ``ValueError`` with the reason."""
-    m = _START.match(text.strip()) if isinstance(text, str) else None
-    if m is None:
-        raise ValueError(f'start time {text!r} is not "HH:MM" or sunrise/sunset[+-HH:MM]')
-    if m["hh"] is not None:
-        hh, mm = int(m["hh"]), int(m["mm"])
-        if hh > 23 or mm > 59:
-            raise ValueError(f"start time {text!r} is not a time of day")
-        return StartTime("clock", hh * 3600 + mm * 60, text)
-    offset = 0
-    if m["sign"]:
-        oh, om = int(m["oh"]), int(m["om"])
-        if om > 59 or oh * 3600 + om * 60 > MAX_SUN_OFFSET_S:
-            raise ValueError(f"start time {text!r}: offset must be at most 6:00")
-        offset = (oh * 3600 + om * 60) * (-1 if m["sign"] == "-" else 1)
-    return StartTime(m["sun"], offset, text)  # type: ignore[arg-type]
-
-
-def parse_month_day(text: str) -> tuple[int, int]:
-    """``"MM-DD"`` -> (month, day); 02-29 is allowed (it counts as 02-28 in other years)."""
-    m = re.fullmatch(r"(\d{2})-(\d{2})", text or "")
-    if m is None:
-        raise ValueError(f'{text!r} is not "MM-DD"')
-    month, day = int(m[1]), int(m[2])
-    try:
-        date(2024, month, day)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a day of the year") from None
-    return month, day
 
 
 @dataclass(frozen=True)

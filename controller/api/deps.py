@@ -7,6 +7,8 @@
   caller's language (`request_lang`).
 - ``Writer``: a caller allowed to change things (viewer: 403).
 - ``AdminUser``: an admin (others: 403).
+- ``LangDep``: the caller's language for messages, ``id`` or ``en`` (``Accept-Language``;
+  ``id`` when absent).
 - ``VisibleDevice``: the ``{device_id}`` of the path, 404 if it does not exist *or* belongs
   to another OPD than an operator's.
 """
@@ -17,14 +19,14 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import Depends, Header, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from controller.auth import FailedLogins, Principal, hash_token
+from controller.checks import Lang, request_lang
 from controller.ingest import Ingest
 from controller.metrics import Metrics
 from controller.publisher import Publisher
-from controller.reports import Lang
 from controller.settings import Settings
 from controller.store import Store, iso, utcnow
 from protocol.topics import ID_PATTERN
@@ -73,25 +75,8 @@ _AUTH_TEXT: dict[str, dict[Lang, str]] = {
 }
 
 
-def request_lang(request: Request) -> Lang:
-    """The caller's language from ``Accept-Language``: ``id`` or ``en``, whichever it
-    prefers (by q); ``id`` when it asks for neither or sends no header."""
-    best: Lang = "id"
-    best_q = 0.0
-    for part in request.headers.get("accept-language", "").split(","):
-        tag, _, params = part.partition(";")
-        primary = tag.strip().lower().split("-")[0]
-        lang = {"id": "id", "in": "id", "en": "en"}.get(primary)  # "in": Indonesian's old code
-        q = 1.0
-        name, _, value = params.strip().partition("=")
-        if name.strip() == "q":
-            try:
-                q = float(value)
-            except ValueError:
-                continue
-        if lang is not None and q > best_q:
-            best, best_q = lang, q
-    return best
+def _lang(request: Request) -> Lang:
+    return request_lang(request.headers.get("accept-language"))
 
 
 def client_address(request: Request) -> str:
@@ -108,13 +93,13 @@ def _unauthorized(detail: str, error: str = "") -> HTTPException:
 def get_principal(request: Request, state: StateDep, credentials: Annotated[
         HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
     if credentials is None:
-        raise _unauthorized(_AUTH_TEXT["missing"][request_lang(request)])
+        raise _unauthorized(_AUTH_TEXT["missing"][_lang(request)])
     address = client_address(request)
     wait_s = state.logins.retry_after(address)
     if wait_s:
         state.metrics.logins_throttled.inc()
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
-                            detail=_AUTH_TEXT["locked"][request_lang(request)].format(s=wait_s),
+                            detail=_AUTH_TEXT["locked"][_lang(request)].format(s=wait_s),
                             headers={"Retry-After": str(wait_s)})
     row = state.store.principal_for(hash_token(credentials.credentials))
     now = utcnow()
@@ -123,7 +108,7 @@ def get_principal(request: Request, state: StateDep, credentials: Annotated[
         reason = "unknown" if row is None else "expired"
         state.logins.failed(address)
         state.metrics.login_failures.labels(reason).inc()
-        text = _AUTH_TEXT[reason][request_lang(request)]
+        text = _AUTH_TEXT[reason][_lang(request)]
         if row is None:
             raise _unauthorized(text)
         raise _unauthorized(text.format(at=row["expires_at"]),
@@ -167,3 +152,10 @@ def visible_device(store: StoreDep, user: CurrentUser,
 
 
 VisibleDevice = Annotated[dict, Depends(visible_device)]
+
+
+def get_lang(accept_language: Annotated[str | None, Header()] = None) -> Lang:
+    return request_lang(accept_language)
+
+
+LangDep = Annotated[Lang, Depends(get_lang)]

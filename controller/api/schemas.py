@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from controller.auth import MAX_TOKEN_TTL_DAYS
+from protocol.ids import KindName
 from protocol.models import MAX_INT, PARAMS_BY_ACTION, CommandAction
 from protocol.topics import ID_PATTERN
 
@@ -76,7 +77,7 @@ class DeviceOut(BaseModel):
 class DeviceCreate(_In):
     device_id: Ident
     opd: Ident
-    kind: Literal["irrigation", "fish_feeder"]
+    kind: KindName
     name: str = Field("", max_length=80)
 
 

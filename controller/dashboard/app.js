@@ -11,9 +11,6 @@
   const TZ = "Asia/Makassar";
   const FINAL = ["done", "failed", "rejected", "expired", "error"];
   const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-  const TIME_RE = /^([01]\d|2[0-3]):[0-5]\d$/;
-  const START_RE = /^(([01]\d|2[0-3]):[0-5]\d|(sunrise|sunset)([+-]0[0-6]:[0-5]\d)?)$/;
-  const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$/;
   const S = {
     token: sessionStorage.getItem("sc.token"),
     me: null,
@@ -114,6 +111,7 @@
     return e;
   }
   const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => [...(root || document).querySelectorAll(sel)];
 
   // ------------------------------------------------------------------ API
   class HttpError extends Error {
@@ -125,7 +123,8 @@
   }
   async function api(path, opts) {
     opts = opts || {};
-    const headers = {Authorization: "Bearer " + S.token, "Accept-Language": S.lang};
+    const headers = {Authorization: "Bearer " + S.token, "Accept-Language": S.lang,
+      ...(opts.headers || {})};
     if (opts.json !== undefined) headers["Content-Type"] = "application/json";
     const r = await fetch("/api/v1" + path, {method: opts.method || "GET", headers,
       body: opts.json !== undefined ? JSON.stringify(opts.json) : undefined});
@@ -289,7 +288,7 @@
     return el("a", {class: `card unit s-${u.state}`, href: "#/unit/" + encodeURIComponent(u.device_id),
       "data-device": u.device_id, "data-state": u.state},
     el("div", {class: "card-top"},
-      el("span", {class: "kind"}, icon(u.kind === "fish_feeder" ? "fish" : "drop")),
+      el("span", {class: "kind"}, icon(u.icon)),
       el("div", {class: "title"}, el("div", {class: "name"}, u.name),
         el("div", {class: "sub"}, t("kind." + u.kind), " · ", u.device_id)),
       statePill(u.state)),
@@ -574,7 +573,7 @@
   function header(u) {
     return el("section", {class: `card unit-head s-${u.state}`, "data-state": u.state},
       el("div", {class: "card-top"},
-        el("span", {class: "kind big"}, icon(u.kind === "fish_feeder" ? "fish" : "drop")),
+        el("span", {class: "kind big"}, icon(u.icon)),
         el("div", {class: "title"}, el("h1", {}, u.name),
           el("div", {class: "sub"}, t("kind." + u.kind), " · ", u.opd.toUpperCase(), " · ", u.device_id)),
         statePill(u.state, true)),
@@ -713,25 +712,16 @@
       return {...body, watering_pct: Number(pct.value), rain_delay_h: Number(delay.value),
         programs: programs.map((p) => p.read())};
     }
-    function check(b) {
-      const errs = [];
-      const range = (v, a, z, f) => { if (!(v >= a && v <= z)) errs.push([f, t("err.range", {a, b: z})]); };
-      range(b.watering_pct, 0, 250, "watering_pct");
-      range(b.rain_delay_h, 0, 168, "rain_delay_h");
-      b.programs.forEach((p, i) => {
-        const at = `programs.${i}`;
-        if (!NAME_RE.test(p.name)) errs.push([`${at}.name`, t("err.name")]);
-        if (!p.start_times.length) errs.push([`${at}.start_times`, t("err.required")]);
-        p.start_times.filter((s) => !START_RE.test(s)).forEach((s) =>
-          errs.push([`${at}.start_times`, t("err.time", {v: s})]));
-        if (!p.zones.length) errs.push([`${at}.zones`, t("err.zone_needed")]);
-        p.zones.forEach((z, j) => range(z.duration_min, 0.01, 720, `${at}.zones.${j}.duration_min`));
-        if (p.weekdays && !p.weekdays.length) errs.push([`${at}.weekdays`, t("err.weekdays")]);
-        if (p.interval_days !== undefined) range(p.interval_days, 1, 31, `${at}.interval_days`);
-      });
-      return errs;
+    // The element a problem's field names (the server checks; the form only shows where).
+    function locate(path) {
+      const [top, i, sub] = path.split(".");
+      if (top !== "programs") return form.querySelector(`[name="${top}"]`);
+      const prog = programs[Number(i)];
+      if (!prog) return progBox;
+      return (sub && prog.card.querySelector(sub === "zones" ? ".zone-minutes" : sub === "odd_even"
+        ? "[name=days]" : `[name="${sub}"]`)) || prog.card;
     }
-    return {form, read, check};
+    return {form, read, locate};
   }
   function fishForm(body, ponds) {
     const cards = ponds.map((pond) => {
@@ -787,36 +777,24 @@
       });
       return out;
     }
-    function check(b) {
-      const errs = [];
-      for (const [pond, change] of Object.entries(b.ponds || {})) {
-        const p = change.plan;
-        if (!p) continue;
-        const at = `ponds.${pond}.plan`;
-        if (!p.times.length) errs.push([`${at}.times`, t("err.required")]);
-        p.times.filter((s) => !TIME_RE.test(s)).forEach((s) => errs.push([`${at}.times`, t("err.time", {v: s})]));
-        const sorted = [...new Set(p.times)].sort();
-        if (sorted.join() !== p.times.join()) errs.push([`${at}.times`, t("err.order")]);
-        if (p.doses_g) {
-          if (p.doses_g.length !== p.times.length) errs.push([`${at}.doses_g`, t("err.doses_count", {n: p.times.length})]);
-          p.doses_g.forEach((d) => { if (!(d > 0 && d <= 100000)) errs.push([`${at}.doses_g`, t("err.range", {a: 1, b: 100000})]); });
-        } else {
-          if (!(p.fish_count >= 1)) errs.push([`${at}.fish_count`, t("err.required")]);
-          if (!(p.avg_weight_g > 0 && p.avg_weight_g <= 20000)) errs.push([`${at}.avg_weight_g`, t("err.range", {a: 0.1, b: 20000})]);
-        }
-      }
-      return errs;
+    function locate(path) {
+      const [, pond, , sub] = path.split(".");
+      const c = cards.find((x) => x.pond === pond);
+      return c && ((sub && c.card.querySelector(`[name="${sub}"]`)) || c.card);
     }
-    return {form: el("div", {class: "sched-form"}, cards.map((c) => c.card)), read, check};
+    return {form: el("div", {class: "sched-form"}, cards.map((c) => c.card)), read, locate};
   }
   async function renderSchedule(id) {
     const main = el("div", {class: "schedule-page"}, el("p", {class: "muted"}, t("common.loading")));
     mount(shell("units", main));
     const view = S.view;
-    let u, sched;
+    let u, sched, etag;  // etag: the version this editor started from (sent as If-Match)
     try {
-      [u, sched] = await Promise.all([api(`/dashboard/units/${encodeURIComponent(id)}`),
-        api(`/devices/${encodeURIComponent(id)}/schedule`)]);
+      let raw;
+      [u, raw] = await Promise.all([api(`/dashboard/units/${encodeURIComponent(id)}`),
+        api(`/devices/${encodeURIComponent(id)}/schedule`, {raw: true})]);
+      etag = raw.headers.get("ETag");
+      sched = await raw.json();
     } catch (err) { main.textContent = ""; main.appendChild(problem(err)); return; }
     if (view !== S.view) return;
     const base = sched.desired ? sched.desired.body
@@ -834,17 +812,28 @@
       }
       return editor.read();
     }
+    // The server's problems ([field, reason], in the page's language): listed, and each
+    // shown next to the field it names.
     function showProblems(list) {
       out.textContent = "";
+      $$(".field-error", formHolder).forEach((e) => e.remove());
       out.appendChild(el("div", {class: "problems", role: "alert", "data-testid": "problems"},
         el("b", {}, icon("alert"), t("sched.invalid")),
         el("ul", {}, list.map(([f, r]) => el("li", {}, el("code", {}, f), " ", r)))));
+      if (jsonBox.open) return;
+      list.forEach(([f, r]) => {
+        const at = editor.locate(f);
+        if (!at) return;
+        const box = at.closest(".field, label") || at;
+        box.appendChild(el("small", {class: "field-error", "data-testid": "field-error",
+          "data-field": f}, r));
+      });
     }
+    const bodyProblems = (detail) => (Array.isArray(detail) ? detail : []).map((d) =>
+      [d.loc.slice(2).join("."), d.msg]);
     async function validate() {
       const body = current();
       if (body.__bad) { showProblems([["JSON", t("err.json")]]); return null; }
-      const local = jsonBox.open ? [] : editor.check(body);
-      if (local.length) { showProblems(local); return null; }
       const res = await api(`/dashboard/units/${encodeURIComponent(id)}/schedule/check`,
         {method: "POST", json: {body}});
       if (!res.ok) { showProblems(res.problems.map((p) => [p.field, p.reason])); return null; }
@@ -865,8 +854,16 @@
       if (!body) return;
       let s;
       try {
-        s = await api(`/devices/${encodeURIComponent(id)}/schedule`, {method: "PUT", json: {body}});
-      } catch (err) { showProblems([["HTTP " + err.status, err.message]]); return; }
+        const r = await api(`/devices/${encodeURIComponent(id)}/schedule`,
+          {method: "PUT", json: {body}, headers: etag ? {"If-Match": etag} : {}, raw: true});
+        etag = r.headers.get("ETag");
+        s = await r.json();
+      } catch (err) {
+        if (err.status === 412) showProblems([["If-Match", t("sched.conflict")]]);
+        else if (err.status === 422 && bodyProblems(err.detail).length) showProblems(bodyProblems(err.detail));
+        else showProblems([["HTTP " + err.status, err.message]]);
+        return;
+      }
       out.appendChild(el("p", {}, t("sched.sent", {v: s.desired.version})));
       const warn = $(".warn", main);
       if (warn) warn.remove();

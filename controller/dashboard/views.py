@@ -5,8 +5,8 @@
   feeders and ponds.
 - `charts`: the series of a unit's page over a day, a week or a month.
 - `check_schedule`: a schedule body checked with the very models the unit checks it with
-  (`edge.irrigation.config.IrrigationProgramConfig`, `edge.fish_feeder.app.RemoteBody`)
-  plus the zone, pond and sensor names the unit reports, before anything is sent.
+  (the kind's schedule model in `protocol.kinds`) plus the zone, pond and sensor names
+  the unit reports, before anything is sent.
 
 "Next start" is honest about where it comes from: it is computed from the schedule
 version the unit *reports applied* (the desired config it accepted), with the same
@@ -24,14 +24,17 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from controller import checks
 from controller.api.views import config_state
-from controller.reports import WITA, feed_given_g
+from controller.checks import Lang
+from controller.reports import WITA, feed_given_g, typed_details
 from controller.store import Store, utcnow
-from edge.config import SiteSection, parse_config
-from edge.errors import ConfigError
-from edge.fish_feeder.app import RemoteBody
-from edge.irrigation.config import IrrigationProgramConfig, ZoneSpec
+from protocol.events import Alarm, AlarmCleared, RunInterrupted, RunStarted
+from protocol.kinds import KINDS
+from protocol.kinds.fish_feeder import RemoteBody
+from protocol.kinds.irrigation import IrrigationProgramConfig
 from protocol.planner import Plan, Site, StartPlanner
+from protocol.site import DEFAULT_SITE
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +42,7 @@ ALARM_WINDOW = timedelta(hours=24)
 RUN_WINDOW = timedelta(hours=24)
 CLEARED_BY = {"sensor_recovered": "sensor_stale", "leak_cleared": "leak"}
 """Irrigation alarm codes that end another code's condition."""
-_SITE = SiteSection()
-BALIKPAPAN = Site(WITA, _SITE.latitude, _SITE.longitude)
+BALIKPAPAN = Site(DEFAULT_SITE.tz, DEFAULT_SITE.latitude, DEFAULT_SITE.longitude)
 
 Period = Literal["day", "week", "month"]
 PERIODS: dict[str, tuple[timedelta, int, str]] = {
@@ -48,10 +50,6 @@ PERIODS: dict[str, tuple[timedelta, int, str]] = {
     "day": (timedelta(days=1), 900, "hour"),
     "week": (timedelta(days=7), 2 * 3600, "day"),
     "month": (timedelta(days=30), 6 * 3600, "day"),
-}
-LINE_QUANTITIES = {
-    "irrigation": (("moisture_pct", "%"),),
-    "fish_feeder": (("do_mg_l", "mg/L"), ("temp_c", "°C")),
 }
 
 
@@ -96,6 +94,7 @@ def unit_view(store: Store, device: dict, now: datetime | None = None) -> dict[s
     return {
         "device_id": dev, "name": device["name"] or dev, "opd": device["opd"],
         "kind": device["kind"], "online": device["online"], "last_seen": device["last_seen"],
+        "icon": KINDS[device["kind"]].icon if device["kind"] in KINDS else "drop",
         "state": state, "running": running, "outputs_on": outputs_on, "alarms": alarms,
         "next": next_start(store, device, now),
         "config": {"desired": desired, "reported": reported,
@@ -129,17 +128,16 @@ def _running(store: Store, device_id: str, now: datetime) -> list[dict[str, Any]
                                   "run_interrupted"))
     runs: dict[str, dict[str, Any]] = {}
     for event in reversed(events):  # oldest first
-        d = event["details"]
-        run_id = d.get("run_id")
-        if not run_id or "zone" not in d:
+        d = typed_details(event)
+        if d is None or not d.run_id or not d.zone:
             continue
-        if event["type"] == "run_started":
-            runs[run_id] = {"zone": d["zone"], "since": event["ts"],
-                            "trigger": d.get("trigger"), "cmd_id": d.get("cmd_id")}
-        elif event["type"] == "run_interrupted" and d.get("action") == "resumed":
+        if isinstance(d, RunStarted):
+            runs[d.run_id] = {"zone": d.zone, "since": event["ts"], "trigger": d.trigger,
+                              "cmd_id": d.cmd_id}
+        elif isinstance(d, RunInterrupted) and d.action == "resumed":
             continue
         else:
-            runs.pop(run_id, None)
+            runs.pop(d.run_id, None)
     return sorted(runs.values(), key=lambda r: r["since"])
 
 
@@ -150,17 +148,18 @@ def active_alarms(store: Store, device_id: str, now: datetime | None = None
     events = store.recent_events(device_id, now - ALARM_WINDOW, ("alarm", "alarm_cleared"))
     active: dict[tuple[str, str], dict[str, Any]] = {}
     for event in reversed(events):  # oldest first
-        d = event["details"]
-        code = str(d.get("code") or "unknown")
-        subject = str(d.get("zone") or d.get("feeder") or d.get("pond") or d.get("output")
-                      or "")
-        if event["type"] == "alarm_cleared":
+        d = typed_details(event)
+        if not isinstance(d, Alarm):  # AlarmCleared is one too
+            continue
+        code = d.code.value
+        subject = d.zone or d.feeder or d.pond or d.output or ""
+        if isinstance(d, AlarmCleared):
             active.pop((code, subject), None)
         elif code in CLEARED_BY:
             active.pop((CLEARED_BY[code], subject), None)
         else:
             active[(code, subject)] = {"code": code, "subject": subject, "ts": event["ts"],
-                                       "message": str(d.get("message") or "")}
+                                       "message": d.message}
     return sorted(active.values(), key=lambda a: a["ts"], reverse=True)
 
 
@@ -228,7 +227,7 @@ def charts(store: Store, device: dict, period: Period, now: datetime | None = No
     epoch = int((now - span).timestamp())
     since = datetime.fromtimestamp(epoch - epoch % bucket_s, UTC)
     kind = device["kind"]
-    quantities = LINE_QUANTITIES.get(kind, ())
+    quantities = KINDS[kind].charts if kind in KINDS else ()
     rows = store.telemetry_buckets(device["device_id"], since, now, bucket_s,
                                    [q for q, _ in quantities])
     out = []
@@ -281,33 +280,13 @@ def _bars(key: str, unit: str, events: Iterable[dict], amount, since: datetime,
 # --------------------------------------------------------------------------- schedules
 
 def check_schedule(store: Store, device: dict, body: dict[str, Any],
-                   now: datetime | None = None) -> dict[str, Any]:
-    """``{"ok", "problems": [{"field", "reason"}], "next"}`` for a schedule body."""
+                   now: datetime | None = None, lang: Lang = "en") -> dict[str, Any]:
+    """``{"ok", "problems": [{"field", "reason"}], "next"}`` for a schedule body: the
+    checks of ``PUT .../schedule`` (``controller.checks``), nothing stored."""
     now = now or utcnow()
-    latest = store.latest_telemetry(device["device_id"])
-    names = _names(device["kind"], latest["readings"] if latest else {})
-    problems: list[tuple[str, str]] = []
-    if device["kind"] == "irrigation":
-        try:
-            program = parse_config(body, "schedule", model=IrrigationProgramConfig)
-        except ConfigError as exc:
-            problems = exc.problems
-        else:
-            if latest is not None:  # cross-check with the zones the unit reports
-                probed = set(names["probed_zones"])
-                zones = {z: ZoneSpec(name=z, valve=z, soil_sensor=z if z in probed else None)
-                         for z in names["zones"]}
-                problems = program.problems(zones)
-    else:
-        try:
-            remote = parse_config(body, "schedule", model=RemoteBody)
-        except ConfigError as exc:
-            problems = exc.problems
-        else:
-            if latest is not None:
-                problems = [(f"ponds.{p}", f"no pond named {p!r} on this unit")
-                            for p in remote.ponds if p not in names["ponds"]]
+    problems = checks.check_schedule(device, body)
     if problems:
-        return {"ok": False, "problems": [{"field": f, "reason": r} for f, r in problems],
-                "next": None}
+        return {"ok": False, "next": None,
+                "problems": [{"field": p.field, "reason": checks.message(p, lang)}
+                             for p in problems]}
     return {"ok": True, "problems": [], "next": next_from_body(device["kind"], body, now)}

@@ -46,21 +46,29 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from protocol.holds import HoldRefused, Holds
+from protocol.kinds.fish_feeder import RemoteBody
+from protocol.models import (
+    MIN_DOSE_G,
+    ClearFaultParams,
+    FeedNowParams,
+    PauseParams,
+    SkipNextParams,
+)
 from protocol.planner import MAX_CATCH_UP, Plan, Site, StartPlanner
 
-from ..app import App, Clamp
-from ..config import Ident, StrictModel
+from ..app import App, command_params
 from ..config import problems as config_problems
 from ..errors import ConfigError
+from ..limits import Clamp
 from ..sensors.base import SensorError, SensorValue
 from ..sensors.ezo import EzoSensor
 from ..sensors.hopper import LoadCell, UltrasonicLevel
 from ..sensors.modbus import open_port
 from ..sensors.modbus_wq import ModbusWaterQuality
-from .config import FishFeederConfig, LoadCellHopperSpec, PlanSpec, PondSpec, sensor_quantities
+from .config import FishFeederConfig, LoadCellHopperSpec, PondSpec, sensor_quantities
 from .devices import Feeder, FeedResult, HopperGauge
 from .rules import (
     Reading,
@@ -73,13 +81,12 @@ from .rules import (
     plan_doses,
     split_ration,
 )
-from .species import SpeciesName, ThresholdOverrides, thresholds_for
+from .species import thresholds_for
 
 logger = logging.getLogger(__name__)
 
-MIN_DOSE_G = 0.5
-"""A dose smaller than this is not worth turning a motor on for."""
-
+# MIN_DOSE_G (from protocol.models): a dose smaller than it is not worth turning a motor on
+# for, and a feed_now asking less is refused.
 QUANTITIES = ("do_mg_l", "temp_c", "ph")
 
 
@@ -104,18 +111,6 @@ class Pending:
         return d
 
 
-class RemotePond(StrictModel):
-    species: SpeciesName | None = None
-    plan: PlanSpec | None = None
-    thresholds: ThresholdOverrides | None = None
-
-
-class RemoteBody(StrictModel):
-    """What the controller may set: per-pond plans, species and thresholds. Nothing else."""
-
-    ponds: dict[Ident, RemotePond] = Field(default_factory=dict)
-
-
 def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat()
 
@@ -132,6 +127,7 @@ def _parse_ts(value) -> datetime:
 
 class FishFeederApp(App):
     kind: ClassVar[str] = "fish_feeder"
+    schedule_model = RemoteBody
 
     def __init__(self, config: FishFeederConfig, *, pin_factory, clock, publisher,
                  state=None, clock_synced=None, ports: dict | None = None,
@@ -748,8 +744,7 @@ class FishFeederApp(App):
             return out
 
     # -- commands -------------------------------------------------------------------------------
-    def handle_command(self, cmd_id: str, action: str, params: dict, reply) -> None:
-        params = dict(params or {})
+    def handle_command(self, cmd_id: str, action: str, params, reply) -> None:
         handler = {
             "feed_now": self._cmd_feed_now, "skip_next": self._cmd_skip_next,
             "pause": self._cmd_pause, "resume": self._cmd_resume,
@@ -758,26 +753,26 @@ class FishFeederApp(App):
         if handler is None:
             reply("rejected", f"fish_feeder unit does not know action {action!r}")
             return
+        try:
+            p = command_params(action, params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "params"
+            reply("rejected", f"bad params: {where}: {first['msg']}")
+            return
         with self._lock:
-            handler(cmd_id, params, reply)
+            handler(cmd_id, p, reply)
 
-    def _feeder_param(self, params, reply, *, required=True) -> str | None:
-        name = params.get("feeder")
-        if name is None and not required:
-            return None
-        if not isinstance(name, str) or name not in self.feeders:
-            reply("rejected", f"unknown feeder {name!r}; known: {sorted(self.feeders)}")
-            return ""
-        return name
+    def _known_feeder(self, name: str | None, reply) -> bool:
+        if name is None or name in self.feeders:
+            return True
+        reply("rejected", f"unknown feeder {name!r}; known: {sorted(self.feeders)}")
+        return False
 
-    def _cmd_feed_now(self, cmd_id, params, reply) -> None:
-        name = self._feeder_param(params, reply)
-        if not name:
+    def _cmd_feed_now(self, cmd_id, p: FeedNowParams, reply) -> None:
+        if not self._known_feeder(p.feeder, reply):
             return
-        dose = params.get("dose_g")
-        if isinstance(dose, bool) or not isinstance(dose, int | float) or not 0 < dose <= 100_000:
-            reply("rejected", f"dose_g must be a number of grams > 0, got {dose!r}")
-            return
+        name, dose = p.feeder, p.dose_g
         feeder = self.feeders[name]
         if feeder.fault is not None:
             reply("rejected", f"feeder {name} is locked out ({feeder.fault}); send clear_fault")
@@ -812,27 +807,22 @@ class FishFeederApp(App):
         if not settled:
             self._pending.append(p)  # cannot happen for an idle feeder; kept for safety
 
-    def _cmd_skip_next(self, cmd_id, params, reply) -> None:
-        if params.get("zone") is not None:
+    def _cmd_skip_next(self, cmd_id, p: SkipNextParams, reply) -> None:
+        if p.zone is not None:
             reply("rejected", "a fish feeder has no zones")
             return
-        name = self._feeder_param(params, reply, required=False)
-        if name == "":
+        if not self._known_feeder(p.feeder, reply):
             return
-        targets = [name] if name else list(self.feeders)
+        targets = [p.feeder] if p.feeder else list(self.feeders)
         self.holds.skip(targets)
         self._save_holds()
         reply("done", f"next feeding skipped for {', '.join(targets)}")
 
-    def _cmd_pause(self, cmd_id, params, reply) -> None:
+    def _cmd_pause(self, cmd_id, p: PauseParams, reply) -> None:
         if not self.clock_synced():
             reply("rejected", "clock not synchronised: a time-bounded pause cannot be trusted")
             return
-        try:
-            until = _parse_ts(params.get("until"))
-        except (TypeError, ValueError) as exc:
-            reply("rejected", f"until must be an ISO 8601 time with offset: {exc}")
-            return
+        until = p.until
         try:
             self.holds.pause(until, self.clock.now())
         except HoldRefused as exc:
@@ -857,10 +847,10 @@ class FishFeederApp(App):
         self._save_pending()
         reply("done", f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
-    def _cmd_clear_fault(self, cmd_id, params, reply) -> None:
-        name = self._feeder_param(params, reply)
-        if not name:
+    def _cmd_clear_fault(self, cmd_id, p: ClearFaultParams, reply) -> None:
+        if not self._known_feeder(p.feeder, reply):
             return
+        name = p.feeder
         fault = self.feeders[name].clear_fault()
         locks = self.state.get("ff.lockouts") or {}
         locks.pop(name, None)
@@ -888,6 +878,8 @@ class FishFeederApp(App):
             raise ConfigError(where, [("version", f"older than version {self._remote_version} "
                                                   "already in force")])
         ponds = self._validate_remote(where, body)
+        if isinstance(body, RemoteBody):  # as the link decoded it: kept as it was sent
+            body = body.model_dump(mode="json", exclude_unset=True)
         with self._lock:
             self._ponds = ponds
             self._thresholds_cache = {}
@@ -897,17 +889,21 @@ class FishFeederApp(App):
         logger.info("remote config v%d in force", version)
 
     def _validate_remote(self, where: str, body) -> dict[str, PondSpec]:
-        if not isinstance(body, dict):
-            raise ConfigError(where, [("(body)", "must be a JSON object")])
-        problems = [(key, "not settable remotely: hardware and hard limits (max_dose_g, "
-                     "max_daily_g, max_on_s) stay in the unit's local config")
-                    for key in body if key != "ponds"]
-        if problems:
-            raise ConfigError(where, problems)
-        try:
-            parsed = RemoteBody.model_validate(body)
-        except ValidationError as exc:
-            raise ConfigError(where, list(config_problems(exc))) from None
+        problems: list[tuple[str, str]] = []
+        if isinstance(body, RemoteBody):  # decoded by the link with the protocol's model
+            parsed = body
+        else:
+            if not isinstance(body, dict):
+                raise ConfigError(where, [("(body)", "must be a JSON object")])
+            problems = [(key, "not settable remotely: hardware and hard limits (max_dose_g, "
+                         "max_daily_g, max_on_s) stay in the unit's local config")
+                        for key in body if key != "ponds"]
+            if problems:
+                raise ConfigError(where, problems)
+            try:
+                parsed = RemoteBody.model_validate(body)
+            except ValidationError as exc:
+                raise ConfigError(where, list(config_problems(exc))) from None
         ponds = {p.name: p for p in self.config.ponds}
         for name, change in parsed.ponds.items():
             if name not in ponds:
@@ -940,3 +936,7 @@ class FishFeederApp(App):
             self.alarm("remote_config_invalid",
                        "the saved remote config does not fit the local config; running "
                        f"the local plan: {exc}")
+
+
+APP = FishFeederApp
+"""The app of this kind (``smartcity-edge`` picks it by the config's kind)."""

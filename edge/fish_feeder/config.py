@@ -19,16 +19,17 @@ hard limits stay in this file.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
+
+from protocol.kinds.fish_feeder import PlanSpec
+from protocol.models import FeederLimits, UnitLimits
 
 from ..config import BcmPin, FieldProblem, Ident, StrictModel, UnitConfig, problems
 from .species import PRESETS, SpeciesName, ThresholdOverrides, thresholds_for
 
 Quantity = Literal["do_mg_l", "temp_c", "ph"]
-HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 class EzoSensorSpec(StrictModel):
@@ -137,40 +138,6 @@ class FeederSpec(StrictModel):
         return self
 
 
-class PlanSpec(StrictModel):
-    """Feeding times (site local time) with fixed doses, or a ration from biomass."""
-
-    times: list[str] = Field(min_length=1, max_length=24)
-    doses_g: list[Annotated[float, Field(gt=0, le=100_000)]] | None = None
-    fish_count: int | None = Field(None, ge=1, le=10_000_000)
-    avg_weight_g: float | None = Field(None, gt=0, le=20_000)
-    feeding_rate_pct: float | None = Field(None, gt=0, le=30,
-                                           description="% body weight per day; default "
-                                           "from the species table")
-
-    @field_validator("times")
-    @classmethod
-    def _times(cls, v: list[str]) -> list[str]:
-        for t in v:
-            if not HHMM.match(t):
-                raise FieldProblem("", "time_not_hhmm", value=t)
-        if sorted(set(v)) != v:
-            raise FieldProblem("", "times_order")
-        return v
-
-    @model_validator(mode="after")
-    def _one_kind(self):
-        biomass = (self.fish_count, self.avg_weight_g)
-        if self.doses_g is not None:
-            if any(x is not None for x in (*biomass, self.feeding_rate_pct)):
-                raise FieldProblem("doses_g", "doses_or_biomass")
-            if len(self.doses_g) != len(self.times):
-                raise FieldProblem("doses_g", "dose_per_time", n=len(self.times))
-        elif None in biomass:
-            raise FieldProblem("fish_count", "needs_doses")
-        return self
-
-
 class PondSpec(StrictModel):
     name: Ident
     species: SpeciesName
@@ -209,6 +176,12 @@ class FishFeederConfig(UnitConfig):
     ponds: list[PondSpec] = Field(min_length=1)
     feed_log_days: int = Field(400, ge=1, le=3650,
                                description="days of per-pond totals kept for reports")
+
+    def unit_limits(self) -> UnitLimits:
+        return UnitLimits(
+            feeders={f.name: FeederLimits(pond=f.pond, max_dose_g=f.max_dose_g,
+                                          max_daily_g=f.max_daily_g) for f in self.feeders},
+            ponds=[p.name for p in self.ponds])
 
     @model_validator(mode="after")
     def _references(self):
@@ -306,3 +279,7 @@ def sensor_quantities(spec) -> list[str]:
 
 
 __all__ = ["FishFeederConfig", "FeederSpec", "PondSpec", "PlanSpec", "PRESETS"]
+
+
+CONFIG_MODEL = FishFeederConfig
+"""The model of this kind's config file (``edge.config.load_config`` picks it by kind)."""

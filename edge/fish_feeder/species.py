@@ -27,9 +27,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..config import FieldProblem, StrictModel
+from protocol.kinds.fish_feeder import SpeciesName, ThresholdOverrides
+from protocol.validation import FieldProblem, StrictModel
 
-SpeciesName = Literal["nila", "lele", "bandeng", "vaname"]
+__all__ = ["PRESETS", "SpeciesName", "SpeciesPreset", "ThresholdOverrides", "Thresholds",
+           "thresholds_for"]
 
 
 class Thresholds(StrictModel):
@@ -69,26 +71,6 @@ class Thresholds(StrictModel):
                 raise FieldProblem(where, "weights_increase")
             last = up_to
         return self
-
-
-class ThresholdOverrides(StrictModel):
-    """Any subset of ``Thresholds``; what is not given comes from the species preset."""
-
-    do_min_mg_l: float | None = Field(None, gt=0, le=20)
-    temp_min_c: float | None = Field(None, ge=0, le=45)
-    temp_max_c: float | None = Field(None, ge=0, le=45)
-    temp_stop_below_c: float | None = Field(None, ge=0, le=45)
-    temp_stop_above_c: float | None = Field(None, ge=0, le=45)
-    temp_rule: Literal["reduce", "skip"] | None = None
-    temp_reduce_factor: float | None = Field(None, gt=0, le=1)
-    ph_min: float | None = Field(None, ge=0, le=14)
-    ph_max: float | None = Field(None, ge=0, le=14)
-    ph_rule: Literal["reduce", "skip", "ignore"] | None = None
-    ph_reduce_factor: float | None = Field(None, gt=0, le=1)
-    feeding_rate_table: list[tuple[float | None, float]] | None = Field(None, min_length=1)
-
-    def given(self) -> dict:
-        return self.model_dump(exclude_none=True)
 
 
 class SpeciesPreset(StrictModel):

@@ -39,13 +39,13 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from protocol.holds import ALL, HoldRefused, Holds
+from protocol.models import PauseParams, RainDelayParams, RunZoneParams, SkipNextParams
 from protocol.planner import MAX_CATCH_UP, Plan, Site, StartPlanner
 
-from ..app import App
-from ..config import Ident
+from ..app import App, command_params
 from ..errors import ConfigError
 from ..sensors.base import SensorError, SensorValue
 from .config import IrrigationConfig, IrrigationProgramConfig, parse_program
@@ -159,27 +159,6 @@ class _Reject(Exception):
     """A command that cannot be accepted; the text goes back in the reply."""
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
-
-
-class RunZoneParams(_Params):
-    zone: Ident
-    duration_s: float = Field(gt=0, le=86_400)
-
-
-class SkipNextParams(_Params):
-    zone: Ident | None = None
-
-
-class PauseParams(_Params):
-    until: datetime
-
-
-class RainDelayParams(_Params):
-    hours: float = Field(ge=0, le=168)
-
-
 @dataclass
 class _ZoneState:
     latched: bool = False
@@ -191,6 +170,7 @@ class IrrigationApp(App):
     """Park watering: zones on valves, schedules, sensor rules, overrides, hard limits."""
 
     kind = "irrigation"
+    schedule_model = IrrigationProgramConfig
 
     def __init__(self, config: IrrigationConfig, *, pin_factory, clock, publisher,
                  state=None, clock_synced=None, soil_readers=None):
@@ -1119,7 +1099,7 @@ class IrrigationApp(App):
         try:
             with self._lock:
                 try:
-                    handler(cmd_id, params or {}, reply_when_saved)
+                    handler(cmd_id, command_params(action, params), reply_when_saved)
                 finally:
                     answering = False
                 self._step_safe()
@@ -1133,12 +1113,9 @@ class IrrigationApp(App):
             logger.exception("command %s %s failed", cmd_id, action)
             reply("failed", str(exc))
 
-    def _cmd_run_zone(self, cmd_id, params, reply) -> None:
-        p = RunZoneParams.model_validate(params)
+    def _cmd_run_zone(self, cmd_id, p: RunZoneParams, reply) -> None:
         if p.zone not in self.zones:
             raise _Reject(f"no zone named {p.zone!r} (zones: {', '.join(self.zones)})")
-        if p.duration_s < MIN_RUN_S:
-            raise _Reject(f"a run must last at least {MIN_RUN_S:.0f} s")
         now, mono = self.clock.now(), self.clock.monotonic()
         self._account(mono)
         self._roll_day(now)
@@ -1174,16 +1151,16 @@ class IrrigationApp(App):
         self._cut_supply()
         reply("done", f"stopped {n} run(s); every output off")
 
-    def _cmd_skip_next(self, cmd_id, params, reply) -> None:
-        p = SkipNextParams.model_validate(params)
+    def _cmd_skip_next(self, cmd_id, p: SkipNextParams, reply) -> None:
+        if p.feeder is not None:
+            raise _Reject("an irrigation unit has no feeders")
         if p.zone is not None and p.zone not in self.zones:
             raise _Reject(f"no zone named {p.zone!r}")
         self.holds.skip([p.zone or ALL])
         self._dirty = True
         reply("done", f"next scheduled run of {p.zone or 'every zone'} will be skipped")
 
-    def _cmd_pause(self, cmd_id, params, reply) -> None:
-        p = PauseParams.model_validate(params)
+    def _cmd_pause(self, cmd_id, p: PauseParams, reply) -> None:
         if not self.clock_synced():
             raise _Reject("clock not synchronised: time-bounded commands are refused")
         now = self.clock.now()
@@ -1208,8 +1185,7 @@ class IrrigationApp(App):
         self.publisher.event("resumed", cleared=cleared, cmd_id=cmd_id)
         reply("done", "cleared: " + (", ".join(cleared) or "nothing"))
 
-    def _cmd_rain_delay(self, cmd_id, params, reply) -> None:
-        p = RainDelayParams.model_validate(params)
+    def _cmd_rain_delay(self, cmd_id, p: RainDelayParams, reply) -> None:
         try:
             self.holds.rain_delay(p.hours, self.clock.now())
         except HoldRefused as exc:
@@ -1228,9 +1204,9 @@ class IrrigationApp(App):
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise ConfigError(source, [("version", f"must be a whole number >= 0, got "
                                                    f"{version!r}")])
-        if not isinstance(body, dict):
+        if not isinstance(body, dict | IrrigationProgramConfig):
             raise ConfigError(source, [("(body)", "must be a JSON object")])
-        program = parse_program(body, self.zones, source)
+        program = parse_program(body, self.zones, source)  # as is when the link decoded it
         with self._lock:
             self.program = program
             self._program_version = int(version)
@@ -1290,3 +1266,7 @@ def _copy(doc):
     if isinstance(doc, list):
         return [_copy(v) for v in doc]
     return doc
+
+
+APP = IrrigationApp
+"""The app of this kind (``smartcity-edge`` picks it by the config's kind)."""

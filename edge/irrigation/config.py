@@ -6,7 +6,7 @@ Two parts, on purpose:
   valves (``[[zones]]``), the master valve or pump (``[master]``), the rain sensor
   (``[rain]``), the flow meter (``[flow]``), the soil probes (``[soil]``), the hard limits
   (``[limits]`` plus each output's ``max_on_s``) and what to do after a crash (``[runs]``).
-- The **program** (``[program]``, an ``IrrigationProgramConfig``) holds the schedules and
+- The **program** (``[program]``, ``protocol.kinds.irrigation.IrrigationProgramConfig``) holds the schedules and
   the sensor-rule thresholds. The local file carries the default program; the controller
   may replace it (``IrrigationApp.apply_remote_config``), and the same model validates
   both. Hard limits are never part of it, so a remote program is clamped to them.
@@ -16,162 +16,27 @@ See docs/irrigation.md for every field with the example park.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from protocol.planner import parse_month_day, parse_start
+from protocol import validation
+from protocol.kinds.irrigation import (  # noqa: F401 - the program's models, re-exported
+    WEEKDAYS,
+    IrrigationProgramConfig,
+    MoistureRule,
+    ProgramSpec,
+    ProgramZone,
+    Weekday,
+    ZoneRules,
+)
+from protocol.models import UnitLimits, ZoneLimits
 
 from ..config import FieldProblem, Ident, StrictModel, UnitConfig
-from ..errors import ConfigError, Reason
-
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+from ..errors import ConfigError
 
 # The MCP3008 sits on SPI0: SCLK 11, MOSI 10, MISO 9, CE0 8, CE1 7.
 SPI0_PINS = {7: "SPI0 CE1", 8: "SPI0 CE0", 9: "SPI0 MISO", 10: "SPI0 MOSI", 11: "SPI0 SCLK"}
-
-
-# --------------------------------------------------------------------------------------
-# The program: schedules and sensor-rule thresholds (local default, remotely replaceable)
-# --------------------------------------------------------------------------------------
-class ProgramZone(StrictModel):
-    zone: Ident
-    duration_min: float = Field(gt=0, le=720, description="base run time before adjustments")
-
-
-class ProgramSpec(StrictModel):
-    """A schedule: which days, which start times, which zones for how long."""
-
-    name: Ident
-    enabled: bool = True
-    zones: list[ProgramZone] = Field(min_length=1)
-    start_times: list[str] = Field(
-        min_length=1, max_length=12,
-        description='"HH:MM" local time, or "sunrise"/"sunset" with an optional '
-                    '"+HH:MM"/"-HH:MM" offset (at most 6 hours)',
-    )
-    weekdays: list[Weekday] | None = None
-    interval_days: int | None = Field(None, ge=1, le=31, description="every N days")
-    interval_start: date = Field(date(2026, 1, 1), description="a day the interval runs on")
-    odd_even: Literal["odd", "even"] | None = Field(None, description="day of the month")
-    active_from: str | None = Field(None, description='"MM-DD": first day of the season')
-    active_to: str | None = Field(None, description='"MM-DD": last day of the season')
-    watering_pct: float = Field(100, ge=0, le=250, description="this program's adjustment")
-
-    @field_validator("start_times")
-    @classmethod
-    def _starts_parse(cls, v: list[str]) -> list[str]:
-        for s in v:
-            try:
-                parse_start(s)
-            except ValueError as exc:
-                raise FieldProblem("", "start_time_bad", error=str(exc), value=s) from None
-        if len(set(v)) != len(v):
-            raise FieldProblem("", "start_times_repeat")
-        return v
-
-    @field_validator("active_from", "active_to")
-    @classmethod
-    def _month_day(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                parse_month_day(v)
-            except ValueError as exc:
-                raise FieldProblem("", "month_day_bad", error=str(exc), value=v) from None
-        return v
-
-    @model_validator(mode="after")
-    def _one_day_rule(self):
-        given = [n for n in ("weekdays", "interval_days", "odd_even")
-                 if getattr(self, n) is not None]
-        if len(given) > 1:
-            raise FieldProblem(given[1], "one_day_rule", given=", ".join(given))
-        if (self.active_from is None) != (self.active_to is None):
-            raise FieldProblem("active_to" if self.active_to is None else "active_from",
-                               "season_needs_both")
-        if self.weekdays is not None and not self.weekdays:
-            raise FieldProblem("weekdays", "weekdays_empty")
-        return self
-
-
-class MoistureRule(StrictModel):
-    """Soil-moisture rule of one zone (needs a soil probe on that zone)."""
-
-    start_below_pct: float | None = Field(
-        None, ge=0, le=100,
-        description="start a sensor run when the soil is drier than this; none = never",
-    )
-    skip_above_pct: float = Field(
-        ge=0, le=100, description="skip a run (or its next cycle) when the soil is this wet")
-    run_min: float = Field(10, gt=0, le=240, description="length of a sensor-started run")
-    min_interval_min: float = Field(
-        120, ge=0, le=10080, description="least time between two sensor-started runs")
-    stale_after_min: float = Field(
-        30, gt=0, le=10080, description="no good reading for this long = stale")
-    on_stale: Literal["schedule", "skip"] = Field(
-        "schedule", description="stale probe: water by the schedule alone, or skip")
-
-    @model_validator(mode="after")
-    def _band(self):
-        if self.start_below_pct is not None and self.start_below_pct >= self.skip_above_pct:
-            raise FieldProblem("start_below_pct", "moisture_band")
-        return self
-
-
-class ZoneRules(StrictModel):
-    zone: Ident
-    cycle_min: float | None = Field(
-        None, gt=0, le=240, description="split runs longer than this into cycles")
-    soak_min: float = Field(0, ge=0, le=1440, description="least pause between two cycles")
-    moisture: MoistureRule | None = None
-
-
-class IrrigationProgramConfig(StrictModel):
-    """Schedules and sensor-rule thresholds: the part the controller may replace."""
-
-    watering_pct: float = Field(100, ge=0, le=250, description="scales every scheduled run")
-    rain_delay_h: float = Field(24, ge=0, le=168,
-                                description="hold automatic runs this long after rain")
-    programs: list[ProgramSpec] = Field(default_factory=list)
-    zones: list[ZoneRules] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _unique(self):
-        seen: set[str] = set()
-        for i, p in enumerate(self.programs):
-            if p.name in seen:
-                raise FieldProblem(f"programs.{i}.name", "program_twice", name=p.name)
-            seen.add(p.name)
-        seen = set()
-        for i, z in enumerate(self.zones):
-            if z.zone in seen:
-                raise FieldProblem(f"zones.{i}.zone", "rules_twice", zone=z.zone)
-            seen.add(z.zone)
-        return self
-
-    def rules_for(self, zone: str) -> ZoneRules:
-        for z in self.zones:
-            if z.zone == zone:
-                return z
-        return ZoneRules(zone=zone)
-
-    def problems(self, zones: dict[str, ZoneSpec], prefix: str = "") -> list[tuple[str, str]]:
-        """Cross-checks against the local zones: ``[(field, reason)]``, empty when fine."""
-        found = []
-        for i, p in enumerate(self.programs):
-            for j, pz in enumerate(p.zones):
-                if pz.zone not in zones:
-                    found.append((f"{prefix}programs.{i}.zones.{j}.zone",
-                                  Reason("no_zone", name=pz.zone)))
-        for i, z in enumerate(self.zones):
-            if z.zone not in zones:
-                found.append((f"{prefix}zones.{i}.zone", Reason("no_zone", name=z.zone)))
-            elif z.moisture is not None and zones[z.zone].soil_sensor is None:
-                found.append((f"{prefix}zones.{i}.moisture",
-                              Reason("zone_no_probe", zone=z.zone)))
-        return found
 
 
 def parse_program(body: dict, zones: dict[str, ZoneSpec], source: str) -> IrrigationProgramConfig:
@@ -179,10 +44,15 @@ def parse_program(body: dict, zones: dict[str, ZoneSpec], source: str) -> Irriga
     from ..config import parse_config
 
     program = parse_config(body, source, model=IrrigationProgramConfig)
-    problems = program.problems(zones)
+    problems = program.problems(probed(zones))
     if problems:
         raise ConfigError(source, problems)
     return program
+
+
+def probed(zones: dict[str, ZoneSpec]) -> dict[str, bool]:
+    """Zone name -> whether it has a soil probe (what a program's checks need)."""
+    return {name: z.soil_sensor is not None for name, z in zones.items()}
 
 
 # --------------------------------------------------------------------------------------
@@ -335,9 +205,9 @@ class IrrigationConfig(UnitConfig):
                     raise FieldProblem(f"zones.{i}.flow_lpm", "flow_below_no_flow",
                                        flow=z.flow_lpm, limit=self.flow.no_flow_below_lpm)
         self._check_soil()
-        problems = self.program.problems(self.zone_map(), prefix="program.")
+        problems = self.program.problems(probed(self.zone_map()), prefix="program.")
         if problems:
-            raise FieldProblem(*problems[0])
+            raise validation.FieldProblem(*problems[0])  # in the protocol's plain words
         return self
 
     def _check_soil(self):
@@ -373,8 +243,19 @@ class IrrigationConfig(UnitConfig):
                                    name=z.soil_sensor, zone=used_by[z.soil_sensor])
             used_by[z.soil_sensor] = z.name
 
+    def unit_limits(self) -> UnitLimits:
+        return UnitLimits(
+            zones={z.name: ZoneLimits(max_on_s=self.output(z.valve).max_on_s,
+                                      soil_probe=z.soil_sensor is not None)
+                   for z in self.zones},
+            max_daily_water_min=self.limits.max_daily_water_min)
+
     def zone_map(self) -> dict[str, ZoneSpec]:
         return {z.name: z for z in self.zones}
 
     def soil_sensor(self, name: str):
         return next(s for s in self.soil.sensors if s.name == name)
+
+
+CONFIG_MODEL = IrrigationConfig
+"""The model of this kind's config file (``edge.config.load_config`` picks it by kind)."""

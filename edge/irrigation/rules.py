@@ -29,15 +29,17 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from ..app import Clamp
+from protocol.models import MIN_RUN_S  # noqa: F401 - the app and its tests take it here
+
+from ..limits import Clamp
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import MoistureRule
 
 logger = logging.getLogger(__name__)
 
-MIN_RUN_S = 10.0
-"""Runs (or cycles) shorter than this are not worth opening a valve for."""
+# Runs or cycles shorter than MIN_RUN_S are not worth opening a valve for (a run_zone asking
+# less is refused by the protocol's model).
 
 
 # -- durations ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ PUBLIC = {"/healthz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redire
 DEVICE_PARAMS = ("{device_id}", "{command_id}")
 BODIES = {
     ("POST", "/api/v1/devices/{device_id}/commands"): {"action": "stop_all"},
-    ("PUT", "/api/v1/devices/{device_id}/schedule"): {"body": {"programs": []}},
+    ("PUT", "/api/v1/devices/{device_id}/schedule"): {"body": {"ponds": {}}},
     ("POST", "/api/v1/devices"): {"device_id": "new-01", "opd": "dp3", "kind": "irrigation"},
     ("POST", "/api/v1/tokens"): {"name": "someone", "role": "viewer"},
     ("POST", "/api/v1/dashboard/units/{device_id}/schedule/check"): {"body": {"ponds": {}}},

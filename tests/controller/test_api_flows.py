@@ -91,18 +91,21 @@ def test_api_command_validated_stored_published_then_replied(client, seeded, sto
 def test_api_schedule_versions_pending_then_in_sync(client, seeded, store, transport):
     h = auth(seeded.op_dlh)
     assert client.get("/api/v1/devices/taman-01/schedule", headers=h).json()["state"] == "none"
-    body = {"programs": [{"zones": ["zone1"], "start": "06:00", "duration_s": 600}]}
+    body = {"programs": [{"name": "pagi", "start_times": ["06:00"],
+                          "zones": [{"zone": "zone1", "duration_min": 10}]}]}
     r = client.put("/api/v1/devices/taman-01/schedule", headers=h, json={"body": body})
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "pending" and r.json()["desired"]["version"] == 1
     pushed = transport.published[-1]
     assert pushed.topic == "smartcity/v1/dlh/taman-01/config" and pushed.retain
     assert decode(DesiredConfig, pushed.payload).body == body
-    r = client.put("/api/v1/devices/taman-01/schedule", headers=h, json={"body": {"x": 1}})
+    r = client.put("/api/v1/devices/taman-01/schedule", headers=h,
+                   json={"body": {"watering_pct": 80}})
     assert r.json()["desired"]["version"] == 2
     audit = client.get("/api/v1/audit", headers=auth(seeded.admin)).json()[0]
     assert (audit["action"], audit["before"]["version"], audit["after"]["version"]) == (
         "schedule.update", 1, 2)
+    assert audit["after"]["unchecked"] is True  # sent without If-Match
     store.commit_batch([Inbound("dlh", "taman-01", Channel.EVENT,
                                 Event(seq=1, ts=T0, type="config_rejected",
                                       details={"version": 2, "reason": "bad"}), T0)])

@@ -28,7 +28,7 @@ def controller(tmp_path, mosquitto):
     settings = broker_settings(tmp_path, mosquitto)
     with Store.open(settings.database.path) as store:
         add_device(store, "taman-01", "dlh")
-        add_device(store, "tambak-01", "dp3")
+        add_device(store, "tambak-01", "dp3", kind="fish_feeder")
         token = make_token(store, "admin", "admin")
         app = create_app(settings, store=store)
         with TestClient(app) as client:

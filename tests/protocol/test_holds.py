@@ -33,12 +33,19 @@ def test_holds_pause_holds_until_its_end_then_expires():
     assert holds.reason(NOW + MAX_PAUSE) is None
 
 
-@pytest.mark.parametrize("hours", [0, -1, MAX_RAIN_DELAY_H + 0.5])
+@pytest.mark.parametrize("hours", [-1, MAX_RAIN_DELAY_H + 0.5])
 def test_holds_rain_delay_refused_outside_the_limits(hours):
     holds = Holds()
-    with pytest.raises(HoldRefused, match="more than 0 and at most 168"):
+    with pytest.raises(HoldRefused, match="0 to 168 hours"):
         holds.rain_delay(hours, NOW)
     assert holds.rain_delay_until is None
+
+
+def test_holds_rain_delay_of_0_ends_a_delay():
+    holds = Holds()
+    holds.rain_delay(12, NOW)
+    assert holds.rain_delay(0, NOW) is None
+    assert holds.rain_delay_until is None and holds.reason(NOW) is None
 
 
 def test_holds_rain_delay_holds_scheduled_starts_only_when_asked():

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from protocol import (
     COMMAND_ID_PATTERN,
+    ID_PATTERN,
     MAX_INT,
     MODELS_BY_CHANNEL,
     NAME_PATTERN,
@@ -235,12 +236,13 @@ timestamps = st.datetimes(
     timezones=st.just(UTC) | st.timezones(),
 )
 names = st.from_regex(NAME_PATTERN, fullmatch=True)
+idents = st.from_regex(ID_PATTERN, fullmatch=True)
 command_ids = st.from_regex(COMMAND_ID_PATTERN, fullmatch=True)
 safe_ints = st.integers(min_value=-MAX_INT, max_value=MAX_INT)
 finite_floats = st.floats(allow_nan=False, allow_infinity=False)
 seqs = st.integers(min_value=1, max_value=MAX_INT)
 counts = st.integers(min_value=0, max_value=MAX_INT)
-outputs = st.dictionaries(names, st.booleans(), max_size=8)
+outputs = st.dictionaries(idents, st.booleans(), max_size=8)
 valid_json = st.recursive(
     st.none() | st.booleans() | safe_ints | finite_floats | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4)
@@ -283,22 +285,22 @@ def dropped_events(draw):
 
 def _params(action, issued_at):
     if action is CommandAction.RUN_ZONE:
-        return st.fixed_dictionaries({"zone": names, "duration_s": st.integers(1, 86_400)})
+        return st.fixed_dictionaries({"zone": idents, "duration_s": st.integers(10, 86_400)})
     if action is CommandAction.SKIP_NEXT:
         return st.sampled_from([{}, {"zone": "zone1"}, {"feeder": "f1"}, {"zone": None}])
     if action is CommandAction.PAUSE:
-        return st.timedeltas(timedelta(microseconds=1), timedelta(days=400)).map(
+        return st.timedeltas(timedelta(microseconds=1), timedelta(days=31)).map(
             lambda d: {"until": issued_at + d})
     if action is CommandAction.RAIN_DELAY:
         return st.fixed_dictionaries({"hours": st.floats(min_value=0, max_value=168,
                                                          exclude_min=True)})
     if action is CommandAction.FEED_NOW:
         return st.fixed_dictionaries({
-            "feeder": names,
-            "dose_g": st.floats(min_value=0, max_value=100_000, exclude_min=True)
+            "feeder": idents,
+            "dose_g": st.floats(min_value=0.5, max_value=100_000)
             | st.integers(1, 100_000)})
     if action is CommandAction.CLEAR_FAULT:
-        return st.fixed_dictionaries({"feeder": names})
+        return st.fixed_dictionaries({"feeder": idents})
     return st.just({})
 
 

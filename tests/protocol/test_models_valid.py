@@ -166,6 +166,13 @@ def test_models_command_params_defaults_and_instances():
     assert feed.params.dose_g == 50.0
 
 
+def test_models_rain_delay_zero_ends_a_delay():
+    # the unit takes hours=0 (it ends a rain delay); the contract accepts it too
+    command = Command(id="d0", issued_at=T0, expires_at=T0 + timedelta(minutes=1),
+                      action="rain_delay", params={"hours": 0})
+    assert command.params.hours == 0
+
+
 def test_models_command_expiry():
     command = COMMAND_EXAMPLES[CommandAction.RUN_ZONE]
     assert not command.is_expired(command.issued_at)

@@ -31,7 +31,7 @@ def plan(name="p", starts=("06:00",), **days) -> Plan:
 # -- start times ------------------------------------------------------------------------
 @pytest.mark.parametrize("text,anchor,offset", [
     ("05:30", "clock", 5 * 3600 + 30 * 60),
-    ("0:05", "clock", 300),
+    ("00:05", "clock", 300),
     ("sunrise", "sunrise", 0),
     ("sunrise-00:45", "sunrise", -45 * 60),
     ("sunset+01:30", "sunset", 90 * 60),
@@ -43,7 +43,7 @@ def test_parse_start_accepts_clock_and_sun_times(text, anchor, offset):
 
 
 @pytest.mark.parametrize("text", ["24:00", "06:60", "noon", "sunrise+7:00", "sunset-06:01",
-                                  "sunset-", "6", None])
+                                  "sunset-", "6", "0:05", " 06:00", "sunrise+07:00", None])
 def test_parse_start_rejects_nonsense(text):
     with pytest.raises(ValueError):
         parse_start(text)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from controller.api.deps import CurrentUser, StoreDep, VisibleDevice, Writer, not_found
+from controller.api.deps import CurrentUser, LangDep, StoreDep, VisibleDevice, Writer, not_found
 from controller.api.schemas import _In
 from controller.dashboard import STATIC_DIR
 from controller.dashboard.views import charts, check_schedule, unit_view
@@ -94,6 +94,7 @@ class UnitOut(BaseModel):
     name: str
     opd: str
     kind: str
+    icon: str = Field("drop", description="the kind's icon (protocol.kinds)")
     online: bool
     last_seen: datetime | None
     state: Literal["running", "online", "offline", "alarm"] = Field(
@@ -183,11 +184,11 @@ def unit_charts(store: StoreDep, device: VisibleDevice,
 @router.post("/api/v1/dashboard/units/{device_id}/schedule/check",
              response_model=ScheduleCheckOut)
 def schedule_check(store: StoreDep, device: VisibleDevice, user: Writer,
-                   body: ScheduleCheckIn) -> dict:
+                   body: ScheduleCheckIn, lang: LangDep) -> dict:
     """Check a schedule body as the unit would, before sending it; nothing is stored.
 
     For those who may change schedules (viewers: 403, as for every POST)."""
-    result = check_schedule(store, device, body.body)
+    result = check_schedule(store, device, body.body, lang=lang)
     if result["next"] is not None:
         result["next"] = {"known": True, **result["next"]}
     return result

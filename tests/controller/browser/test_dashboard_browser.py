@@ -381,6 +381,9 @@ def test_dashboard_schedule_editor_refuses_bad_input_then_syncs(page, site):
     program.locator("input[data-zone='rumput-depan']").fill("5")
     page.click("[data-testid=save]")
     playwright_api.expect(page.locator("[data-testid=problems]")).to_contain_text("25:00")
+    # the server's message, next to the field it names
+    playwright_api.expect(program.locator(
+        "[data-testid=field-error][data-field='programs.0.start_times']")).to_contain_text("25:00")
 
     def versions():
         with sqlite3.connect(site["db"]) as db:
@@ -398,6 +401,10 @@ def test_dashboard_schedule_editor_refuses_bad_input_then_syncs(page, site):
     body = api_get(site, f"/devices/{REAL}/schedule", "op")["desired"]["body"]
     assert body["programs"][0]["start_times"] == ["05:30", "sunset+00:15"]
     assert body["programs"][0]["zones"] == [{"zone": "rumput-depan", "duration_min": 5}]
+    # the page sent If-Match: the audit entry does not say "unchecked"
+    audit = api_get(site, "/audit", "admin")
+    edit = next(a for a in audit if a["action"] == "schedule.update")
+    assert "unchecked" not in edit["after"]
     shot(page, "dashboard-schedule.png")
 
 

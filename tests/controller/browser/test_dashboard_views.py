@@ -14,7 +14,7 @@ from controller_support import auth
 
 from controller.dashboard.views import active_alarms, charts, check_schedule, unit_view
 from controller.store import Inbound
-from protocol.models import Event, Status, Telemetry
+from protocol.models import Event, FeederLimits, Status, Telemetry, UnitLimits, ZoneLimits
 from protocol.topics import Channel
 
 WITA = ZoneInfo("Asia/Makassar")
@@ -48,16 +48,18 @@ class Unit:
         self._commit(Channel.TELEMETRY, Telemetry(seq=self.seq, ts=at, readings=readings,
                                                   outputs=outputs or {}), at)
 
-    def status(self, at, online=True, config_version=None, outputs=None):
+    def status(self, at, online=True, config_version=None, outputs=None, limits=None):
         self._commit(Channel.STATUS, Status(online=online, fw="1", ts=at, clock_synced=True,
                                             app=self.app, config_version=config_version,
-                                            outputs=outputs or {}), at)
+                                            outputs=outputs or {}, limits=limits), at)
 
 
 @pytest.fixture
 def park(store, seeded):
     unit = Unit(store, "taman-01", "dlh", "irrigation")
-    unit.status(NOON - timedelta(days=2))
+    unit.status(NOON - timedelta(days=2), limits=UnitLimits(zones={
+        "rumput": ZoneLimits(max_on_s=1800, soil_probe=True),
+        "bunga": ZoneLimits(max_on_s=1800)}))
     unit.telemetry(NOON - timedelta(minutes=5), {
         "moisture_pct.rumput": 31.5, "moisture_stale.rumput": False,
         "water_l_today.rumput": 120.0, "water_l_today.bunga": 0.0, "water_l_today": 120.0,
@@ -68,7 +70,9 @@ def park(store, seeded):
 @pytest.fixture
 def ponds(store, seeded):
     unit = Unit(store, "tambak-01", "dp3", "fish_feeder")
-    unit.status(NOON - timedelta(days=2))
+    unit.status(NOON - timedelta(days=2), limits=UnitLimits(
+        feeders={"pakan-nila": FeederLimits(pond="kolam-nila", max_dose_g=2000,
+                                            max_daily_g=6000)}, ponds=["kolam-nila"]))
     unit.telemetry(NOON - timedelta(minutes=5), {
         "do_mg_l.kolam-nila": 5.2, "temp_c.kolam-nila": 29.1, "feed_g_today.kolam-nila": 900.0,
         "feed_g_today.pakan-nila": 900.0, "feeder_locked.pakan-nila": False})
@@ -124,7 +128,7 @@ def test_dashboard_next_feeding_from_the_plan_times(store, ponds):
 
 def test_dashboard_running_runs_follow_the_events(store, park):
     t0 = NOON - timedelta(minutes=30)
-    park.event(t0, "run_started", run_id="r1", zone="rumput", trigger="command")
+    park.event(t0, "run_started", run_id="r1", zone="rumput", trigger="manual")
     park.event(t0, "run_started", run_id="r2", zone="bunga", trigger="schedule")
     view = unit_view(store, device(store, "taman-01"), NOON)
     assert [r["zone"] for r in view["running"]] == ["rumput", "bunga"]
@@ -234,10 +238,13 @@ def test_dashboard_schedule_check_names_field_and_reason(store, park):
 
 def test_dashboard_schedule_check_api_for_feeders(client, seeded, ponds):
     url = "/api/v1/dashboard/units/tambak-01/schedule/check"
-    r = client.post(url, headers=auth(seeded.op_dp3), json={"body": {"ponds": {
-        "kolam-lele": {"plan": {"times": ["07:00"], "doses_g": [100]}}}}})
+    unknown = {"body": {"ponds": {"kolam-lele": {"plan": {"times": ["07:00"],
+                                                          "doses_g": [100]}}}}}
+    r = client.post(url, headers={**auth(seeded.op_dp3), "Accept-Language": "en"}, json=unknown)
     assert r.status_code == 200 and r.json()["problems"] == [
         {"field": "ponds.kolam-lele", "reason": "no pond named 'kolam-lele' on this unit"}]
+    r = client.post(url, headers=auth(seeded.op_dp3), json=unknown)  # Indonesian by default
+    assert r.json()["problems"][0]["reason"] == "nama ini tidak ada di unit ini"
     r = client.post(url, headers=auth(seeded.op_dp3), json={"body": {"ponds": {
         "kolam-nila": {"plan": {"times": ["11:00", "07:00"], "doses_g": [100, 100]}}}}})
     assert not r.json()["ok"] and "order" in r.json()["problems"][0]["reason"]

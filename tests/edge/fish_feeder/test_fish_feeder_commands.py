@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from edge.errors import ConfigError
@@ -189,3 +191,20 @@ def test_stop_all_drops_a_feeding_waiting_for_oxygen(unit_config, harness):
     h.run_until_local("09:00")
     assert not h.events("feed_dispensed", feeder="pakan-nila")
     assert h.state.get("ff.pending") == []
+
+
+def test_pause_same_range_and_format_as_irrigation(unit):
+    # one pause model for both kinds: an offset is required, at most 31 days ahead
+    now = unit.clock.now()
+    too_long = unit.command("pause", "p1", until=(now + timedelta(days=32)).isoformat())
+    assert too_long[0][0] == "rejected" and "31 days" in too_long[0][1]
+    naive = unit.command("pause", "p2", until=(now + timedelta(days=1)).replace(
+        tzinfo=None).isoformat())
+    assert naive[0][0] == "rejected" and "until" in naive[0][1]
+    ok = unit.command("pause", "p3", until=(now + timedelta(days=31)).isoformat())
+    assert ok[0][0] == "done"
+
+
+def test_skip_next_naming_a_zone_rejected(unit):
+    assert unit.command("skip_next", zone="zona-1")[0][0] == "rejected"
+    assert unit.state.get("ff.skip_next") in (None, [])

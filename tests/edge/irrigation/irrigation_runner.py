@@ -77,7 +77,7 @@ def main(config_path, workdir, zone=None, duration_s=None):
         original_start()
         if zone is not None:
             app.handle_command("runner-1", "run_zone",
-                               {"zone": zone, "duration_s": float(duration_s)},
+                               {"zone": zone, "duration_s": int(duration_s)},
                                lambda *a, **k: None)
 
     def tick():

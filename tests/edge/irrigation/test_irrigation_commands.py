@@ -1,6 +1,6 @@
 """Overrides through handle_command, local hard limits and their clamp reports, clock trust."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from irrigation_harness import WITA, Bench, Probe, make_config
 
@@ -143,7 +143,8 @@ def test_pause_until_stops_and_holds_then_resume():
                                ("sensor", "paused")]
     assert bench.app.readings()["paused"] is True
     (paused,) = bench.events("paused")
-    assert paused["until"] == until
+    # the same instant, written in UTC (both kinds report a pause's end in UTC)
+    assert paused["until"] == datetime.fromisoformat(until).astimezone(UTC).isoformat()
     assert bench.command("resume")[0][1].startswith("cleared: pause")
     assert bench.events("resumed")[0]["cleared"] == ["pause"]
     bench.run(120, step=10)
@@ -178,8 +179,7 @@ def test_pause_and_rain_delay_have_the_fish_feeders_limits():
     too_long = (MON + timedelta(days=33)).isoformat()
     assert bench.command("pause", until=too_long)[0][:2] == (
         "rejected", "pause longer than 31 days")
-    status, detail, _ = bench.command("rain_delay", hours=0)[0]
-    assert status == "rejected" and "more than 0" in detail
+    assert bench.command("rain_delay", hours=0)[0][0] == "done"  # 0 ends a delay
     assert bench.app.status()["paused_until"] is None
     assert bench.app.readings()["rain_delay_h"] == 0.0
 
@@ -224,5 +224,6 @@ def test_run_zone_shorter_than_minimum_is_rejected_with_reason():
     got = bench.command("run_zone", cmd_id="cmd-short", zone="z1", duration_s=int(MIN_RUN_S) - 1)
     status, detail, _ = got[-1]
     assert status == "rejected"
-    assert f"at least {MIN_RUN_S:.0f} s" in detail
+    # the protocol's run_zone model refuses it (so does the controller, before sending)
+    assert "duration_s" in detail and f"greater than or equal to {MIN_RUN_S}" in detail
     assert bench.events("limit_clamped") == [] and not bench.is_on("v1")

@@ -36,7 +36,8 @@ def test_pause_rain_delay_and_skip_flags_survive_a_restart(tmp_path):
     assert readings["paused"] is True and readings["rain_delay_h"] == pytest.approx(29.83, 0.01)
     b.run_until(MON.replace(hour=6, minute=1), step=60)
     assert [e["reason"] for e in b.events("run_skipped")] == ["paused"]
-    assert b.app.status()["paused_until"] == MON.replace(hour=12).isoformat()
+    paused_until = datetime.fromisoformat(b.app.status()["paused_until"])
+    assert paused_until == MON.replace(hour=12)
 
 
 def test_todays_totals_survive_a_restart_and_reset_at_local_midnight(tmp_path):

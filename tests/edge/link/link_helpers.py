@@ -18,9 +18,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.app import App, Clamp
+from edge.app import App
 from edge.config import parse_config
 from edge.errors import ConfigError
+from edge.limits import Clamp
 from edge.link import LinkOptions
 from protocol import Ack, Channel, Command, DesiredConfig, decode, encode, topic
 
@@ -73,10 +74,10 @@ class LimitApp(App):
         if action != "run_zone":
             reply("rejected", f"unknown action {action}")
             return
-        if params["zone"] != "lawn":
-            reply("rejected", f"no zone {params['zone']!r}")
+        if params.zone != "lawn":  # the link hands the protocol's typed params
+            reply("rejected", f"no zone {params.zone!r}")
             return
-        asked = params["duration_s"]
+        asked = params.duration_s
         allowed = min(asked, MAX_RUN_S)
         clamp = None
         if allowed < asked:

@@ -162,7 +162,7 @@ def test_link_app_code_runs_on_the_service_loop_thread_only(make_unit, controlle
 
     unit.app.handle_command, unit.app.apply_remote_config = spy_handle, spy_apply
     for i in range(5):
-        send(controller, command("run_zone", {"zone": "lawn", "duration_s": 5}, cmd_id=f"t-{i}"))
+        send(controller, command("run_zone", {"zone": "lawn", "duration_s": 15}, cmd_id=f"t-{i}"))
     controller.publish(unit_topic(Channel.CONFIG), desired_config(1, {"interval_min": 5}),
                        retain=True)
     wait_until(lambda: len(threads) == 6, 10, "five commands and a config")

@@ -1,6 +1,7 @@
 """Desired config: newer versions applied and kept over a restart, bad ones rejected."""
 
 from link_helpers import desired_config, events, statuses, unit_topic, wait_until
+from pydantic import BaseModel, ConfigDict, Field
 
 from protocol import Channel
 
@@ -83,3 +84,25 @@ def test_link_rejected_config_is_not_reported_again_on_reconnect(make_unit, cont
     assert len(events(controller, "config_rejected")) == 1  # once per seq
     assert unit.link.counters["configs_rejected"] == 0  # this run: nothing new rejected
     assert unit.link.config_version is None
+
+
+class IntervalBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    interval_min: int = Field(ge=1, le=1440)
+
+
+def test_link_hands_the_app_its_schedule_model_decoded_once(make_unit, controller):
+    unit = make_unit()
+    unit.app.schedule_model = IntervalBody  # as IrrigationApp and FishFeederApp declare theirs
+    got = []
+    unit.app.apply_remote_config = lambda version, body: got.append((version, body))
+    push(controller, desired_config(4, {"interval_min": "often"}))
+    [rejected] = wait_until(lambda: events(controller, "config_rejected"), 10,
+                            "config_rejected")
+    assert rejected.details["version"] == 4
+    assert rejected.details["errors"][0].startswith("interval_min: ")
+    assert got == []  # a schedule that does not fit never reaches the app
+    push(controller, desired_config(5, {"interval_min": 20}))
+    wait_until(lambda: unit.link.config_version == 5, 10, "config 5 applied")
+    assert got == [(5, IntervalBody(interval_min=20))]

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 import pytest
 from link_helpers import unit_config
 
-from edge.app import Clamp
 from edge.clock import VirtualClock
+from edge.limits import Clamp
 from edge.link import Link
 from edge.outbox import Outbox
 from edge.state import StateStore

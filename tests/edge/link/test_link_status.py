@@ -18,6 +18,25 @@ def test_link_birth_status_says_online_with_fw_config_and_clock(make_unit, contr
     assert unit.link.connected
 
 
+def test_link_status_reports_zones_and_limits_the_offline_one_none(make_unit, controller):
+    # what schedules and commands may name, with the local limits: the controller checks
+    # against it before it stores or sends anything
+    unit = make_unit()
+    status = wait_until(lambda: [s for s in statuses(controller) if s.online], 10,
+                        "online status")[-1]
+    config = unit.app.config
+    zones = config.zone_map()
+    assert zones and set(status.limits.zones) == set(zones)
+    for name, zone in zones.items():
+        assert status.limits.zones[name].max_on_s == config.output(zone.valve).max_on_s
+        assert status.limits.zones[name].soil_probe is (zone.soil_sensor is not None)
+    assert status.limits.max_daily_water_min == config.limits.max_daily_water_min
+    unit.close()
+    offline = wait_until(lambda: [s for s in statuses(controller) if not s.online], 10,
+                         "offline status")[-1]
+    assert offline.limits is None
+
+
 def test_link_status_is_retained_and_offline_after_clean_close(make_unit, mosquitto,
                                                                mqtt_client_factory):
     unit = make_unit()

@@ -1,7 +1,16 @@
-"""Plain words for a failed attempt to reach the MQTT broker (TCP connect or TLS handshake).
+"""The MQTT client set-up shared by units and controller, and plain words for failures.
 
-Shared by the unit's link (config section ``[broker]``) and the controller's ingest
-(``[mqtt]``). paho calls ``on_connect_fail`` while it handles the exception of the failed
+:func:`make_client` builds the paho-mqtt 2.x client the one way both sides need it
+(``CallbackAPIVersion.VERSION2``; MQTT 5, or 3.1.1 for brokers without it; a persistent
+session; TLS with an optional CA file; a login; explicit reconnect delays)::
+
+    client = make_client(broker, client_id="unit-dlh-taman-01", password=secret,
+                         reconnect_s=(1, 60))
+
+``broker`` is anything with ``host``, ``port``, ``tls``, ``ca_file``, ``username`` and
+``mqtt_version`` (a unit's ``[broker]``, the controller's ``[mqtt]``).
+
+Failed attempts to reach the broker (TCP connect or TLS handshake): paho calls ``on_connect_fail`` while it handles the exception of the failed
 attempt, so the callback passes ``sys.exc_info()[1]`` to ``connect_failure``, which names
 the cause and the config field to look at (and ``ca_file_problem`` checks a CA file
 before any attempt)::
@@ -13,6 +22,11 @@ before any attempt)::
 from __future__ import annotations
 
 import ssl
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+__all__ = ["ca_file_problem", "connect_failure", "make_client"]
 
 # OpenSSL's verify codes (X509_V_ERR_*) that point at something else than the CA file.
 _NAME_MISMATCH = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
@@ -66,3 +80,26 @@ def connect_failure(exc: BaseException | None, broker, *, section: str = "broker
             text += f" during the TLS handshake: is port {broker.port} a TLS listener?"
         return text, False
     return "connection failed (no reason given)", False
+
+
+def make_client(broker, *, client_id: str, password: str | None = None, login: bool = True,
+                reconnect_s: tuple[float, float] | None = None, **options) -> mqtt.Client:
+    """A paho client for ``broker``, not yet connected (see the module docstring).
+
+    With MQTT 3.1.1 the session is persistent (``clean_session=False``); with MQTT 5 the
+    caller asks for it at connect (``clean_start=False`` and a session expiry). Raises
+    ``OSError`` (``ssl.SSLError``) when the CA file cannot be loaded. ``options`` go to
+    ``paho.mqtt.client.Client`` (``manual_ack``, ``reconnect_on_failure``). ``login``
+    False: no username is sent."""
+    v5 = str(broker.mqtt_version) == "5"
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id,
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        clean_session=None if v5 else False, **options)
+    if reconnect_s is not None:
+        client.reconnect_delay_set(*reconnect_s)
+    if broker.tls:
+        client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None)
+    if login and broker.username:
+        client.username_pw_set(broker.username, password)
+    return client

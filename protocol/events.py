@@ -1,0 +1,248 @@
+"""The ``details`` of each event type, as models, and the alarm codes.
+
+An :class:`protocol.models.Event` carries ``details`` as a JSON object; this module says
+what each type's details hold. The fields declared here are the ones both sides rely on
+(the controller's reports and dashboard read them); a unit may add more facts, which are
+kept as they are (``extra="allow"``)::
+
+    details = details_of(event)            # e.g. RunFinished(zone="z1", litres=120.0, ...)
+    if isinstance(details, Alarm) and details.code is AlarmCode.LEAK: ...
+
+:func:`details_of` raises :class:`protocol.errors.PayloadError` when the details do not
+fit their type (an alarm without a known ``code``, a number that is text). Units build
+details with the same models (``Alarm(code=..., message=...).as_details()``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from protocol.errors import PayloadError
+from protocol.ids import Ident
+from protocol.models import MAX_INT, EventType, OutboxDropped
+
+__all__ = [
+    "ALARM_CODE_DESCRIPTIONS",
+    "DETAILS_BY_TYPE",
+    "Alarm",
+    "AlarmCleared",
+    "AlarmCode",
+    "details_of",
+]
+
+
+class AlarmCode(StrEnum):
+    """What an alarm is about. Add a code here before any unit raises it."""
+
+    MAX_ON_TIME = "max_on_time"
+    JOB_FAILED = "job_failed"
+    ENGINE_ERROR = "engine_error"
+    TICK_FAILED = "tick_failed"
+    CONFIG_INVALID = "config_invalid"
+    REMOTE_CONFIG_INVALID = "remote_config_invalid"
+    SENSOR_STALE = "sensor_stale"
+    SENSOR_RECOVERED = "sensor_recovered"
+    LEAK = "leak"
+    LEAK_CLEARED = "leak_cleared"
+    NO_FLOW = "no_flow"
+    FEEDER_JAM = "feeder_jam"
+    FEEDER_NO_FEED = "feeder_no_feed"
+    FEEDER_NEEDS_CALIBRATION = "feeder_needs_calibration"
+    HOPPER_EMPTY = "hopper_empty"
+    HOPPER_LOW = "hopper_low"
+    HOPPER_SENSOR_FAILED = "hopper_sensor_failed"
+    INVALID_EVENT = "invalid_event"
+
+
+ALARM_CODE_DESCRIPTIONS: MappingProxyType[AlarmCode, str] = MappingProxyType({
+    AlarmCode.MAX_ON_TIME: "An output was forced off at its local maximum on-time.",
+    AlarmCode.JOB_FAILED: "A scheduled job failed; every output was switched off.",
+    AlarmCode.ENGINE_ERROR: "The irrigation engine failed a step; outputs off.",
+    AlarmCode.TICK_FAILED: "The feeding loop failed a step; outputs off.",
+    AlarmCode.CONFIG_INVALID: "The saved remote config no longer fits the local config.",
+    AlarmCode.REMOTE_CONFIG_INVALID: "A remote config could not be applied.",
+    AlarmCode.SENSOR_STALE: "A sensor gave no good reading for too long.",
+    AlarmCode.SENSOR_RECOVERED: "A stale sensor reads again (ends sensor_stale).",
+    AlarmCode.LEAK: "Water flows with every valve closed.",
+    AlarmCode.LEAK_CLEARED: "The leak flow stopped (ends leak).",
+    AlarmCode.NO_FLOW: "A valve is open but (almost) no water flows.",
+    AlarmCode.FEEDER_JAM: "A feeder's motor ran without rotation pulses; it is locked.",
+    AlarmCode.FEEDER_NO_FEED: "The auger turned but the hopper weight did not drop; locked.",
+    AlarmCode.FEEDER_NEEDS_CALIBRATION: "A feeder's measured rate is far from its "
+                                        "calibrated one.",
+    AlarmCode.HOPPER_EMPTY: "A hopper is empty; feedings from it are skipped.",
+    AlarmCode.HOPPER_LOW: "A hopper runs low (days of feed left below the warning).",
+    AlarmCode.HOPPER_SENSOR_FAILED: "A hopper gauge could not be set up or read.",
+    AlarmCode.INVALID_EVENT: "The unit's software made an event that breaks the contract; "
+                             "this alarm stands in for it (event_type, message).",
+})
+
+Grams = float
+Place = Ident | None
+
+
+class _Details(BaseModel):
+    """Base of every details model: declared fields typed, other facts kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+    def as_details(self) -> dict[str, Any]:
+        """The JSON object to put in an event's ``details`` (unset fields left out)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class Alarm(_Details):
+    """``alarm``: a fault or out-of-range condition."""
+
+    code: AlarmCode = Field(description="What it is about (see the alarm code table).")
+    message: str = Field(default="", max_length=500, description="Plain words for people.")
+    zone: Place = Field(default=None, description="The zone it concerns, if one.")
+    feeder: Place = Field(default=None, description="The feeder it concerns, if one.")
+    pond: Place = Field(default=None, description="The pond it concerns, if one.")
+    output: Place = Field(default=None, description="The output it concerns, if one.")
+
+
+class AlarmCleared(Alarm):
+    """``alarm_cleared``: an alarm's condition has ended."""
+
+    cleared_by: str | None = Field(default=None, description="restart, command, or the "
+                                   "condition itself (absent).")
+
+
+class _Run(_Details):
+    run_id: str | None = Field(default=None, description="The run's id (same in its start "
+                               "and end).")
+    zone: Place = Field(default=None, description="The zone watered.")
+    trigger: Literal["schedule", "sensor", "manual"] | None = Field(
+        default=None, description="What started it.")
+    program: str | None = Field(default=None, description="The program, for a scheduled run.")
+    cmd_id: str | None = Field(default=None, description="The command, for a manual run.")
+
+
+class RunStarted(_Run):
+    """``run_started``: a zone's valve opened for a run."""
+
+    planned_s: float | None = Field(default=None, ge=0, description="Seconds it will run.")
+    cycles: int | None = Field(default=None, ge=0, le=MAX_INT, description="Cycles it runs in.")
+
+
+class RunFinished(_Run):
+    """``run_finished``: a run ended."""
+
+    ended: str | None = Field(default=None, description="completed, stop_all, paused, fault, "
+                              "...")
+    duration_s: float | None = Field(default=None, ge=0, description="Seconds it watered.")
+    litres: float | None = Field(default=None, ge=0, description="Litres metered (or "
+                                 "estimated from the zone's nominal flow).")
+
+
+class RunSkipped(_Run):
+    """``run_skipped``: a run did not start (or a program's runs, ``zones``)."""
+
+    reason: str | None = Field(default=None, description="rain, rain_delay, paused, "
+                               "skip_next, clock_not_synced, moisture, ...")
+    zones: list[Ident] | None = Field(default=None, description="Every zone of a skipped "
+                                      "program.")
+
+
+class RunInterrupted(_Run):
+    """``run_interrupted``: a run or feeding was cut short (restart, stop, fault)."""
+
+    action: Literal["resumed", "dropped"] | None = Field(
+        default=None, description="What the restart policy did with it.")
+    feeder: Place = Field(default=None, description="The feeder, for a feeding.")
+    pond: Place = Field(default=None, description="The pond, for a feeding.")
+
+
+class FeedDispensed(_Details):
+    """``feed_dispensed``: a feeder ran; grams asked and delivered."""
+
+    feeder: Ident = Field(description="The feeder.")
+    pond: Ident = Field(description="The pond fed.")
+    species: str | None = Field(default=None, description="The pond's species.")
+    planned_g: Grams | None = Field(default=None, ge=0, description="Grams planned.")
+    commanded_g: Grams | None = Field(default=None, ge=0, description="Grams the motor was "
+                                      "run for.")
+    measured_g: Grams | None = Field(default=None, ge=0, description="Grams measured (pulses "
+                                     "or weight), if measured.")
+    fault: str | None = Field(default=None, description="jam or no_feed when the feeding "
+                              "stopped on a fault.")
+    cmd_id: str | None = Field(default=None, description="The command, for feed_now.")
+
+
+class Feeding(_Details):
+    """``feeding_postponed`` / ``feeding_skipped``: a feeding waits or is dropped."""
+
+    pond: Place = Field(default=None, description="The pond.")
+    feeder: Place = Field(default=None, description="The feeder.")
+    reason: str | None = Field(default=None, description="low_oxygen, temperature, ph, "
+                               "daily_cap_reached, paused, skip_next, ...")
+    plan_g: Grams | None = Field(default=None, ge=0, description="Grams planned.")
+
+
+class Paused(_Details):
+    """``paused``: schedules held until a time."""
+
+    until: str = Field(description="End of the pause (UTC, RFC 3339).")
+    cmd_id: str | None = None
+
+
+class Config(_Details):
+    """``config_applied`` / ``config_rejected``: a desired config version's fate."""
+
+    version: int | None = Field(ge=0, le=MAX_INT, description="The desired config version "
+                                "(null when the config could not be read at all).")
+    errors: list[str] | None = Field(default=None, description="Why it was rejected.")
+
+
+class LimitClamped(_Details):
+    """``limit_clamped``: a schedule or command cut to a local hard limit."""
+
+    field: str = Field(description="The parameter cut, e.g. duration_s or dose_g.")
+    asked: float = Field(description="What was asked.")
+    allowed: float = Field(description="What the unit used.")
+    limit: str | None = Field(default=None, description="The local limit that cut it.")
+
+
+class Lifecycle(_Details):
+    """``started`` / ``stopped`` / ``resumed`` / ``run_resumed`` / ``command_result``."""
+
+
+DETAILS_BY_TYPE: MappingProxyType[EventType, type[BaseModel]] = MappingProxyType({
+    EventType.STARTED: Lifecycle,
+    EventType.STOPPED: Lifecycle,
+    EventType.RUN_STARTED: RunStarted,
+    EventType.RUN_FINISHED: RunFinished,
+    EventType.RUN_SKIPPED: RunSkipped,
+    EventType.RUN_INTERRUPTED: RunInterrupted,
+    EventType.RUN_RESUMED: RunStarted,
+    EventType.FEED_DISPENSED: FeedDispensed,
+    EventType.FEEDING_POSTPONED: Feeding,
+    EventType.FEEDING_SKIPPED: Feeding,
+    EventType.PAUSED: Paused,
+    EventType.RESUMED: Lifecycle,
+    EventType.ALARM: Alarm,
+    EventType.ALARM_CLEARED: AlarmCleared,
+    EventType.CONFIG_APPLIED: Config,
+    EventType.CONFIG_REJECTED: Config,
+    EventType.LIMIT_CLAMPED: LimitClamped,
+    EventType.COMMAND_RESULT: Lifecycle,
+    EventType.OUTBOX_DROPPED: OutboxDropped,
+})
+"""The details model of each event type."""
+
+
+def details_of(event_type: EventType | str, details: dict[str, Any]) -> BaseModel:
+    """An event's details as its type's model; ``PayloadError`` when they do not fit."""
+    model = DETAILS_BY_TYPE[EventType(event_type)]
+    try:
+        return model.model_validate(details)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise PayloadError(first["msg"], field=field and f"details.{field}",
+                           context=f"{EventType(event_type).value} details") from None
