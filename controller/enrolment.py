@@ -41,6 +41,7 @@ from controller.broker_files import (
     mosquitto_hash,
     new_password,
     password_file_text,
+    verify_pbkdf2,
     write_private,
 )
 from controller.errors import ControllerError, Invalid
@@ -97,6 +98,17 @@ def new_enrolment_token() -> str:
     return random_token(TOKEN_BYTES)
 
 
+def _existing_hashes(path: Path) -> dict[str, str]:
+    """``username -> hash`` of a password file already written (empty when there is none),
+    so a controller login whose password did not change keeps its hash and the file its
+    bytes: rewriting it then changes nothing, and nothing reloads or restarts the broker."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    return dict(line.split(":", 1) for line in lines if ":" in line)
+
+
 def write_broker_files(store: Store, settings: Settings, *, acl_path: str | Path | None = None,
                        password_path: str | Path | None = None) -> tuple[Path, Path, int]:
     """Write Mosquitto's password and ACL files for every registered device and the
@@ -116,7 +128,9 @@ def write_broker_files(store: Store, settings: Settings, *, acl_path: str | Path
     if taken:
         raise BrokerFilesError(f"device {taken[0]!r} has the MQTT username of a controller "
                                "login; remove it and register the unit under another id")
-    users = [(user, mosquitto_hash(password, user)) for user in controllers]
+    kept = _existing_hashes(pw_path)
+    users = [(user, kept[user] if verify_pbkdf2(password, kept.get(user, "")) else
+              mosquitto_hash(password, user)) for user in controllers]
     users += [(a["mqtt_username"], a["mqtt_password_hash"]) for a in accounts]
     try:
         write_private(pw_path, password_file_text(users))

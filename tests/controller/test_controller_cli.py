@@ -202,3 +202,23 @@ def _at(text: str):
 
 def _now():
     return datetime.now(UTC)
+
+
+def test_cli_mqtt_acl_twice_writes_the_same_bytes_until_the_password_changes(tmp_path):
+    """A second run keeps the controller's hash (new salt each time would change the file,
+    and the broker would be reloaded and restarted for nothing)."""
+    secret = tmp_path / "secret"
+    secret.write_text("first-password\n")
+    path = tmp_path / "controller.toml"
+    path.write_text(f'[database]\npath = "controller.db"\n'
+                    f'[mqtt]\nenabled = false\npassword_file = "{secret}"\n'
+                    f'[broker_files]\npassword_file = "{tmp_path / "passwd"}"\n'
+                    f'acl_file = "{tmp_path / "acl"}"\n')
+    assert main(["mqtt-acl", "--config", str(path)]) == 0
+    first = (tmp_path / "passwd").read_bytes()
+    assert main(["mqtt-acl", "--config", str(path)]) == 0
+    assert (tmp_path / "passwd").read_bytes() == first
+    secret.write_text("second-password\n")
+    assert main(["mqtt-acl", "--config", str(path)]) == 0
+    changed = (tmp_path / "passwd").read_text()
+    assert changed.encode() != first and changed.startswith("smartcity-controller:$7$")
