@@ -167,6 +167,7 @@ def serve(settings: Settings) -> int:
                             proxy_headers=False)  # the app trusts [api] trusted_proxies only
     server = uvicorn.Server(config)
     notifier = ServiceNotifier(server, app)  # READY, WATCHDOG and STOPPING for systemd
+    notifier.watch_exit_signals()
     notifier.start()
     try:
         server.run()

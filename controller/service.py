@@ -75,6 +75,7 @@ class ServiceNotifier(threading.Thread):
         self.poll_s = poll_s
         self._done = threading.Event()
         self._stopping_sent = False
+        self._stopping_lock = threading.Lock()
         self._last_problems: list[str] = []
 
     def _state(self) -> AppState | None:
@@ -83,7 +84,7 @@ class ServiceNotifier(threading.Thread):
     def run(self) -> None:
         while not self._done.is_set():
             if self.server.should_exit:
-                return self._stopping()
+                return self.stopping()
             if self.server.started and self._state() is not None:
                 break
             self._done.wait(self.poll_s)
@@ -94,7 +95,7 @@ class ServiceNotifier(threading.Thread):
         next_ping = 0.0
         while not self._done.wait(self.poll_s):
             if self.server.should_exit:
-                return self._stopping()
+                return self.stopping()
             if self.interval_s is None:
                 continue
             now = time.monotonic()
@@ -114,14 +115,29 @@ class ServiceNotifier(threading.Thread):
         if not problems:
             self._n.notify("WATCHDOG=1")
 
-    def _stopping(self) -> None:
-        if not self._stopping_sent:
+    def stopping(self) -> None:
+        """Send ``STOPPING=1`` once, from whichever thread sees the end first: the
+        signal handler (`watch_exit_signals`), this thread, or `stop`."""
+        with self._stopping_lock:
+            if self._stopping_sent:
+                return
             self._stopping_sent = True
-            self._n.notify("STOPPING=1")
+        self._n.notify("STOPPING=1")
+
+    def watch_exit_signals(self) -> None:
+        """Send ``STOPPING=1`` the moment the server's SIGTERM/SIGINT handler runs, before
+        the shutdown, so it never waits behind a liveness check in this thread."""
+        handle_exit = self.server.handle_exit
+
+        def on_exit_signal(sig: int, frame: Any) -> None:
+            self.stopping()
+            handle_exit(sig, frame)
+
+        self.server.handle_exit = on_exit_signal
 
     def stop(self) -> None:
         """Send ``STOPPING=1`` (once) and end the thread."""
         self._done.set()
         self.join(5.0)
-        self._stopping()
+        self.stopping()
 
