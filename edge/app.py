@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ValidationError
 
 from protocol.models import PARAMS_BY_ACTION, CommandAction
-from protocol.validation import problems
 
+from .config import problems
 from .errors import ConfigError
 from .hardware import OutputBank, PulseCounter
 from .scheduler import JobScheduler
@@ -143,7 +143,8 @@ class App:
         try:
             return self.schedule_model.model_validate(body)
         except ValidationError as exc:
-            raise ConfigError(f"remote config v{version}", list(problems(exc))) from None
+            raise ConfigError(f"remote config v{version}",
+                              list(problems(exc, body, self.schedule_model))) from None
 
     def apply_remote_config(self, version: int, body) -> None:
         raise NotImplementedError

@@ -19,15 +19,16 @@ technician tools can say it in Bahasa Indonesia (``edge.words``).
 
 from __future__ import annotations
 
+import difflib
 import errno
 import importlib
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from protocol import validation
 from protocol.ids import KIND_NAMES, Ident  # noqa: F401 - Ident: names of units, zones, ...
@@ -142,11 +143,11 @@ class UnitConfig(StrictModel):
             if spec.name in names:
                 raise FieldProblem(f"{where}.name", "name_used", name=spec.name,
                                    other=names[spec.name])
-            names[spec.name] = where
+            names[spec.name] = f"{section}[#{counters[section]}]"
             if spec.pin in pins:
                 raise FieldProblem(f"{where}.pin", "pin_used", pin=spec.pin,
                                    other=pins[spec.pin])
-            pins[spec.pin] = f"{where} ({spec.name})"
+            pins[spec.pin] = f"{section}[{spec.name}]"
         return self
 
     def unit_limits(self) -> UnitLimits | None:
@@ -182,19 +183,113 @@ def _model_for(kind, path):
     return getattr(importlib.import_module(module), name)
 
 
-def problems(exc: ValidationError):
-    """``(field, reason)`` pairs of a pydantic error, naming fields by dotted path; a
-    reason is a ``Reason`` where the problem has a message code."""
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+def problems(exc: ValidationError, data=None, model=None):
+    """``(field, reason)`` pairs of a pydantic error, one per mistake; a reason is a
+    ``Reason`` where the problem has a message code.
+
+    With the file's ``data`` (and its ``model``), a technician reads the file's own words:
+    an entry of a list is named by its ``name`` (``outputs[valve-bunga].max_on_s``, or
+    ``outputs[#3]`` counting from 1 when it has none), an unknown key says which known key
+    it resembles ("did you mean max_on_s?"), and a misspelt required key is one problem,
+    not "unknown" plus "required".
+    """
+    errors = exc.errors()
+    extra = {tuple(e["loc"]) for e in errors if e["type"] == "extra_forbidden"}
+    typos: dict[tuple, str] = {}  # the missing key's loc -> the misspelt key found instead
+    for err in errors:
+        loc = tuple(err["loc"])
+        if err["type"] != "missing" or not loc:
+            continue
+        near = [k[-1] for k in extra if k[:-1] == loc[:-1] and isinstance(k[-1], str)
+                and difflib.get_close_matches(k[-1], [str(loc[-1])], n=1, cutoff=0.6)]
+        if near and near[0] not in typos.values():
+            typos[loc] = near[0]
+    for err in errors:
+        loc = tuple(err["loc"])
+        field = _field_name(loc, data)
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, validation.FieldProblem):
             reason = cause.reason
             if cause.code is not None and not isinstance(reason, Reason):
                 reason = Reason(cause.code, **cause.params)  # the protocol's models
-            yield ".".join(p for p in (loc, cause.field) if p) or "(file)", reason
+            inner = tuple(int(p) if p.isdigit() else p for p in cause.field.split(".") if p)
+            yield _field_name(loc + inner, data) or "(file)", reason
+        elif loc in typos:
+            continue  # said once, at the misspelt key
+        elif err["type"] == "extra_forbidden" and loc:
+            wanted = next((m[-1] for m, k in typos.items() if m[:-1] + (k,) == loc), None)
+            if wanted is None:
+                known = _known_keys(model, loc[:-1]) - {k[-1] for k in extra}
+                close = difflib.get_close_matches(str(loc[-1]), sorted(known), n=1, cutoff=0.6)
+                wanted = close[0] if close else None
+            yield field, (Reason("unknown_key_did_you_mean", key=loc[-1], suggestion=wanted)
+                          if wanted else pydantic_reason(err))
         else:
-            yield loc or "(file)", pydantic_reason(err)
+            yield field or "(file)", pydantic_reason(err)
+
+
+_NAME_KEYS = ("name", "zone", "feeder", "pond")  # what names a list's entry
+
+
+def field_name(field: str, data) -> str:
+    """A dotted field path with list indexes (``programs.0.zones.1.zone``) in the file's
+    terms (``programs[pagi].zones[z2].zone``), as `problems` names them."""
+    return _field_name(tuple(int(p) if p.isdigit() else p for p in field.split(".") if p),
+                       data) or field
+
+
+def _field_name(loc: tuple, data) -> str:
+    """A pydantic location in the file's terms: list entries by their ``name``."""
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list) and parts:
+            entry = node[part] if 0 <= part < len(node) else None
+            name = next((entry[k] for k in _NAME_KEYS if isinstance(entry, dict)
+                         and isinstance(entry.get(k), str)), None)
+            parts[-1] += f"[{name}]" if isinstance(name, str) and name else f"[#{part + 1}]"
+            node = entry
+        elif isinstance(node, dict) and part not in node and isinstance(part, str) \
+                and parts and data is not None:
+            continue  # a union's tag (``inputs[x].pulse.pin``): not a key of the file
+        else:
+            parts.append(str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def _known_keys(model, loc: tuple) -> set[str]:
+    """The keys a table at ``loc`` of ``model`` may hold (empty when unknown)."""
+    types = [model] if model is not None else []
+    for part in loc:
+        found = []
+        for kind in types:
+            if isinstance(part, int):
+                found += [a for a in _inner(kind) if a is not None]
+            elif isinstance(kind, type) and issubclass(kind, BaseModel):
+                info = kind.model_fields.get(part)
+                if info is not None:
+                    found += _inner(info.annotation)
+                else:  # a union's tag: the member model is among the candidates
+                    found.append(kind)
+            else:
+                found += [a for a in _inner(kind)]
+        types = found
+    return {name for kind in types if isinstance(kind, type) and issubclass(kind, BaseModel)
+            for name in kind.model_fields}
+
+
+def _inner(annotation) -> list:
+    """The types inside an annotation: list/dict items, union members, Annotated's type."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _inner(get_args(annotation)[0])
+    if origin is None:
+        return [annotation]
+    args = get_args(annotation)
+    if origin is dict:
+        args = args[1:]
+    return [t for a in args for t in _inner(a)]
 
 
 def pydantic_reason(err) -> Reason:
@@ -219,7 +314,7 @@ def parse_config(data: dict, path="<config>", model=None):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(path, list(problems(exc))) from None
+        raise ConfigError(path, list(problems(exc, data, model))) from None
 
 
 _FILE_ERRORS = {errno.ENOENT: "file_missing", errno.EACCES: "file_denied",

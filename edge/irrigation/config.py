@@ -41,12 +41,12 @@ SPI0_PINS = {7: "SPI0 CE1", 8: "SPI0 CE0", 9: "SPI0 MISO", 10: "SPI0 MOSI", 11: 
 
 def parse_program(body: dict, zones: dict[str, ZoneSpec], source: str) -> IrrigationProgramConfig:
     """Validate a program sent by the controller; raises ``ConfigError``."""
-    from ..config import parse_config
+    from ..config import field_name, parse_config
 
     program = parse_config(body, source, model=IrrigationProgramConfig)
     problems = program.problems(probed(zones))
     if problems:
-        raise ConfigError(source, problems)
+        raise ConfigError(source, [(field_name(f, body), r) for f, r in problems])
     return program
 
 

@@ -187,7 +187,8 @@ EN: dict[str, str] = {
     # -- config problems found by pydantic (English: pydantic's own message) --------------
     "pydantic": "{msg}",
     "pydantic.missing": "{msg}",
-    "pydantic.extra_forbidden": "{msg}",
+    "unknown_key_did_you_mean": "unknown key; did you mean {suggestion}?",
+    "pydantic.extra_forbidden": "unknown key (a typo?)",
     "pydantic.greater_than": "{msg}",
     "pydantic.greater_than_equal": "{msg}",
     "pydantic.less_than": "{msg}",

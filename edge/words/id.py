@@ -194,6 +194,7 @@ ID: dict[str, str] = {
     # -- config problems found by pydantic ------------------------------------------------
     "pydantic": "nilai tidak sah ({type})",
     "pydantic.missing": "wajib diisi",
+    "unknown_key_did_you_mean": "kunci tidak dikenal; maksudnya {suggestion}?",
     "pydantic.extra_forbidden": "kunci tidak dikenal (salah ketik?)",
     "pydantic.greater_than": "harus lebih dari {gt}",
     "pydantic.greater_than_equal": "paling sedikit {ge}",

@@ -10,19 +10,19 @@ from edge.errors import ConfigError
 BROKEN = {
     "unknown_key": (
         lambda t: t.replace('opd = "dlh"', 'opd = "dlh"\ncolour = "blue"'),
-        "unit.colour", "Extra inputs are not permitted",
+        "unit.colour", "unknown key (a typo?)",
     ),
     "wrong_type": (
         lambda t: t.replace("max_on_s = 600\n\n[[outputs]]", 'max_on_s = "long"\n\n[[outputs]]', 1),
-        "outputs.0.max_on_s", "valid number",
+        "outputs[valve1].max_on_s", "valid number",
     ),
     "duplicate_pin": (
         lambda t: t.replace("pin = 27", "pin = 17"),
-        "outputs.1.pin", "GPIO17 already used by outputs.0 (valve1)",
+        "outputs[valve2].pin", "GPIO17 already used by outputs[valve1]",
     ),
     "limit_out_of_range": (
         lambda t: t.replace("max_on_s = 600\n\n[[zones]]", "max_on_s = 999999\n\n[[zones]]"),
-        "outputs.1.max_on_s", "less than or equal to 86400",
+        "outputs[valve2].max_on_s", "less than or equal to 86400",
     ),
     "toml_syntax": (
         lambda t: t.replace('name = "lawn"', 'name = "lawn'),
@@ -30,7 +30,7 @@ BROKEN = {
     ),
     "unknown_reference": (
         lambda t: t.replace('valve = "valve2"', 'valve = "valve9"'),
-        "zones.1.valve", "no output named 'valve9'",
+        "zones[hedge].valve", "no output named 'valve9'",
     ),
     "bad_device_id": (
         lambda t: t.replace('device_id = "dlh-test-01"', 'device_id = "DLH/+"'),
@@ -105,11 +105,11 @@ def test_config_check_command_reports_ok(tmp_path, good_config_text, capsys):
 # problem's code (the English reason must not show through).
 INDONESIAN = {
     "unknown_key": ("unit.colour", "kunci tidak dikenal (salah ketik?)"),
-    "wrong_type": ("outputs.0.max_on_s", "harus angka (isinya 'long')"),
-    "duplicate_pin": ("outputs.1.pin", "GPIO17 sudah dipakai oleh outputs.0 (valve1)"),
-    "limit_out_of_range": ("outputs.1.max_on_s", "paling banyak 86400 (isinya 999999)"),
+    "wrong_type": ("outputs[valve1].max_on_s", "harus angka (isinya 'long')"),
+    "duplicate_pin": ("outputs[valve2].pin", "GPIO17 sudah dipakai oleh outputs[valve1]"),
+    "limit_out_of_range": ("outputs[valve2].max_on_s", "paling banyak 86400 (isinya 999999)"),
     "toml_syntax": ("(sintaks)", "sintaks TOML salah di baris "),
-    "unknown_reference": ("zones.1.valve", "tidak ada keluaran (outputs) bernama 'valve9'"),
+    "unknown_reference": ("zones[hedge].valve", "tidak ada keluaran (outputs) bernama 'valve9'"),
     "bad_device_id": ("unit.device_id", "tidak cocok dengan pola ^[a-z0-9]"),
 }
 
@@ -138,8 +138,8 @@ def test_config_check_speaks_bahasa_indonesia_by_default(tmp_path, good_config_t
     (lambda t: t.replace('pin_factory = "mock"', 'pin_factory = "rpigpio"'),
      "hardware.pin_factory", "harus salah satu dari: 'auto', 'mock', 'lgpio' (isinya 'rpigpio')"),
     (lambda t: t.replace('valve = "valve1"', 'valve = "valve1"\nflow_lpm = "banyak"'),
-     "zones.0.flow_lpm", "harus angka (isinya 'banyak')"),
-    (lambda t: t.replace('name = "hedge"', 'name = "lawn"'), "zones.1.name",
+     "zones[lawn].flow_lpm", "harus angka (isinya 'banyak')"),
+    (lambda t: t.replace('name = "hedge"', 'name = "lawn"'), "zones[lawn].name",
      "zona 'lawn' ditulis dua kali"),
     (lambda t: t.replace("[hardware]", "[clock]\nsync_check = true\n\n[hardware]"),
      "clock.sync_check", "harus salah satu dari: 'timesyncd', 'assume_synced', 'never_synced'"),
@@ -155,3 +155,24 @@ def test_config_check_says_other_problems_in_bahasa_indonesia(tmp_path, good_con
 def test_config_check_a_missing_file_in_bahasa_indonesia(tmp_path, capsys):
     assert cli.main(["check", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "  (berkas): berkas tidak ada" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("mutate", "lang", "lines"), [
+    # a misspelt required key: one line at the key written, naming the one meant
+    (lambda t: t.replace("max_on_s = 600\n\n[[outputs]]", "max_on_sec = 600\n\n[[outputs]]", 1),
+     "id", ["outputs[valve1].max_on_sec: kunci tidak dikenal; maksudnya max_on_s?"]),
+    # a misspelt optional key: the known key it resembles
+    (lambda t: t.replace('valve = "valve1"', 'valve = "valve1"\nflow_lmp = 20'),
+     "en", ["zones[lawn].flow_lmp: unknown key; did you mean flow_lpm?"]),
+    # nothing resembles it: no guess
+    (lambda t: t.replace('valve = "valve1"', 'valve = "valve1"\nwarna = 20'),
+     "id", ["zones[lawn].warna: kunci tidak dikenal (salah ketik?)"]),
+])
+def test_config_check_names_entries_and_says_what_was_meant(tmp_path, good_config_text,
+                                                          capsys, mutate, lang, lines):
+    """One line per mistake, entries named by their name, never by a 0-based index."""
+    path = tmp_path / "unit.toml"
+    path.write_text(mutate(good_config_text))
+    assert cli.main(["check", "--config", str(path), "--lang", lang]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[1:] == [f"  {line}" for line in lines], err

@@ -88,13 +88,13 @@ FEEDER = {
 
 
 @pytest.mark.parametrize(("change", "field", "indonesian"), [
-    ({"feeders": [{**FEEDER["feeders"][0], "max_dose_g": 900}]}, "feeders.0.max_dose_g",
+    ({"feeders": [{**FEEDER["feeders"][0], "max_dose_g": 900}]}, "feeders[pakan].max_dose_g",
      "900 g dengan 10 g/dtk butuh 90 dtk, lebih dari max_on_s keluaran 'auger' = 60"),
     ({"ponds": [{**FEEDER["ponds"][0], "plan": {"times": ["7:00"], "doses_g": [100]}}]},
-     "ponds.0.plan.times", "waktu '7:00' bukan HH:MM (24 jam)"),
+     "ponds[kolam].plan.times", "waktu '7:00' bukan HH:MM (24 jam)"),
     ({"ponds": [{**FEEDER["ponds"][0], "thresholds": {"ph_min": 9, "ph_max": 8}}]},
-     "ponds.0.thresholds.ph_min", "ph_min harus di bawah ph_max"),
-    ({"ponds": [{**FEEDER["ponds"][0], "species": "hiu"}]}, "ponds.0.species",
+     "ponds[kolam].thresholds.ph_min", "ph_min harus di bawah ph_max"),
+    ({"ponds": [{**FEEDER["ponds"][0], "species": "hiu"}]}, "ponds[kolam].species",
      "harus salah satu dari: 'nila', 'lele', 'bandeng', 'vaname' (isinya 'hiu')"),
 ])
 def test_words_fish_feeder_problems_in_bahasa_indonesia(change, field, indonesian):

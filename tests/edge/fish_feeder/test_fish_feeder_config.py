@@ -27,14 +27,14 @@ def test_example_config_is_valid():
 
 def test_unknown_motor_and_pulse_input_named(config_dict):
     text = problems(config_dict(feeders={"pakan-nila": {"motor": "nope"}}))
-    assert "feeders.0.motor" in text and "nope" in text
+    assert "feeders[pakan-nila].motor" in text and "nope" in text
     d = config_dict(feeders={"pakan-nila": {"rotation_input": "rot-x"}})
-    assert "feeders.0.rotation_input" in problems(d)
+    assert "feeders[pakan-nila].rotation_input" in problems(d)
 
 
 def test_dose_that_cannot_fit_the_motor_max_on_time_refused(config_dict):
     text = problems(config_dict(feeders={"pakan-nila": {"rate_g_per_s": 5.0}}))
-    assert "feeders.0.max_dose_g" in text and "max_on_s" in text
+    assert "feeders[pakan-nila].max_dose_g" in text and "max_on_s" in text
 
 
 def test_pulse_confirmation_needs_rotation_input(config_dict):
@@ -59,7 +59,7 @@ def test_plan_needs_doses_or_biomass_not_both(config_dict):
 
 def test_pond_sensor_reference_and_duplicate_quantity(config_dict):
     d = config_dict(ponds={"kolam-nila": {"sensors": ["do-nila", "ghost"]}})
-    assert "ponds.0.sensors.1" in problems(d)
+    assert "ponds[kolam-nila].sensors[#2]" in problems(d)
     d = config_dict(ponds={"kolam-nila": {"sensors": ["do-nila", "probe-vaname"]}})
     assert "do_mg_l already comes from" in problems(d)
 

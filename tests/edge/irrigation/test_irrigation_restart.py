@@ -182,11 +182,11 @@ def test_remote_program_is_applied_persisted_and_still_clamped_by_local_limits(t
 
 @pytest.mark.parametrize("body,field", [
     ({"programs": [{"name": "x", "start_times": ["07:00"],
-                    "zones": [{"zone": "z9", "duration_min": 5}]}]}, "programs.0.zones.0.zone"),
+                    "zones": [{"zone": "z9", "duration_min": 5}]}]}, "programs[x].zones[z9].zone"),
     ({"programs": [{"name": "x", "start_times": ["25:00"],
-                    "zones": [{"zone": "z1", "duration_min": 5}]}]}, "programs.0.start_times"),
+                    "zones": [{"zone": "z1", "duration_min": 5}]}]}, "programs[x].start_times"),
     ({"limits": {"max_daily_water_min": 1440}}, "limits"),
-    ({"zones": [{"zone": "z1", "moisture": {"skip_above_pct": 30}}]}, "zones.0.moisture"),
+    ({"zones": [{"zone": "z1", "moisture": {"skip_above_pct": 30}}]}, "zones[z1].moisture"),
     ({"watering_pct": "lots"}, "watering_pct"),
     (["not", "an", "object"], "(body)"),
 ])
