@@ -192,7 +192,7 @@ def test_store_migration_gives_existing_tokens_an_expiry(tmp_path, monkeypatch, 
     warning; revoked ones stay refused."""
     from datetime import timedelta
 
-    import controller.store as store_module
+    import controller.store.schema as store_module
     from controller.auth import DEFAULT_TOKEN_TTL_DAYS, hash_token
     from controller.store import iso, utcnow
 

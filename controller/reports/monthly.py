@@ -1,52 +1,42 @@
-"""Monthly implementation reports of an OPD for Bappeda and Diskominfo.
-
-``monthly_report(store, opd, "2026-11")`` reads one WITA calendar month (Asia/Makassar,
-from the 1st 00:00 to the next month's 1st 00:00) of the OPD's units and assembles:
-
-- **Watering** (masterplan pillar *Smart Environment*): water used per site and zone
-  (litres and minutes from the units' ``run_finished`` events), runs done, stopped early,
-  skipped and failed, each with its reasons.
-- **Fisheries** (pillar *Smart Economy*): feed given per pond (``feed_dispensed``:
-  the measured grams, or the commanded grams where nothing measured them), feedings
-  postponed for water quality and skipped, with reasons, and the feed-conversion inputs:
-  fish count and average weight from the pond's plan (desired config) at the start and
-  the end of the month, the biomass they give, and FCR = feed / biomass gain when both
-  are known.
-- **Uptime** of every unit: the share of the month it was online, from the online and
-  offline changes the controller recorded (``status_history``).
-- **Alarms** per unit and code.
-
-How things are counted (also in docs/reports.md):
-
-- A run is *done* when it ended ``completed``; *stopped* when a rule or a person ended
-  it early on purpose (`STOPPED_ON_PURPOSE`: the soil got wet, rain, a pause, stop all,
-  the daily limit); *failed* when it ended any other way (no flow, maximum on-time, a
-  fault, a shutdown) or was interrupted by a restart and dropped. A run interrupted and
-  then resumed counts once, when it ends. A *skipped* event that names several zones (a
-  whole program skipped) counts one skipped run per zone.
-- Events count in the month of their own timestamp (the unit's clock, UTC), uptime by the
-  controller's receive time. In the running month the report covers up to now
-  (``period.partial``).
-
-Nothing here holds SQL: the rows come from `controller.store.Store`. ``report_csv``
-flattens a report to one CSV row per figure.
-"""
+"""Assembling an OPD's monthly report (`monthly_report`) from the store's rows: watering,
+fisheries and feed conversion, uptime, alarms."""
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import re
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from controller.errors import Invalid
-from controller.store import Store, iso, utcnow
+from controller.reports.models import (
+    MAX_ALARM_ITEMS,
+    MONTH_PATTERN,
+    MONTHS,
+    PILLAR_BY_KIND,
+    STOPPED_ON_PURPOSE,
+    TEXT,
+    WITA,
+    AlarmItem,
+    Alarms,
+    FeedConversion,
+    Fisheries,
+    FisheriesSite,
+    FisheriesTotals,
+    Lang,
+    MonthlyReport,
+    Period,
+    Pond,
+    UnitAlarms,
+    UnitUptime,
+    Uptime,
+    Watering,
+    WateringSite,
+    WateringTotals,
+    ZoneFigures,
+)
+from controller.store import Store, utcnow
 from protocol.errors import ProtocolError
 from protocol.events import (
     Alarm,
@@ -61,211 +51,9 @@ from protocol.kinds import KINDS
 
 logger = logging.getLogger(__name__)
 
-WITA = ZoneInfo("Asia/Makassar")
-MONTH_PATTERN = r"^20\d{2}-(0[1-9]|1[0-2])$"
-"""``YYYY-MM`` of this century (so every month and the next one are valid dates)."""
-
-PILLARS = ("Smart Governance", "Smart Branding", "Smart Economy", "Smart Environment",
-           "Smart Living", "Smart Society")
-"""The six pillars of Balikpapan's Smart City masterplan."""
-PILLAR_BY_KIND = {kind: spec.pillar for kind, spec in KINDS.items()}
-
-Lang = Literal["id", "en"]
-MONTHS = {
-    "id": ("Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus",
-           "September", "Oktober", "November", "Desember"),
-    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December"),
-}
-TEXT = {
-    "id": {
-        "title": "Laporan Pelaksanaan Smart City",
-        "to": ["Bappeda Kota Balikpapan", "Diskominfo Kota Balikpapan"],
-        "watering": "Penyiraman otomatis taman dan median jalan",
-        "fisheries": "Pemberian pakan ikan otomatis di kolam dan tambak",
-    },
-    "en": {
-        "title": "Smart City Implementation Report",
-        "to": ["Bappeda (Regional Development Planning Agency), Balikpapan",
-               "Diskominfo (Communication and Informatics Office), Balikpapan"],
-        "watering": "Automatic watering of parks and road medians",
-        "fisheries": "Automatic fish feeding at ponds (tambak)",
-    },
-}
-MAX_ALARM_ITEMS = 500
-STOPPED_ON_PURPOSE = frozenset({"soil_wet", "rain", "rain_delay", "paused", "stop_all",
-                                "daily_limit", "skip_next"})
-"""How a started run may end early without anything being wrong (``ended`` values)."""
-
 _RUN_EVENTS = ("run_finished", "run_skipped", "run_interrupted")
 _FEED_EVENTS = ("feed_dispensed", "feeding_postponed", "feeding_skipped")
 
-
-# --------------------------------------------------------------------------- models
-
-class Period(BaseModel):
-    start: datetime = Field(description="first instant of the month (00:00 WITA, as UTC)")
-    end: datetime = Field(description="first instant of the next month (00:00 WITA, as UTC)")
-    timezone: str = "Asia/Makassar"
-    partial: bool = Field(description="true while the month is not over")
-    until: datetime = Field(description="the report covers start <= t < until")
-
-
-class Runs(BaseModel):
-    done: int = Field(0, description="ended completed")
-    stopped: int = Field(0, description="ended early on purpose (rule or person)")
-    skipped: int = Field(0, description="never started (per zone)")
-    failed: int = Field(0, description="ended by a fault, or interrupted and dropped")
-
-
-class ZoneFigures(Runs):
-    zone: str
-    water_l: float = 0.0
-    water_min: float = 0.0
-
-
-class WateringSite(Runs):
-    device_id: str
-    site: str
-    water_l: float = 0.0
-    water_min: float = 0.0
-    zones: list[ZoneFigures] = Field(default_factory=list)
-    stopped_reasons: dict[str, int] = Field(default_factory=dict)
-    skipped_reasons: dict[str, int] = Field(default_factory=dict)
-    failed_reasons: dict[str, int] = Field(default_factory=dict)
-    done_by_trigger: dict[str, int] = Field(default_factory=dict)
-
-
-class WateringTotals(Runs):
-    water_l: float = 0.0
-    water_min: float = 0.0
-    units: int = 0
-
-
-class Watering(BaseModel):
-    pillar: str = PILLAR_BY_KIND["irrigation"]
-    programme: str
-    totals: WateringTotals
-    stopped_reasons: dict[str, int]
-    skipped_reasons: dict[str, int]
-    failed_reasons: dict[str, int]
-    sites: list[WateringSite]
-
-
-class FeedConversion(BaseModel):
-    """Feed-conversion inputs of one pond for the month."""
-
-    feed_kg: float
-    fish_count_start: int | None = None
-    avg_weight_g_start: float | None = None
-    biomass_kg_start: float | None = None
-    fish_count_end: int | None = None
-    avg_weight_g_end: float | None = None
-    biomass_kg_end: float | None = None
-    biomass_gain_kg: float | None = None
-    fcr: float | None = Field(None, description="feed_kg / biomass_gain_kg when both known "
-                              "and the gain is positive")
-    source: str = Field("", description="where the fish count and weights come from")
-
-
-class Pond(BaseModel):
-    pond: str
-    species: str | None = None
-    feed_g: float = 0.0
-    feedings: int = 0
-    feedings_faulted: int = 0
-    postponed: int = 0
-    postponed_reasons: dict[str, int] = Field(default_factory=dict)
-    skipped: int = 0
-    skipped_reasons: dict[str, int] = Field(default_factory=dict)
-    conversion: FeedConversion
-
-
-class FisheriesSite(BaseModel):
-    device_id: str
-    site: str
-    feed_g: float = 0.0
-    feedings: int = 0
-    postponed: int = 0
-    skipped: int = 0
-    ponds: list[Pond] = Field(default_factory=list)
-
-
-class FisheriesTotals(BaseModel):
-    feed_kg: float = 0.0
-    feed_g: float = 0.0
-    feedings: int = 0
-    postponed: int = 0
-    skipped: int = 0
-    units: int = 0
-
-
-class Fisheries(BaseModel):
-    pillar: str = PILLAR_BY_KIND["fish_feeder"]
-    programme: str
-    totals: FisheriesTotals
-    postponed_reasons: dict[str, int]
-    skipped_reasons: dict[str, int]
-    sites: list[FisheriesSite]
-
-
-class UnitUptime(BaseModel):
-    device_id: str
-    site: str
-    kind: str
-    online_h: float
-    covered_h: float = Field(description="hours of the period with a known state")
-    uptime_pct: float | None = Field(description="online_h / covered_h; null if unknown")
-    outages: int = Field(description="online -> offline changes in the period")
-
-
-class Uptime(BaseModel):
-    average_pct: float | None
-    units: list[UnitUptime]
-
-
-class AlarmItem(BaseModel):
-    ts: datetime
-    device_id: str
-    site: str
-    code: str
-    message: str
-
-
-class UnitAlarms(BaseModel):
-    device_id: str
-    site: str
-    count: int
-    by_code: dict[str, int]
-
-
-class Alarms(BaseModel):
-    total: int
-    by_code: dict[str, int]
-    units: list[UnitAlarms]
-    items: list[AlarmItem] = Field(description=f"oldest first, at most {MAX_ALARM_ITEMS}")
-
-
-class MonthlyReport(BaseModel):
-    """An OPD's Smart City implementation report for one month."""
-
-    title: str
-    opd: str
-    opd_name: str
-    month: str
-    lang: Lang
-    addressed_to: list[str]
-    pillars: list[str] = Field(description="the masterplan pillars this report serves")
-    period: Period
-    generated_at: datetime
-    units: int
-    watering: Watering | None = Field(description="null when the OPD has no watering units")
-    fisheries: Fisheries | None = Field(description="null when the OPD has no feeders")
-    uptime: Uptime
-    alarms: Alarms
-
-
-# --------------------------------------------------------------------------- assembly
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:
     """``"2026-11"`` -> (1 Nov 00:00 WITA, 1 Dec 00:00 WITA) as UTC datetimes."""
@@ -575,84 +363,6 @@ def _alarms(devices: list[dict], per_device: dict[str, list[dict]]) -> Alarms:
     items.sort(key=lambda a: a.ts)
     return Alarms(total=sum(by_code.values()), by_code=dict(by_code.most_common()),
                   units=units, items=items[:MAX_ALARM_ITEMS])
-
-
-# --------------------------------------------------------------------------- CSV
-
-CSV_COLUMNS = ("section", "pillar", "device_id", "site", "subject", "metric", "value", "unit")
-
-
-def report_csv(report: MonthlyReport) -> str:
-    """The report as CSV: one row per figure (columns `CSV_COLUMNS`), UTF-8."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-
-    def row(section, metric, value, unit="", pillar="", device=None, subject=""):
-        writer.writerow([section, pillar, device["device_id"] if device else "",
-                         device["site"] if device else "", subject, metric,
-                         "" if value is None else value, unit])
-
-    row("report", "title", report.title)
-    row("report", "opd", report.opd)
-    row("report", "month", report.month)
-    row("report", "period_start", iso(report.period.start))
-    row("report", "period_until", iso(report.period.until))
-    row("report", "partial", str(report.period.partial).lower())
-    row("report", "pillars", "; ".join(report.pillars))
-    row("report", "units", report.units, "count")
-    if report.watering is not None:
-        w, pillar = report.watering, report.watering.pillar
-        row("watering", "water", w.totals.water_l, "L", pillar)
-        row("watering", "water_time", w.totals.water_min, "min", pillar)
-        for key in ("done", "stopped", "skipped", "failed"):
-            row("watering", f"runs_{key}", getattr(w.totals, key), "count", pillar)
-        for site in w.sites:
-            dev = {"device_id": site.device_id, "site": site.site}
-            row("watering", "water", site.water_l, "L", pillar, dev)
-            for z in site.zones:
-                row("watering", "water", z.water_l, "L", pillar, dev, z.zone)
-                row("watering", "water_time", z.water_min, "min", pillar, dev, z.zone)
-                for key in ("done", "stopped", "skipped", "failed"):
-                    row("watering", f"runs_{key}", getattr(z, key), "count", pillar, dev, z.zone)
-            for reason, n in site.stopped_reasons.items():
-                row("watering", f"stopped:{reason}", n, "count", pillar, dev)
-            for reason, n in site.skipped_reasons.items():
-                row("watering", f"skipped:{reason}", n, "count", pillar, dev)
-            for reason, n in site.failed_reasons.items():
-                row("watering", f"failed:{reason}", n, "count", pillar, dev)
-    if report.fisheries is not None:
-        f, pillar = report.fisheries, report.fisheries.pillar
-        row("fisheries", "feed", f.totals.feed_kg, "kg", pillar)
-        row("fisheries", "feedings", f.totals.feedings, "count", pillar)
-        row("fisheries", "postponed_water_quality", f.totals.postponed, "count", pillar)
-        row("fisheries", "feedings_skipped", f.totals.skipped, "count", pillar)
-        for site in f.sites:
-            dev = {"device_id": site.device_id, "site": site.site}
-            for p in site.ponds:
-                c = p.conversion
-                row("fisheries", "feed", p.feed_g, "g", pillar, dev, p.pond)
-                row("fisheries", "feedings", p.feedings, "count", pillar, dev, p.pond)
-                row("fisheries", "postponed_water_quality", p.postponed, "count", pillar, dev,
-                    p.pond)
-                for reason, n in p.postponed_reasons.items():
-                    row("fisheries", f"postponed:{reason}", n, "count", pillar, dev, p.pond)
-                row("fisheries", "feedings_skipped", p.skipped, "count", pillar, dev, p.pond)
-                for reason, n in p.skipped_reasons.items():
-                    row("fisheries", f"skipped:{reason}", n, "count", pillar, dev, p.pond)
-                row("fisheries", "biomass_start", c.biomass_kg_start, "kg", pillar, dev, p.pond)
-                row("fisheries", "biomass_end", c.biomass_kg_end, "kg", pillar, dev, p.pond)
-                row("fisheries", "fcr", c.fcr, "", pillar, dev, p.pond)
-    for u in report.uptime.units:
-        dev = {"device_id": u.device_id, "site": u.site}
-        row("uptime", "uptime", u.uptime_pct, "%", PILLAR_BY_KIND.get(u.kind, ""), dev)
-        row("uptime", "online", u.online_h, "h", PILLAR_BY_KIND.get(u.kind, ""), dev)
-        row("uptime", "outages", u.outages, "count", PILLAR_BY_KIND.get(u.kind, ""), dev)
-    for unit in report.alarms.units:
-        dev = {"device_id": unit.device_id, "site": unit.site}
-        for code, n in unit.by_code.items():
-            row("alarms", "alarms", n, "count", "", dev, code)
-    return out.getvalue()
 
 
 def default_month(now: datetime | None = None) -> str:

@@ -1,0 +1,210 @@
+"""Storing what units send: a batch of decoded messages in one transaction, telemetry and
+events once per ``(device, seq)``, the seq accounting behind the ack
+(`controller.seqs.SeqTracker`), the latest status and its history (``status_history``).
+A command reply, or a run's end event, moves its command on (`controller.store.commands`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from controller.seqs import SeqTracker
+from controller.store.base import StoreBase, _dumps, iso
+from protocol.models import (
+    CommandReply,
+    Event,
+    EventType,
+    Message,
+    Status,
+    Telemetry,
+    dropped_ranges,
+)
+from protocol.topics import Channel
+
+_RUN_ENDS = (EventType.RUN_FINISHED, EventType.RUN_SKIPPED, EventType.RUN_INTERRUPTED,
+             EventType.FEED_DISPENSED, EventType.FEEDING_SKIPPED)
+_DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One valid message to store, read off ``topic`` of ``opd``/``device``."""
+
+    opd: str
+    device_id: str
+    channel: Channel
+    message: Message
+    received_at: datetime
+
+
+@dataclass
+class BatchResult:
+    """What one committed batch changed."""
+
+    acks: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """device_id -> (opd, acked seq) for every device that sent telemetry or events."""
+    rejected: list[tuple[Inbound, str, str]] = field(default_factory=list)
+    """(message, reason, explanation) for messages not stored."""
+    stored: dict[str, int] = field(default_factory=dict)
+    """channel -> messages newly stored (or applied)."""
+    duplicates: int = 0
+    dropped_announced: int = 0
+    gaps_opened: int = 0
+    came_online: list[tuple[str, str]] = field(default_factory=list)
+    """(device_id, opd) whose status just said online."""
+
+    def add(self, other: BatchResult) -> None:
+        """Take in what another batch changed (for a batch committed in parts)."""
+        self.acks.update(other.acks)
+        self.rejected += other.rejected
+        for channel, n in other.stored.items():
+            self.stored[channel] = self.stored.get(channel, 0) + n
+        self.duplicates += other.duplicates
+        self.dropped_announced += other.dropped_announced
+        self.gaps_opened += other.gaps_opened
+        self.came_online += other.came_online
+
+
+class IngestMixin(StoreBase):
+    """`commit_batch` and the seq accounting."""
+
+    def commit_batch(self, items: Iterable[Inbound]) -> BatchResult:
+        """Store one batch of decoded messages in one transaction.
+
+        Messages of unregistered devices, of a device under another OPD than the topic
+        says, and command replies for unknown commands are returned in ``rejected`` and
+        not stored. Telemetry and events are inserted once per ``(device, seq)``; every
+        device that sent any gets its acked seq in ``acks``.
+        """
+        items = list(items)
+        result = BatchResult()
+        if not items:
+            return result
+        with self._write():
+            registry = self._registry({i.device_id for i in items})
+            trackers: dict[str, SeqTracker] = {}
+            heard: dict[str, datetime] = {}  # device -> latest telemetry/event received_at
+            for item in items:
+                opd = registry.get(item.device_id)
+                if opd is None:
+                    result.rejected.append((item, "unknown_device",
+                                            f"device {item.device_id!r} is not registered"))
+                    continue
+                if opd != item.opd:
+                    result.rejected.append((item, "wrong_opd",
+                                            f"device {item.device_id!r} belongs to OPD {opd!r}, "
+                                            f"not {item.opd!r}"))
+                    continue
+                problem = self._apply(item, trackers, result)
+                if item.channel in (Channel.TELEMETRY, Channel.EVENT):
+                    heard[item.device_id] = max(item.received_at, heard.get(
+                        item.device_id, item.received_at))
+                if problem == _DUPLICATE:
+                    continue
+                if problem:
+                    result.rejected.append((item, *problem))
+                    continue
+                result.stored[item.channel.value] = result.stored.get(item.channel.value, 0) + 1
+            for device_id, tracker in trackers.items():
+                self._save_tracker(device_id, tracker)
+                result.acks[device_id] = (registry[device_id], tracker.acked)
+            # Once per device and batch, not once per message.
+            self.db.conn.executemany(
+                "UPDATE device_state SET last_seen = max(coalesce(last_seen, ''), ?) "
+                "WHERE device_id = ?", [(iso(at), dev) for dev, at in heard.items()])
+        return result
+
+    def _registry(self, device_ids: set[str]) -> dict[str, str]:
+        marks = ",".join("?" * len(device_ids))
+        cursor = self.db.execute(
+            f"SELECT device_id, opd FROM devices WHERE device_id IN ({marks})",
+            sorted(device_ids))
+        return dict(cursor.fetchall())
+
+    def _apply(self, item: Inbound, trackers: dict[str, SeqTracker],
+               result: BatchResult) -> tuple[str, str] | str | None:
+        """Store one message: None if stored, `_DUPLICATE`, or (reason, why) if refused."""
+        msg, dev, now = item.message, item.device_id, iso(item.received_at)
+        if isinstance(msg, Telemetry | Event):
+            tracker = trackers.get(dev) or self._load_tracker(dev)
+            trackers[dev] = tracker
+            gaps_before = tracker.gaps_opened
+            if isinstance(msg, Telemetry):
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO telemetry (device_id, seq, ts, received_at, "
+                    "readings, outputs) VALUES (?, ?, ?, ?, ?, ?)",
+                    (dev, msg.seq, iso(msg.ts), now, _dumps(msg.readings), _dumps(msg.outputs)))
+            else:
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO events (device_id, seq, ts, received_at, type, "
+                    "details) VALUES (?, ?, ?, ?, ?, ?)",
+                    (dev, msg.seq, iso(msg.ts), now, msg.type.value, _dumps(msg.details)))
+                if cursor.rowcount and msg.type in _RUN_ENDS:
+                    self._close_command_from_event(dev, msg, now)
+                if msg.type is EventType.OUTBOX_DROPPED:
+                    announced = sum(tracker.drop(a, b) for a, b in dropped_ranges(msg))
+                    if cursor.rowcount:
+                        result.dropped_announced += announced
+                        self.db.execute("UPDATE device_seq SET dropped_total = dropped_total + ?"
+                                        " WHERE device_id = ?", (announced, dev))
+            # Committed now, whether inserted or already there: it counts for the ack.
+            tracker.add(msg.seq)
+            result.gaps_opened += tracker.gaps_opened - gaps_before
+            if not cursor.rowcount:
+                result.duplicates += 1
+                self.db.execute("UPDATE device_seq SET duplicates = duplicates + 1 "
+                                "WHERE device_id = ?", [dev])
+                return _DUPLICATE
+            return None
+        if isinstance(msg, Status):
+            prev = self.db.execute("SELECT online, status_at FROM device_state "
+                                   "WHERE device_id = ?", [dev]).fetchone()
+            if prev is None or prev[1] is None or bool(prev[0]) != msg.online:
+                self.db.execute("INSERT INTO status_history (device_id, at, online) "
+                                "VALUES (?, ?, ?)", (dev, now, int(msg.online)))
+            self.db.execute(
+                "UPDATE device_state SET online = ?, last_seen = ?, status_at = ?, "
+                "status_ts = ?, fw = ?, app = ?, clock_synced = ?, config_version = ?, "
+                "outputs = ?, dropped = ?, backlog = ?, limits = coalesce(?, limits) "
+                "WHERE device_id = ?",
+                (int(msg.online), now, now, iso(msg.ts), msg.fw, msg.app, int(msg.clock_synced),
+                 msg.config_version, _dumps(dict(msg.outputs)) if msg.online else None,
+                 msg.dropped, msg.backlog,
+                 None if msg.limits is None else msg.limits.model_dump_json(), dev))
+            if msg.online:
+                result.came_online.append((dev, item.opd))
+            return None
+        if isinstance(msg, CommandReply):
+            return self._apply_reply(dev, msg, now)
+        return ("bad_channel", f"{item.channel.value} is not a channel units publish on")
+
+    def _load_tracker(self, device_id: str) -> SeqTracker:
+        row = self.db.execute("SELECT acked_seq, max_seq, gaps_opened FROM device_seq "
+                              "WHERE device_id = ?", [device_id]).fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO device_seq (device_id) VALUES (?)", [device_id])
+            row = (0, 0, 0)
+        pending = [r[0] for r in self.db.execute(
+            "SELECT seq FROM seq_pending WHERE device_id = ?", [device_id])]
+        dropped = self.db.execute("SELECT first_seq, last_seq FROM seq_dropped "
+                                  "WHERE device_id = ?", [device_id]).fetchall()
+        return SeqTracker.restore(row[0], row[1], row[2], pending, dropped)
+
+    def _save_tracker(self, device_id: str, tracker: SeqTracker) -> None:
+        tracker.advance()
+        self.db.execute("UPDATE device_seq SET acked_seq = ?, max_seq = ?, missing = ?, "
+                        "gaps_opened = ? WHERE device_id = ?",
+                        (tracker.acked, tracker.max_seen, tracker.missing, tracker.gaps_opened,
+                         device_id))
+        self.db.execute("DELETE FROM seq_pending WHERE device_id = ?", [device_id])
+        self.db.conn.executemany("INSERT INTO seq_pending (device_id, seq) VALUES (?, ?)",
+                            [(device_id, s) for s in sorted(tracker.pending)])
+        self.db.execute("DELETE FROM seq_dropped WHERE device_id = ?", [device_id])
+        self.db.conn.executemany("INSERT INTO seq_dropped (device_id, first_seq, last_seq) "
+                            "VALUES (?, ?, ?)", [(device_id, a, b) for a, b in tracker.dropped])
+
+    def acked_seq(self, device_id: str) -> int:
+        row = self._one("SELECT acked_seq FROM device_seq WHERE device_id = ?", [device_id])
+        return row["acked_seq"] if row else 0
