@@ -8,5 +8,6 @@ use them to run days of a unit in seconds.
 
 - ``edge.sim.park``: a park with zones, soil, sun, rain, a rain sensor and a flow meter;
   ``edge.sim.irrigation.simulate(config_path, days)`` runs a unit's config against it.
-- ``edge.sim.fish_feeder``: a pond with its water quality, feeders, hoppers and probes.
+- ``edge.sim.fish_feeder``: a pond with its water quality, feeders, hoppers and probes
+  (``edge.sim.pond``, ``edge.sim.probes``).
 """
