@@ -12,7 +12,8 @@
   patterns, time formats, sequence ranges.
 - :mod:`protocol.mqtt`: the MQTT client set-up and plain words for connection failures
   (the one module here that does I/O).
-- :mod:`protocol.docgen`: builds docs/protocol.md from the above.
+- :mod:`protocol.docgen`: builds docs/protocol.md from the above (its prose in
+  :mod:`protocol.docsections`, its tables in :mod:`protocol.doctables`).
 - :mod:`protocol.logs`: the log set-up both sides' entry points use (journal priorities,
   ``key=value`` fields, payloads as truncated JSON).
 
