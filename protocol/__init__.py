@@ -1,7 +1,8 @@
 """The wire contract between the units and the controller, shared by both sides.
 
 - :mod:`protocol.topics`: the MQTT topic tree, QoS and retain per channel.
-- :mod:`protocol.models`: one frozen pydantic model per payload.
+- :mod:`protocol.models`: one frozen pydantic model per payload (field types and bases in
+  :mod:`protocol.fields`, commands and replies in :mod:`protocol.commands`).
 - :mod:`protocol.codec`: :func:`encode` and :func:`decode` (bytes <-> models).
 - :mod:`protocol.errors`: :class:`ProtocolError`, the one exception for bad input.
 - :mod:`protocol.events`: one details model per event type, and the alarm codes.
@@ -12,7 +13,8 @@
   patterns, time formats, sequence ranges.
 - :mod:`protocol.mqtt`: the MQTT client set-up and plain words for connection failures
   (the one module here that does I/O).
-- :mod:`protocol.docgen`: builds docs/protocol.md from the above.
+- :mod:`protocol.docgen`: builds docs/protocol.md from the above (its prose in
+  :mod:`protocol.docsections`, its tables in :mod:`protocol.doctables`).
 - :mod:`protocol.logs`: the log set-up both sides' entry points use (journal priorities,
   ``key=value`` fields, payloads as truncated JSON).
 

@@ -6,7 +6,8 @@ the same ``VirtualClock`` the daemon runs on. The daemon cannot tell it from a p
 sees only pins, pulse counts and sensor readings. Tests and ``smartcity-edge simulate``
 use them to run days of a unit in seconds.
 
-- ``edge.sim.irrigation``: a park with zones, soil, sun, rain, a rain sensor and a flow
-  meter; ``simulate(config_path, days)`` runs a unit's config against it.
-- ``edge.sim.fish_feeder``: a pond with its water quality, feeders, hoppers and probes.
+- ``edge.sim.park``: a park with zones, soil, sun, rain, a rain sensor and a flow meter;
+  ``edge.sim.irrigation.simulate(config_path, days)`` runs a unit's config against it.
+- ``edge.sim.fish_feeder``: a pond with its water quality, feeders, hoppers and probes
+  (``edge.sim.pond``, ``edge.sim.probes``).
 """

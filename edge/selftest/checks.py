@@ -1,44 +1,4 @@
-"""``smartcity-edge selftest``: is this unit fit to run? A checklist for the field.
-
-Run it on the unit with the daemon stopped (it needs the GPIO pins)::
-
-    sudo systemctl stop smartcity-irrigation
-    sudo smartcity-edge selftest --config /etc/smartcity/irrigation.toml [--lang en]
-    sudo systemctl start smartcity-irrigation
-
-What it does, in this order:
-
-1. **Outputs**, one at a time, each on for ``--pulse-s`` (0.5 s) and off again, so the
-   technician hears each relay click. Irrigation: every zone valve alone, then the
-   master: a master valve alone; a pump only with the first zone's valve open (a pump
-   never runs against closed valves), as the daemon sequences them. A flow meter counts
-   meanwhile. Fish feeder: each feeder motor runs until its rotation sensor shows
-   ``min_pulses`` (at most ``confirm_timeout_s``), like the daemon's jam check.
-2. **Sensors**: the rain switch and other digital inputs, soil probes (MCP3008, serial
-   line, Modbus), water-quality probes (EZO, Modbus), hopper levels, read through the
-   same drivers the daemons use.
-3. **Broker**: a TCP connect, then an MQTT login with the unit's own username and
-   password file (a separate client id, so a running daemon is not disturbed).
-4. **Clock**: synchronised or not (``[clock] sync_check``).
-5. **Disk**: the state directory exists and is writable, and its file system has room.
-
-Before all of that, the config: ``validate_config``, the same verdict as ``smartcity-edge
-check`` (and ``run``). A config that ``check`` refuses (a bad value, a missing CA file)
-is one ``FAIL`` line per problem, naming file, field and reason, and nothing else is
-tried: no pin is touched, as ``run`` would not touch one (``config_checklist``).
-
-Each result is a line ``OK``, ``WARN`` or ``FAIL`` (``GAGAL``, ``AWAS`` in Bahasa
-Indonesia, the default; ``--lang en``) with what to do, wrapped to 40 columns so it reads
-on a phone over SSH. Exit status 0 when there is no FAIL, 1 otherwise, 2 for a config
-that ``check`` refuses (as ``check`` exits).
-
-The checklist is the only thing on standard output: log records and library warnings
-(gpiozero's, for instance) go to the log on standard error.
-
-Safety: the outputs are the app's own (``App``/``OutputBank``): off when built, each
-pulse has its own off-timer (``Output.on(for_s=...)``), and ``App.close()`` in a
-``finally`` turns everything off whatever happens, Ctrl-C included.
-"""
+"""The checks of ``smartcity-edge selftest`` (the package docstring says what each does)."""
 
 from __future__ import annotations
 
@@ -47,46 +7,28 @@ import secrets
 import shutil
 import socket
 import tempfile
-import textwrap
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from protocol.kinds import KINDS
 
-from .errors import ConfigError, EdgeError, HardwareError
-from .words import DEFAULT_LANG, Words
+from ..errors import HardwareError
+from ..words import DEFAULT_LANG, Words
+from .checklist import FAIL, OK, WARN, Check
 
 logger = logging.getLogger(__name__)
 
-OK, WARN, FAIL = "OK", "WARN", "FAIL"
-WIDTH = 40
 MIN_FREE_MB = 50
 LOW_FREE_MB = 500
 UNITS = {kind: spec.service for kind, spec in KINDS.items()}
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the checklist."""
-
-    status: str  # OK, WARN or FAIL
-    text: str  # what was found
-    advice: str = ""  # what to do about it
-
-    def sentence(self) -> str:
-        return f"{self.text} {self.advice}".strip()
 
 
 def _secs(value: float) -> str:
     return f"{value:g}"
 
 
-# --------------------------------------------------------------------------------------
-# The checks
-# --------------------------------------------------------------------------------------
 class Selftest:
     """One run over one unit's config; ``run()`` returns the checks in order."""
 
@@ -125,8 +67,8 @@ class Selftest:
 
     # -- hardware ------------------------------------------------------------------------
     def hardware(self) -> None:
-        from .cli import app_class
-        from .publisher import MemoryPublisher
+        from ..cli import app_class
+        from ..publisher import MemoryPublisher
 
         try:
             self.app = app_class(self.config.kind)(
@@ -303,7 +245,7 @@ class Selftest:
                      self.w("feeder_stuck_do"))
 
     def feeder_sensors(self) -> None:
-        from .fish_feeder.config import LoadCellHopperSpec
+        from ..fish_feeder.config import LoadCellHopperSpec
 
         for spec in self.config.sensors:
             what = self.w("water", name=spec.name)
@@ -403,7 +345,7 @@ class Selftest:
             self.add(OK, w("broker_ok", host=host, port=port, user=user))
 
     def clock_check(self) -> None:
-        from .timesync import make_sync_check
+        from ..timesync import make_sync_check
 
         check = self.sync_check or make_sync_check(self.config.clock.sync_check)
         zone = ZoneInfo(self.config.site.timezone)
@@ -462,77 +404,3 @@ def mqtt_login(broker, *, client_id: str, password: str | None,
         client.disconnect()
         client.loop_stop()
     return reason[0] if reason else None
-
-
-# --------------------------------------------------------------------------------------
-# Output for a phone screen
-# --------------------------------------------------------------------------------------
-def verdict(checks: list[Check]) -> bool:
-    """Fit to run: no FAIL."""
-    return not any(c.status == FAIL for c in checks)
-
-
-def format_checklist(header: list[str], checks: list[Check], *, lang: str = DEFAULT_LANG,
-                     width: int = WIDTH) -> str:
-    """The checklist as lines of at most ``width`` columns: the ``header`` lines, a rule,
-    one item per check (its verdict, then what was found and what to do), a rule, and
-    the verdict with the counts."""
-    w = Words(lang)
-    rule = "=" * width
-    indent = 6  # "GAGAL " and "FAIL  ": the verdicts in a column of their own
-    lines = [line for text in header
-             for line in textwrap.wrap(text, width, break_on_hyphens=False)]
-    lines.append(rule)
-    for check in checks:
-        lines += textwrap.wrap(check.sentence(), width,
-                               initial_indent=w(f"status.{check.status}").ljust(indent),
-                               subsequent_indent=" " * indent, break_on_hyphens=False)
-    lines.append(rule)
-    lines += textwrap.wrap(w("tally", verdict=w("fit" if verdict(checks) else "unfit"),
-                             fails=sum(c.status == FAIL for c in checks),
-                             fail=w(f"status.{FAIL}"),
-                             warns=sum(c.status == WARN for c in checks),
-                             warn=w(f"status.{WARN}")), width)
-    return "\n".join(lines)
-
-
-def config_checklist(exc: ConfigError, *, lang: str = DEFAULT_LANG) -> str:
-    """The checklist of a unit whose config is invalid: one FAIL line per problem (file,
-    field, reason, as ``check`` names them), and nothing else, because nothing else was
-    tried: like ``run``, selftest touches no pin with a config that ``check`` refuses."""
-    w = Words(lang)
-    checks = [Check(FAIL, w("config_fail", path=exc.path, field=w.field(field),
-                            reason=w.reason(reason)),
-                    w("broker_ca_do") if field == "broker.ca_file" else "")
-              for field, reason in exc.problems]
-    return format_checklist([w("title", device=Path(exc.path).name), w("config_stopped")],
-                            checks, lang=lang)
-
-
-def selftest(config_path, *, pin_factory: str | None = None, lang: str = DEFAULT_LANG,
-             pulse_s: float = 0.5, outputs: bool = True, clock=None, factory=None,
-             **kwargs) -> tuple[list[Check], str]:
-    """Load the config and run every check; returns ``(checks, checklist text)``.
-
-    ``pin_factory`` ("mock", "lgpio") overrides the config's; ``factory`` is a gpiozero
-    factory object to use instead (tests); other keywords go to `Selftest` (e.g.
-    ``app_kwargs`` with simulated ports, ``sync_check``). Raises ``ConfigError``, before
-    any pin is touched, for a config that ``smartcity-edge check`` refuses (the same
-    ``validate_config``); ``config_checklist`` shows it."""
-    from .clock import SystemClock
-    from .config import validate_config
-    from .hardware import make_pin_factory
-
-    config = validate_config(config_path)
-    clock = clock or SystemClock()
-    if factory is None:
-        try:
-            factory = make_pin_factory(pin_factory or config.hardware.pin_factory)
-        except HardwareError as exc:
-            raise EdgeError(f"{exc}; run with --pin-factory mock to test off a Pi") from None
-    run = Selftest(config, pin_factory=factory, clock=clock, lang=lang, pulse_s=pulse_s,
-                   outputs=outputs, config_path=config_path, **kwargs)
-    checks = run.run()
-    w = Words(lang)
-    header = [w("title", device=config.unit.device_id), f"{config.kind}, OPD {config.unit.opd}"]
-    return checks, format_checklist(header, checks, lang=lang)

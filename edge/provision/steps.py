@@ -1,36 +1,5 @@
-"""``smartcity-edge provision``: turn a freshly flashed Raspberry Pi into a working unit.
-
-Two ways to say who the unit is:
-
-- **enrolment** (the usual way): ``--controller URL --token TOKEN``. The token comes from
-  ``smartcity-controller enrol create``; the controller answers the device id, OPD, kind,
-  site name and the MQTT broker address and credentials (``POST /api/v1/enrol``).
-- **offline**: ``--device-id --opd --kind --broker-host [--broker-port] [--tls]
-  --mqtt-password-file FILE`` (the password printed by ``smartcity-controller device add``).
-
-Then, step by step, each reported as written / updated / unchanged:
-
-1. identity (enrolment call, or the flags);
-2. the service user ``smartcity`` (created on a real system, never in a ``--root`` tree);
-3. the unit's config ``/etc/smartcity/<kind>.toml``: made from the example config of
-   its kind (``config/<kind>.example.toml``, or ``--template``), or, when it already
-   exists, edited in place (only identity and broker lines change, the technician's pins,
-   zones and comments stay);
-4. the MQTT password in the file ``broker.password_file`` names (mode 0600, owned by the
-   service user), plus a small record of the enrolment
-   (``/etc/smartcity/provision-<kind>.json``: identity and the token's SHA-256);
-5. the state directory (``state_dir``);
-6. the systemd unit, copied from ``systemd/`` to ``/etc/systemd/system/``;
-7. enabling it: ``systemctl daemon-reload`` and ``systemctl enable --now`` on a real
-   system; under ``--root`` the ``multi-user.target.wants`` symlink is made directly.
-
-Running it again with the same inputs changes nothing and says so. An enrolment token
-works once: on the second run the record shows the unit already holds that token's
-identity and password, so the controller is not asked again. ``--dry-run`` prints the
-same steps and writes nothing (the controller is only asked what the token is for; the
-token stays unused). ``--root DIR`` provisions into a directory tree instead of ``/``
-(tests, or preparing an SD card's root file system).
-"""
+"""The steps of ``smartcity-edge provision`` (the package docstring lists them), and the
+controller's enrolment call."""
 
 from __future__ import annotations
 
@@ -39,248 +8,31 @@ import json
 import logging
 import os
 import pwd
-import re
 import shutil
 import subprocess
-import sys
-import tempfile
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol.kinds import KINDS
-
-from .config import parse_config
-from .errors import ConfigError, EdgeError
+from ..config import parse_config
+from ..errors import ConfigError
+from .files import Owner, _loads, _under, put_file, set_toml_values
+from .options import (
+    CONFIG_DIR,
+    DEFAULT_PASSWORD_FILE,
+    SERVICE_USER,
+    STEPS,
+    SYSTEMD_UNITS,
+    UNIT_DIR,
+    Identity,
+    Options,
+    ProvisionError,
+    shipped_file,
+    template_for,
+)
 
 logger = logging.getLogger(__name__)
-
-SERVICE_USER = "smartcity"
-CONFIG_DIR = Path("/etc/smartcity")
-UNIT_DIR = Path("/etc/systemd/system")
-SYSTEMD_UNITS = {kind: f"{spec.service}.service" for kind, spec in KINDS.items()}
-DEFAULT_PASSWORD_FILE = "/etc/smartcity/mqtt.password"
-STEPS = 7
-
-# Where the shipped example configs and systemd units are found: the source tree this
-# package runs from (an editable install, as docs/provisioning.md sets it up), a data
-# directory of a regular install, or the documented checkout location.
-_SOURCE_ROOTS = (Path(__file__).resolve().parents[1],
-                 Path(sys.prefix) / "share" / "smartcity",
-                 Path("/opt/smartcity/src"))
-
-
-class ProvisionError(EdgeError, RuntimeError):
-    """Provisioning cannot go on; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who the unit is and where its broker is (None: keep what the config says)."""
-
-    device_id: str
-    opd: str
-    kind: str
-    name: str | None = None
-    broker_host: str | None = None
-    broker_port: int | None = None
-    broker_tls: bool | None = None
-
-
-@dataclass
-class Options:
-    """Everything ``provision`` acts on (the CLI flags)."""
-
-    root: Path = Path("/")
-    dry_run: bool = False
-    controller: str | None = None
-    token: str | None = None
-    device_id: str | None = None
-    opd: str | None = None
-    kind: str | None = None
-    name: str | None = None
-    broker_host: str | None = None
-    broker_port: int | None = None
-    tls: bool | None = None
-    mqtt_password_file: Path | None = None
-    ca_file: Path | None = None
-    template: Path | None = None
-    start: bool = True
-    timeout_s: float = 15.0
-
-
-# --------------------------------------------------------------------------------------
-# Shipped files
-# --------------------------------------------------------------------------------------
-def shipped_file(subdir: str, name: str) -> Path:
-    """A file shipped in the source tree (``config/...``, ``systemd/...``)."""
-    for base in _SOURCE_ROOTS:
-        path = base / subdir / name
-        if path.is_file():
-            return path
-    tried = ", ".join(str(b / subdir) for b in _SOURCE_ROOTS)
-    raise ProvisionError(f"cannot find {subdir}/{name} (looked in {tried})")
-
-
-def template_for(kind: str) -> Path:
-    """The example config of ``kind``: the template of a new unit's config."""
-    return shipped_file("config", f"{kind}.example.toml")
-
-
-# --------------------------------------------------------------------------------------
-# Editing TOML in place (comments and layout kept)
-# --------------------------------------------------------------------------------------
-_HEADER = re.compile(r"^\s*\[")
-_TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_-]+)\s*\]\s*(?:#.*)?$")
-
-
-def toml_scalar(value: Any) -> str:
-    """A string, bool or int as a TOML value."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str | Path):
-        return json.dumps(str(value), ensure_ascii=False)  # JSON escapes are TOML escapes
-    raise TypeError(f"cannot write {value!r} as a TOML scalar")
-
-
-def _value_end(line: str, start: int) -> int:
-    """Index just past the scalar value that starts at ``start`` (quotes respected)."""
-    if line.startswith('"""', start) or line.startswith("'''", start):
-        raise ValueError("multi-line strings are not edited")
-    quote = line[start] if start < len(line) else ""
-    if quote == '"':
-        i = start + 1
-        while i < len(line):
-            if line[i] == "\\":
-                i += 2
-                continue
-            if line[i] == '"':
-                return i + 1
-            i += 1
-        raise ValueError("unterminated string")
-    if quote == "'":
-        end = line.find("'", start + 1)
-        if end < 0:
-            raise ValueError("unterminated string")
-        return end + 1
-    if quote in ("[", "{"):
-        raise ValueError("arrays and inline tables are not edited")
-    hash_at = line.find("#", start)
-    end = len(line) if hash_at < 0 else hash_at
-    return len(line[:end].rstrip())
-
-
-def set_toml_values(text: str, values: dict[tuple[str, str], Any]) -> str:
-    """Set ``{(table, key): value}`` in TOML ``text``, keeping everything else as it is.
-
-    A key's line is rewritten in place (its trailing comment kept); a missing key is
-    added at the end of its table; a missing table is appended. Only top-level tables
-    and scalar values. The result is checked by parsing it back; raises ``ValueError``.
-    """
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
-    for (table, key), value in values.items():
-        lines = _set_one(lines, table, key, toml_scalar(value))
-    result = "".join(lines)
-    try:
-        parsed = tomllib.loads(result)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"the edited file is not valid TOML: {exc}") from exc
-    for (table, key), value in values.items():
-        got = parsed.get(table, {}).get(key)
-        if got != (str(value) if isinstance(value, Path) else value):
-            raise ValueError(f"{table}.{key} did not take the value {value!r}")
-    return result
-
-
-def _set_one(lines: list[str], table: str, key: str, rendered: str) -> list[str]:
-    start = next((i for i, line in enumerate(lines)
-                  if (m := _TABLE.match(line)) and m.group(1) == table), None)
-    if start is None:
-        tail = [] if not lines or lines[-1].strip() == "" else ["\n"]
-        return lines + tail + [f"[{table}]\n", f"{key} = {rendered}\n"]
-    end = next((i for i in range(start + 1, len(lines)) if _HEADER.match(lines[i])),
-               len(lines))
-    key_re = re.compile(rf"^(\s*{re.escape(key)}\s*=\s*)")
-    last_entry = start
-    for i in range(start + 1, end):
-        stripped = lines[i].strip()
-        if stripped and not stripped.startswith("#"):
-            last_entry = i
-        m = key_re.match(lines[i])
-        if m is None:
-            continue
-        line = lines[i].rstrip("\n")
-        value_at = m.end()
-        try:
-            value_end = _value_end(line, value_at)
-        except ValueError as exc:
-            raise ValueError(f"{table}.{key}: {exc}") from None
-        lines[i] = line[:value_at] + rendered + line[value_end:] + "\n"
-        return lines
-    return lines[:last_entry + 1] + [f"{key} = {rendered}\n"] + lines[last_entry + 1:]
-
-
-# --------------------------------------------------------------------------------------
-# Files, written only when different
-# --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Owner:
-    uid: int
-    gid: int
-
-
-def _state_of(path: Path) -> tuple[bytes, int, int, int] | None:
-    try:
-        st = path.lstat()
-        return path.read_bytes(), st.st_mode & 0o7777, st.st_uid, st.st_gid
-    except FileNotFoundError:
-        return None
-
-
-def put_file(path: Path, data: bytes, *, mode: int, owner: Owner | None = None,
-             dry_run: bool = False) -> str:
-    """Make ``path`` hold ``data`` with ``mode`` (and ``owner``); atomic; returns what
-    happened: ``written``, ``updated``, ``unchanged`` (``would write``/``would update``
-    in a dry run)."""
-    before = _state_of(path)
-    if before is not None:
-        same = before[0] == data and before[1] == mode
-        if owner is not None:
-            same = same and (before[2], before[3]) == (owner.uid, owner.gid)
-        if same:
-            return "unchanged"
-    action = "written" if before is None else "updated"
-    if dry_run:
-        return f"would {'write' if before is None else 'update'}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        if owner is not None:
-            os.fchown(fd, owner.uid, owner.gid)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return action
-
-
-def _under(root: Path, path: Path | str) -> Path:
-    """``path`` (absolute, as on the unit) inside the tree at ``root``."""
-    path = Path(path)
-    if not path.is_absolute():
-        raise ProvisionError(f"{path}: paths in the unit's config must be absolute")
-    return root / path.relative_to("/")
 
 
 # --------------------------------------------------------------------------------------
@@ -649,19 +401,6 @@ class Provisioner:
                      f"`sudo smartcity-edge selftest --config {shown}`.")
         logger.debug("provisioned %s (%s)", ident.device_id, config_path)
         return self.changed
-
-
-def _loads(text: str, path: Path) -> dict:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProvisionError(f"{path}: not valid TOML: {exc}") from None
-
-
-def provision(opts: Options, out: Callable[[str], None] = print) -> int:
-    """Provision a unit as ``opts`` say; returns how many steps changed something.
-    Raises ``ProvisionError`` (nothing half-done is reported as done)."""
-    return Provisioner(opts, out).run()
 
 
 def which_edge() -> str | None:

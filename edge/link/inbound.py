@@ -1,0 +1,264 @@
+"""What arrives for the unit: commands (each answered once, expired or duplicate ones
+refused) and the desired config, handled on the service loop's thread by ``poll()``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import re
+import sqlite3
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+import protocol.logs as logs
+from protocol import (
+    COMMAND_ID_PATTERN,
+    MAX_PAYLOAD_BYTES,
+    Channel,
+    Command,
+    CommandAction,
+    CommandReply,
+    DesiredConfig,
+    ProtocolError,
+    decode,
+    encode,
+)
+
+from ..errors import ConfigError
+from .options import KEY_CONFIG_REJECTED, KEY_CONFIG_VERSION, KEY_RECENT_COMMANDS
+
+logger = logging.getLogger(__package__)  # the whole link logs as "edge.link"
+
+
+SAFE_WITHOUT_CLOCK = frozenset({CommandAction.STOP_ALL})
+"""Actions run even on an untrusted clock: they only turn things off (fail closed)."""
+
+_ID_RE = re.compile(COMMAND_ID_PATTERN)
+
+
+class RecentCommands:
+    """Command ids already answered, persisted so a restart still knows them."""
+
+    def __init__(self, state, *, limit: int, max_age: timedelta):
+        self.state = state
+        self.limit = limit
+        self.max_age = max_age
+        self._ids: dict[str, str] = dict(state.get(KEY_RECENT_COMMANDS, []))
+
+    def __contains__(self, cmd_id: str) -> bool:
+        return cmd_id in self._ids
+
+    def add(self, cmd_id: str, now: datetime) -> None:
+        self._ids[cmd_id] = now.isoformat()
+        cutoff = (now - self.max_age).isoformat()
+        items = [(k, v) for k, v in self._ids.items() if v >= cutoff][-self.limit:]
+        self._ids = dict(items)
+        self.state.set(KEY_RECENT_COMMANDS, items)
+
+
+def _raw_field(payload: bytes, name: str) -> Any:
+    """A top-level field of a payload that failed validation, if it is readable at all."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    return doc.get(name) if isinstance(doc, dict) else None
+
+
+def _clamp_fields(clamped: Any) -> tuple[dict | None, str]:
+    """A reply's ``clamped`` (edge ``Clamp``, dict or list of them) as the wire's
+    ``{field, asked, allowed}`` plus words for what the wire model has no field for."""
+    if clamped is None:
+        return None, ""
+    items = list(clamped) if isinstance(clamped, list | tuple) else [clamped]
+    if not items:
+        return None, ""
+    dicts = [c.as_dict() if hasattr(c, "as_dict") else dict(c) for c in items]
+    first = {k: dicts[0][k] for k in ("field", "asked", "allowed")}
+    notes = []
+    for d in dicts:
+        text = f"{d['field']} {d['asked']} -> {d['allowed']}"
+        if d.get("limit"):
+            text += f" ({d['limit']})"
+        notes.append(text)
+    return first, "clamped: " + "; ".join(notes)
+
+
+def _digest(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+class Inbound:
+    """``Link``'s part that handles commands and config on the service loop's thread."""
+
+    # -- the service loop's side (one thread) -------------------------------------------
+    def wait_inbound(self, timeout_s: float) -> bool:
+        """Block up to ``timeout_s`` until a command or config waits for ``poll()``."""
+        return self._inbound_ready.wait(timeout_s)
+
+    def wake_inbound(self) -> None:
+        """End a ``wait_inbound`` now, with nothing arrived (the daemon's stop does this)."""
+        self._inbound_ready.set()
+
+    def poll(self) -> None:
+        """Handle commands and config that arrived; refresh the status. Call each tick."""
+        self._inbound_ready.clear()
+        for _ in range(self.options.poll_max):
+            try:
+                channel, payload = self._inbound.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                if channel is Channel.CMD:
+                    self._on_command(payload)
+                else:
+                    self._on_config(payload)
+            except Exception:
+                logger.exception("handling a %s message failed", channel.value)
+                self.counters["handler_errors"] += 1
+        self._refresh_status()
+
+    def _on_command(self, payload: bytes) -> None:
+        self.counters["commands"] += 1
+        now = self.clock.now()
+        try:
+            cmd = decode(Command, payload)
+        except ProtocolError as exc:
+            self.counters["bad_commands"] += 1
+            cmd_id = _raw_field(payload, "id")
+            if isinstance(cmd_id, str) and _ID_RE.fullmatch(cmd_id):
+                self._log.warning("command refused: %s", exc, extra=logs.fields(cmd=cmd_id))
+                self._reply(cmd_id, "rejected", str(exc))
+            else:
+                self._log.warning("unreadable command (no usable id, not answered): %s; "
+                                  "payload %s", exc, logs.payload_text(payload))
+            return
+        if cmd.id in self._recent:
+            self.counters["duplicate_commands"] += 1
+            self._log.info("command already received: not run again", extra=logs.fields(cmd=cmd.id))
+            self._reply(cmd.id, "duplicate", "this command id was already received")
+            return
+        self._recent.add(cmd.id, now)
+        synced = bool(self.clock_synced())
+        if not synced and cmd.action not in SAFE_WITHOUT_CLOCK:
+            self.counters["refused_clock"] += 1
+            self._log.warning("command %s refused: clock not synchronised", cmd.action.value,
+                              extra=logs.fields(cmd=cmd.id))
+            self._reply(cmd.id, "rejected", "clock not synchronised")
+            return
+        if synced and cmd.is_expired(now):
+            self.counters["expired_commands"] += 1
+            self._log.warning("command %s expired at %s: not run", cmd.action.value,
+                              cmd.expires_at.isoformat(), extra=logs.fields(cmd=cmd.id))
+            self._reply(cmd.id, "expired", f"expired at {cmd.expires_at.isoformat()}")
+            return
+        if self.app is None:
+            self._reply(cmd.id, "rejected", "unit is starting")
+            return
+        answered = []
+
+        def reply(status: str, detail: str = "", clamped: Any = None) -> None:
+            answered.append(status)
+            self._reply(cmd.id, status, detail, clamped)
+
+        self._log.info("command %s %s", cmd.action.value,
+                       logs.payload_text(cmd.params.model_dump(mode="json", exclude_none=True)),
+                       extra=logs.fields(cmd=cmd.id))
+        try:
+            self.app.handle_command(cmd.id, cmd.action.value, cmd.params, reply)
+        except Exception as exc:
+            logger.exception("command %s failed", cmd.action.value,
+                             extra=logs.fields(device=self.device, cmd=cmd.id))
+            self._reply(cmd.id, "failed", f"unit error: {exc}")
+            return
+        if not answered:
+            self._log.warning("app gave no answer to the command; replying accepted",
+                              extra=logs.fields(cmd=cmd.id))
+            self._reply(cmd.id, "accepted", "the unit's app gave no answer")
+
+    def _reply(self, cmd_id: str, status: str, detail: str = "", clamped: Any = None) -> None:
+        """Queue a cmd/reply durably (any thread); the worker sends it until PUBACK."""
+        ts = self.clock.now()
+
+        def build(status, detail, clamp=None) -> bytes:
+            return encode(CommandReply(id=cmd_id, status=status, detail=detail[:500], ts=ts,
+                                       clamped=clamp))
+
+        try:
+            try:
+                clamp, note = _clamp_fields(clamped)
+            except (KeyError, TypeError, ValueError) as exc:
+                self._log.error("clamp report %s unreadable: %s", logs.payload_text(clamped), exc,
+                                extra=logs.fields(cmd=cmd_id))
+                clamp, note = None, "clamped (report unreadable)"
+            if note:
+                detail = f"{detail}; {note}" if detail else note
+            payload = build(status, detail, clamp)
+        except (ValidationError, ProtocolError) as exc:
+            self._log.error("invalid reply %s (%s): replying failed", logs.payload_text(status),
+                            exc, extra=logs.fields(cmd=cmd_id))
+            payload = build("failed", f"unit built an invalid reply: {exc}")
+        try:
+            self.outbox.add_reply(payload)
+        except sqlite3.Error:
+            self.counters["outbox_errors"] += 1
+            self._log.exception("command reply could not be stored", extra=logs.fields(cmd=cmd_id))
+            return
+        self._replies_dirty = True
+        self._wake()
+
+    def _on_config(self, payload: bytes) -> None:
+        if not payload.strip():
+            logger.info("desired config cleared on the broker: keeping config %s",
+                        self.config_version)
+            return
+        digest = _digest(payload)
+        rejected = self.state.get(KEY_CONFIG_REJECTED) or {}
+        if rejected.get("digest") == digest:
+            return  # the same rejected config again (a reconnect): already reported
+        try:
+            desired = decode(DesiredConfig, payload)
+        except ProtocolError as exc:
+            self.counters["bad_configs"] += 1
+            version = _raw_field(payload, "version")
+            self._config_rejected(version if isinstance(version, int) else None,
+                                  [str(exc)], digest)
+            return
+        if self.config_version is not None and desired.version <= self.config_version:
+            logger.debug("config %d already applied (have %d)", desired.version,
+                         self.config_version)
+            return
+        if self.app is None:
+            return
+        try:
+            schedule = self.app.decode_schedule(desired.version, dict(desired.body))
+            self.app.apply_remote_config(desired.version, schedule)
+        except ConfigError as exc:
+            errors = [f"{field}: {reason}" for field, reason in exc.problems] or [str(exc)]
+            self._config_rejected(desired.version, errors, digest)
+            return
+        except Exception as exc:
+            logger.exception("applying config %d failed", desired.version)
+            self._config_rejected(desired.version, [f"unit error: {exc}"], digest)
+            return
+        self.config_version = desired.version
+        self.state.set(KEY_CONFIG_VERSION, desired.version)
+        self.state.delete(KEY_CONFIG_REJECTED)
+        self.counters["configs_applied"] += 1
+        logger.info("config %d applied", desired.version)
+        self.event("config_applied", version=desired.version)
+        self._refresh_status(force=True)
+
+    def _config_rejected(self, version: int | None, errors: list[str], digest: str) -> None:
+        self.counters["configs_rejected"] += 1
+        logger.warning("config %s rejected, keeping %s: %s", version, self.config_version,
+                       "; ".join(errors))
+        self.state.set(KEY_CONFIG_REJECTED, {"version": version, "digest": digest})
+        self.event("config_rejected", version=version, errors=[e[:300] for e in errors[:20]],
+                   kept_version=self.config_version)
