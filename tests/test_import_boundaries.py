@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 RULE_MODULES = (
     "edge.irrigation.rules",
+    "edge.irrigation.supply",
     "edge.fish_feeder.rules",
     "edge.fish_feeder.species",
     "edge.limits",

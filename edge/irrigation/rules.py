@@ -205,3 +205,16 @@ def local_day(now: datetime, tz: ZoneInfo) -> date:
 
 def to_utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
+
+
+EPS_S = 1e-6
+"""Two instants (monotonic seconds) this close are one: sums of float durations."""
+
+
+def iso(dt: datetime | None) -> str | None:
+    """A saved or reported time (None stays None)."""
+    return None if dt is None else dt.isoformat()
+
+
+def from_iso(text: str | None) -> datetime | None:
+    return None if not text else datetime.fromisoformat(text)
