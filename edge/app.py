@@ -129,6 +129,11 @@ class App:
         logger.error("fault stop: %s", reason)
         self.outputs.all_off()
 
+    def outlook(self):
+        """Holds in force and the next start (``protocol.outlook.Outlook``), for the
+        status; None for a kind that has no schedules."""
+        return None
+
     def handle_command(self, cmd_id: str, action: str, params: dict, reply: ReplyFn) -> None:
         reply("rejected", f"{self.kind} unit does not know action {action!r}")
 

@@ -183,7 +183,20 @@ stores or sends it (HTTP 422 naming the field when the unit would refuse it); be
 unit has reported, only the models of this document apply. Refusals that depend on the
 unit's moment (an untrusted clock, water already used today) stay with the unit.
 
-{models_tables(models.UnitLimits)}"""
+{models_tables(models.UnitLimits)}
+
+#### `outlook`
+
+What holds the unit's schedules back now and what starts next. A unit publishes its
+status again as soon as its outlook changes (a pause, a rain delay, a skip, a start
+passed, the clock trusted), so a dashboard shows "paused until ..." or the next start
+from the unit's own word within a second or two, not at the next telemetry.
+
+{models_tables(models.Outlook)}
+
+`next_start_reason`, when there is no next start:
+
+{enum_table("reason", dict(models.NEXT_START_REASON_DESCRIPTIONS))}"""
 
 
 def event_extra() -> str:

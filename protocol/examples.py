@@ -17,6 +17,8 @@ from protocol.models import (
     DesiredConfig,
     Event,
     Message,
+    NextStart,
+    Outlook,
     Status,
     Telemetry,
     UnitLimits,
@@ -91,7 +93,9 @@ EXAMPLES: MappingProxyType[Channel, Message] = MappingProxyType({
         app="irrigation", dropped=0, backlog=3,
         limits=UnitLimits(zones={"zone1": ZoneLimits(max_on_s=1800, soil_probe=True),
                                  "zone2": ZoneLimits(max_on_s=1800)},
-                          max_daily_water_min=240)),
+                          max_daily_water_min=240),
+        outlook=Outlook(skip_next=["zone2"], next_start=NextStart(
+            at=datetime(2025, 3, 15, 21, 30, tzinfo=UTC), program="pagi", start="05:30"))),
     Channel.TELEMETRY: Telemetry(
         seq=1042, ts=_at(2),
         readings={"moisture_pct.zone1": 23.4, "flow_lpm.main": 18.2, "rain.gauge": False,

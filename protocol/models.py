@@ -82,6 +82,12 @@ from protocol.fields import (
     bounded_json,
 )
 from protocol.ids import NAME_PATTERN, Ident, KindName, Name
+from protocol.outlook import (  # noqa: F401 - part of the status, exported here too
+    NEXT_START_REASON_DESCRIPTIONS,
+    NextStart,
+    NextStartReason,
+    Outlook,
+)
 from protocol.seqranges import merge_ranges
 from protocol.times import MAX_PAUSE
 from protocol.topics import Channel
@@ -230,6 +236,10 @@ class Status(Message):
     limits: UnitLimits | None = Field(
         default=None, description="Its zones or feeders and ponds with their local limits: "
         "what commands and schedules may name. Absent in the Last Will and from older units."
+    )
+    outlook: Outlook | None = Field(
+        default=None, description="Holds in force and the next start. Absent in the Last "
+        "Will and from older units."
     )
 
 

@@ -20,6 +20,7 @@ from protocol.models import MIN_DOSE_G, ClearFaultParams, FeedNowParams, PausePa
 from ..app import command_params
 from ..config import problems as config_problems
 from ..errors import ConfigError
+from ..outlook import OutlookCache
 from .config import PondSpec
 from .pending import Pending, iso_utc
 
@@ -28,6 +29,17 @@ logger = logging.getLogger(__name__)
 
 class RemoteControl:
     """The fish feeder app's commands and remote config (a part of ``FishFeederApp``)."""
+
+    def outlook(self):
+        """Holds in force and the next feeding, for the status (``edge.outlook``); a
+        rain delay holds no feeding."""
+        if not hasattr(self, "_outlook"):
+            self._outlook = OutlookCache()
+        return self._outlook.get(
+            self.clock.now(), holds=self.holds, clock_synced=self.clock_synced(),
+            planner=self._planner, rain_delay_holds=False,
+            has_program=any(self.pond_doses(pond) for pond in self._ponds),
+            describe=lambda planned: {"pond": planned.program})
 
     # -- commands -------------------------------------------------------------------------------
     def handle_command(self, cmd_id: str, action: str, params, reply) -> None:

@@ -129,6 +129,9 @@ class IrrigationApp(App):
         """Version of the program in force (0: the local file's default program)."""
         return self._program_version
 
+    def outlook(self):
+        return self.planning.outlook(self.clock.now())
+
     def changed(self) -> None:
         """Something to save has changed: the next step saves it."""
         self.checkpoint.changed()

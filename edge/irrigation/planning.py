@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from protocol.holds import ALL
 from protocol.planner import MAX_CATCH_UP, Plan, Site, StartPlanner
 
+from ..outlook import OutlookCache
 from .config import IrrigationProgramConfig
 from .rules import MIN_RUN_S, adjusted_s
 
@@ -29,6 +30,7 @@ class Planning:
         self._app = app
         self.site = site
         self.mark = mark  # up to when planned starts were looked at (saved)
+        self._outlook = OutlookCache()
         self.use(program)
 
     def use(self, program: IrrigationProgramConfig) -> None:
@@ -36,6 +38,14 @@ class Planning:
         self.planner = StartPlanner([Plan.of(p) for p in program.programs], self.site)
         self.next_start = None  # the next planned start after next_from (a cache)
         self.next_from: datetime | None = None  # None: not computed yet
+
+    def outlook(self, now: datetime):
+        """Holds in force and the next program start, for the status (``edge.outlook``)."""
+        app = self._app
+        return self._outlook.get(
+            now, holds=app.holds, clock_synced=app.clock_synced(), planner=self.planner,
+            has_program=bool(app.program.programs),
+            describe=lambda planned: {"program": planned.program})
 
     def hold_reason(self, now: datetime, trigger: str = "schedule") -> str | None:
         """Why no automatic run may start now, or None.

@@ -141,7 +141,8 @@ class Publishing:
         return seq
 
     # -- status -----------------------------------------------------------------------------
-    def _status_bytes(self, *, online: bool, outputs: dict | None = None) -> bytes:
+    def _status_bytes(self, *, online: bool, outputs: dict | None = None,
+                      outlook=None) -> bytes:
         synced = self._clock_ok
         if not online:
             return encode(offline_status(self.fw, self.clock.now(),
@@ -151,14 +152,30 @@ class Publishing:
                              clock_synced=synced, outputs=outputs or {}, ts=self.clock.now(),
                              app=self.app_kind, dropped=self.outbox.dropped,
                              backlog=self.outbox.backlog,
-                             bad_commands=self.counters["bad_commands"], limits=self._limits))
+                             bad_commands=self.counters["bad_commands"], limits=self._limits,
+                             outlook=outlook))
+
+    def _outlook(self):
+        """The app's holds and next start; a failure is logged once and leaves it out
+        (the status must go out whatever the planner does)."""
+        if self.app is None or not hasattr(self.app, "outlook"):
+            return None
+        try:
+            return self.app.outlook()
+        except Exception:  # noqa: BLE001 - the status goes out without it
+            if not getattr(self, "_outlook_failed", False):
+                self._outlook_failed = True
+                logger.exception("the unit's outlook could not be worked out")
+            return None
 
     def _refresh_status(self, force: bool = False) -> None:
         """Rebuild the status when something changed (outputs, config, clock at once;
         backlog, dropped and bad_commands at most every ``status_min_interval_s``)."""
         outputs = self.app.outputs.states() if self.app is not None else {}
         self._clock_ok = bool(self.clock_synced())
-        important = (tuple(sorted(outputs.items())), self.config_version, self._clock_ok)
+        outlook = self._outlook()
+        important = (tuple(sorted(outputs.items())), self.config_version, self._clock_ok,
+                     outlook)
         minor = (self.outbox.backlog, self.outbox.dropped, self.counters["bad_commands"])
         now = time.monotonic()
         since = now - self._status_at
@@ -168,7 +185,7 @@ class Publishing:
                    and since >= self.options.status_min_interval_s))
         if not due:
             return
-        payload = self._status_bytes(online=True, outputs=outputs)
+        payload = self._status_bytes(online=True, outputs=outputs, outlook=outlook)
         with self._status_lock:
             self._status_payload = payload
             self._status_dirty = True
