@@ -246,9 +246,10 @@ def parse_settings(data: Mapping[str, Any], path: object = "<settings>",
 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:
-    """Relative paths in the file are relative to the file's directory."""
+    """Relative paths in the file are relative to the file's directory (SQLite's
+    ``:memory:`` is no path and stays as it is)."""
     def fix(p: Path | None) -> Path | None:
-        return p if p is None or p.is_absolute() else (base / p)
+        return p if p is None or p.is_absolute() or str(p) == ":memory:" else (base / p)
 
     settings.database.path = fix(settings.database.path)
     settings.mqtt.password_file = fix(settings.mqtt.password_file)

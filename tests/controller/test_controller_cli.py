@@ -222,3 +222,11 @@ def test_cli_mqtt_acl_twice_writes_the_same_bytes_until_the_password_changes(tmp
     assert main(["mqtt-acl", "--config", str(path)]) == 0
     changed = (tmp_path / "passwd").read_text()
     assert changed.encode() != first and changed.startswith("smartcity-controller:$7$")
+
+
+def test_settings_keep_an_in_memory_database_in_memory(tmp_path):
+    """``:memory:`` is SQLite's name for a database in memory, not a file beside the
+    config (a file of that name was left in the working directory)."""
+    path = tmp_path / "controller.toml"
+    path.write_text('[database]\npath = ":memory:"\n')
+    assert str(load_settings(path, environ={}).database.path) == ":memory:"
