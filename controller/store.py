@@ -40,6 +40,7 @@ from typing import Any
 
 import sqlite_utils
 
+from controller import alarms
 from controller.auth import DEFAULT_TOKEN_TTL_DAYS
 from controller.errors import Conflict, Invalid, NotFound, StoreError
 from controller.seqs import SeqTracker
@@ -316,7 +317,7 @@ def _migration_5(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5)
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, alarms.migration)
 """Schema migrations in order; migration ``i`` (1-based) brings the schema to version i.
 Append new ones; never edit one that has shipped."""
 
@@ -655,6 +656,7 @@ class Store:
             self.db.conn.executemany(
                 "UPDATE device_state SET last_seen = max(coalesce(last_seen, ''), ?) "
                 "WHERE device_id = ?", [(iso(at), dev) for dev, at in heard.items()])
+            alarms.on_seen(self, items, registry)
         return result
 
     def _registry(self, device_ids: set[str]) -> dict[str, str]:
@@ -684,6 +686,7 @@ class Store:
                     (dev, msg.seq, iso(msg.ts), now, msg.type.value, _dumps(msg.details)))
                 if cursor.rowcount and msg.type in _RUN_ENDS:
                     self._close_command_from_event(dev, msg, now)
+                alarms.on_event(self, item, new=cursor.rowcount > 0)
                 if msg.type is EventType.OUTBOX_DROPPED:
                     announced = sum(tracker.drop(a, b) for a, b in dropped_ranges(msg))
                     if cursor.rowcount:
