@@ -173,10 +173,10 @@ class AlarmsSettings(_Section):
     """When the controller raises its own alarms (``controller.alarms``)."""
 
     offline_after_s: float = Field(
-        900.0, ge=10, le=30 * 86_400,
+        900.0, ge=1, le=30 * 86_400,
         description="a unit not heard from for this long gets a unit_offline alarm")
     stale_after_s: float = Field(
-        1800.0, ge=10, le=30 * 86_400,
+        1800.0, ge=1, le=30 * 86_400,
         description="a unit online whose latest telemetry is this old gets a data_stale "
         "alarm")
 
