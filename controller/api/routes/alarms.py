@@ -64,6 +64,8 @@ class AlarmOut(BaseModel):
 
 
 class AlarmNote(_In):
+    """An optional body: ``{"note": "..."}``."""
+
     note: str = Field("", max_length=500, description="what was seen or done")
 
 
@@ -116,14 +118,15 @@ def get_alarm(store: StoreDep, user: CurrentUser, alarm_id: AlarmId, lang: LangD
 
 
 @router.post("/alarms/{alarm_id}/ack", response_model=AlarmOut)
-def ack_alarm(store: StoreDep, user: Writer, alarm_id: AlarmId, body: AlarmNote,
-              lang: LangDep) -> dict:
+def ack_alarm(store: StoreDep, user: Writer, alarm_id: AlarmId, lang: LangDep,
+              body: AlarmNote | None = None) -> dict:
     """Acknowledge an alarm: someone has seen it (who, when, a note). Acknowledging it
     again changes nothing; a cleared alarm is 409."""
     alarm = _changing(store, user, alarm_id, lang)
+    note = body.note if body else ""
     try:
         return alarms.acknowledge(store, alarm_id, user=user.user, actor=user.actor,
-                                  note=body.note, now=utcnow())
+                                  note=note, now=utcnow())
     except (Conflict, NotFound):  # cleared (or gone) since it was read
         raise _cleared(alarms.get_alarm(store, alarm_id) or alarm, lang) from None
 
@@ -132,18 +135,19 @@ def ack_alarm(store: StoreDep, user: Writer, alarm_id: AlarmId, body: AlarmNote,
              responses={202: {"model": AlarmCleared,
                               "description": "the command that clears it was sent"}})
 def clear_alarm(store: StoreDep, state: StateDep, user: Writer, alarm_id: AlarmId,
-                body: AlarmNote, lang: LangDep, response: Response) -> dict:
+                lang: LangDep, response: Response, body: AlarmNote | None = None) -> dict:
     """Clear an alarm. A latched or controller-raised alarm is cleared at once (200). An
     alarm the unit holds locked until a command (a feeder's jam: ``clear_fault``) gets
     that command, sent as any command (202 with the command); the alarm clears when the
     unit reports it cleared. A cleared alarm is 409."""
     alarm = _changing(store, user, alarm_id, lang)
     wanted = alarms.clear_command(alarm)
+    note = body.note if body else ""
     now = utcnow()
     try:
         if wanted is None:
             return {"alarm": alarms.clear(store, alarm_id, user=user.user, actor=user.actor,
-                                          note=body.note, now=now)}
+                                          note=note, now=now)}
         device = store.get_device(alarm["device_id"])
         action, params = wanted
         ttl_s = state.settings.api.command_ttl_s
@@ -154,7 +158,7 @@ def clear_alarm(store: StoreDep, state: StateDep, user: Writer, alarm_id: AlarmI
             raise HTTPException(422, detail=detail(problems, lang, prefix=("alarm",)))
         store.create_command(device["device_id"], command, actor=user.actor, now=now)
         marked = alarms.mark_clear_requested(store, alarm_id, command.id, actor=user.actor,
-                                             note=body.note, now=now)
+                                             note=note, now=now)
         state.publisher.send_command(device["opd"], device["device_id"], command)
     except (Conflict, NotFound):  # cleared (or gone) since it was read
         raise _cleared(alarms.get_alarm(store, alarm_id) or alarm, lang) from None
