@@ -25,8 +25,12 @@ store's ``sqlite_utils.Database``, the alarm as a dict (`alarm_dict`), ``change`
 ``"raised"``, ``"acknowledged"``, ``"cleared"``, and the time of the change. A hook that
 raises rolls the whole transaction back (the event that raised the alarm too, so the
 broker delivers it again). A repeat raise calls the hooks with ``"raised"`` and a count
-above 1; it is not audited (the event log holds every repeat). Hooks are per process:
-register them before the ingest's writer process starts (it is forked from this one).
+above 1; it is not audited (the event log holds every repeat). Hooks are per process,
+and the ingest's writer process is spawned (not forked): it has the hooks that the
+modules it imports register, not those added later in the controller's process. So a
+hook that must see the units' alarms is registered at the import of a module that
+`controller.ingest` imports (or in ``_writer_main``); with ``ingest.writer = "thread"``
+the controller's own hooks run.
 """
 
 from __future__ import annotations
@@ -242,60 +246,62 @@ def counts(store: Store, opd: str | None = None) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- changes
 
-def _changed(store: Store, alarm_id: int, change: Change, now: datetime, *, actor: str,
-             action: str, before: Any, after: Any) -> dict[str, Any]:
-    """Audit a change (unless ``action`` is empty) and call the hooks (in the transaction)."""
-    alarm = _get(store.db, alarm_id)
-    assert alarm is not None
+def _changed(store: Store, alarm_id: int, change: Change, now: datetime, *, opd: str,
+             actor: str, action: str, before: Any, after: Any) -> None:
+    """Audit a change (unless ``action`` is empty) and call the hooks (in the transaction;
+    the alarm is read only when there are hooks)."""
     if action:
-        store._audit(actor, action, f"alarm:{alarm_id}", alarm["opd"], before, after, now)
-    for hook in list(_hooks):
-        hook(store.db, alarm, change, now)
-    return alarm
+        store._audit(actor, action, f"alarm:{alarm_id}", opd, before, after, now)
+    if _hooks:
+        alarm = _get(store.db, alarm_id)
+        for hook in list(_hooks):
+            hook(store.db, alarm, change, now)
 
 
-def _open_row(db: sqlite_utils.Database, device_id: str, code: str, subject: str
-              ) -> dict[str, Any] | None:
-    rows = list(db.query("SELECT id, count FROM alarms WHERE device_id = ? AND code = ? "
-                         "AND subject = ? AND state != 'cleared'", [device_id, code, subject]))
-    return rows[0] if rows else None
+def _open_id(db: sqlite_utils.Database, device_id: str, code: str, subject: str
+             ) -> int | None:
+    row = db.execute("SELECT id FROM alarms WHERE device_id = ? AND code = ? "
+                     "AND subject = ? AND state != 'cleared'",
+                     [device_id, code, subject]).fetchone()
+    return None if row is None else row[0]
 
 
 def _raise(store: Store, device_id: str, opd: str, code: str, subject: str,
            details: dict[str, Any], at: datetime | str, now: datetime, *, actor: str,
-           repeat: bool = True) -> dict[str, Any] | None:
+           repeat: bool = True) -> int | None:
     """Open an alarm, or bump the open one (``repeat``; otherwise leave it). Inside a
-    write transaction. The alarm, or None when nothing changed."""
+    write transaction. The alarm's id, or None when nothing changed."""
     at_s = at if isinstance(at, str) else _iso(at)
     facts = json.dumps(details, sort_keys=True, separators=(",", ":"))
-    row = _open_row(store.db, device_id, code, subject)
-    if row is not None:
+    open_id = _open_id(store.db, device_id, code, subject)
+    if open_id is not None:
         if not repeat:
             return None
         store.db.execute("UPDATE alarms SET count = count + 1, last_raised_at = ?, "
-                         "details = ? WHERE id = ?", (at_s, facts, row["id"]))
-        return _changed(store, row["id"], "raised", now, actor=actor, action="",
-                        before=None, after=None)
+                         "details = ? WHERE id = ?", (at_s, facts, open_id))
+        _changed(store, open_id, "raised", now, opd=opd, actor=actor, action="",
+                 before=None, after=None)
+        return open_id
     severity = ALARM_SEVERITY[AlarmCode(code)].value
     alarm_id = store.db.execute(
         "INSERT INTO alarms (device_id, opd, code, subject, severity, state, raised_at, "
         "last_raised_at, count, details) VALUES (?, ?, ?, ?, ?, 'open', ?, ?, 1, ?)",
         (device_id, opd, code, subject, severity, at_s, at_s, facts)).lastrowid
-    return _changed(store, alarm_id, "raised", now, actor=actor, action="alarm.raise",
-                    before=None, after={"device_id": device_id, "code": code,
-                                        "subject": subject, "severity": severity,
-                                        "raised_at": at_s})
+    _changed(store, alarm_id, "raised", now, opd=opd, actor=actor, action="alarm.raise",
+             before=None, after={"device_id": device_id, "code": code, "subject": subject,
+                                 "severity": severity, "raised_at": at_s})
+    return alarm_id
 
 
-def _clear(store: Store, alarm_id: int, state: str, at: datetime | str, now: datetime, *,
-           by: str, note: str | None, actor: str) -> dict[str, Any]:
+def _clear(store: Store, alarm_id: int, opd: str, state: str, at: datetime | str,
+           now: datetime, *, by: str, note: str | None, actor: str) -> None:
     """Clear an alarm not cleared yet (inside a write transaction)."""
     at_s = at if isinstance(at, str) else _iso(at)
     store.db.execute("UPDATE alarms SET state = 'cleared', cleared_at = ?, cleared_by = ?, "
                      "clear_note = ? WHERE id = ?", (at_s, by, note, alarm_id))
-    return _changed(store, alarm_id, "cleared", now, actor=actor, action="alarm.clear",
-                    before={"state": state},
-                    after={"state": "cleared", "cleared_by": by, "note": note})
+    _changed(store, alarm_id, "cleared", now, opd=opd, actor=actor, action="alarm.clear",
+             before={"state": state}, after={"state": "cleared", "cleared_by": by,
+                                             "note": note})
 
 
 # --------------------------------------------------------------------------- from the ingest
@@ -328,7 +334,8 @@ def on_event(store: Store, item: Inbound, new: bool) -> None:
                                      "AND device_id = ?", [cmd_id, item.device_id]).fetchone()
         if requested is not None:
             by, note = f"person:{_user_of(requested[0])}", f"command {cmd_id}"
-    _clear(store, row[0], row[1], event.ts, item.received_at, by=by, note=note, actor=actor)
+    _clear(store, row[0], item.opd, row[1], event.ts, item.received_at, by=by, note=note,
+           actor=actor)
 
 
 def _user_of(actor: str) -> str:
@@ -364,7 +371,8 @@ def on_seen(store: Store, items: Iterable[Inbound], registry: dict[str, str]) ->
             at, note = fresh[device_id], "telemetry again"
         else:
             continue
-        _clear(store, alarm_id, state, at, at, by=CONTROLLER, note=note, actor=CONTROLLER)
+        _clear(store, alarm_id, registry[device_id], state, at, at, by=CONTROLLER, note=note,
+               actor=CONTROLLER)
 
 
 def sweep(store: Store, *, offline_after_s: float, stale_after_s: float,
@@ -384,8 +392,8 @@ def sweep(store: Store, *, offline_after_s: float, stale_after_s: float,
             " ORDER BY t.ts DESC LIMIT 1) FROM devices d "
             "JOIN device_state s ON s.device_id = d.device_id "
             "WHERE s.last_seen IS NOT NULL").fetchall()
-        open_ = {(dev, code): (alarm_id, state) for alarm_id, dev, code, state in
-                 store.db.execute("SELECT id, device_id, code, state FROM alarms "
+        open_ = {(dev, code): (alarm_id, opd) for alarm_id, dev, code, opd in
+                 store.db.execute("SELECT id, device_id, code, opd FROM alarms "
                                   "WHERE state != 'cleared' AND code IN (?, ?)",
                                   [AlarmCode.UNIT_OFFLINE.value, AlarmCode.DATA_STALE.value])}
     want: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
@@ -406,11 +414,11 @@ def sweep(store: Store, *, offline_after_s: float, stale_after_s: float,
             _raise(store, dev, opd, code, "", details, now, now, actor=CONTROLLER,
                    repeat=False)
         for key in to_clear:
-            alarm_id, state = open_[key]
+            alarm_id, opd = open_[key]
             still = store.db.execute("SELECT state FROM alarms WHERE id = ?",
                                      [alarm_id]).fetchone()
             if still is not None and still[0] != "cleared":
-                _clear(store, alarm_id, still[0], now, now, by=CONTROLLER,
+                _clear(store, alarm_id, opd, still[0], now, now, by=CONTROLLER,
                        note="condition ended", actor=CONTROLLER)
     return len(to_raise), len(to_clear)
 
@@ -437,9 +445,10 @@ def acknowledge(store: Store, alarm_id: int, *, user: str, actor: str, note: str
         store.db.execute("UPDATE alarms SET state = 'acknowledged', acked_by = ?, "
                          "acked_at = ?, ack_note = ? WHERE id = ?",
                          (user, _iso(now), note, alarm_id))
-        return _changed(store, alarm_id, "acknowledged", now, actor=actor,
-                        action="alarm.ack", before={"state": alarm["state"]},
-                        after={"state": "acknowledged", "acked_by": user, "note": note})
+        _changed(store, alarm_id, "acknowledged", now, opd=alarm["opd"], actor=actor,
+                 action="alarm.ack", before={"state": alarm["state"]},
+                 after={"state": "acknowledged", "acked_by": user, "note": note})
+        return _get(store.db, alarm_id)
 
 
 def clear_command(alarm: dict[str, Any]) -> tuple[str, dict[str, str]] | None:
@@ -458,8 +467,9 @@ def clear(store: Store, alarm_id: int, *, user: str, actor: str, note: str = "",
     `NotFound`; `Conflict` when it is cleared already."""
     with store._write():
         alarm = _for_change(store, alarm_id)
-        return _clear(store, alarm_id, alarm["state"], now, now, by=f"person:{user}",
-                      note=note, actor=actor)
+        _clear(store, alarm_id, alarm["opd"], alarm["state"], now, now, by=f"person:{user}",
+               note=note, actor=actor)
+        return _get(store.db, alarm_id)
 
 
 def mark_clear_requested(store: Store, alarm_id: int, command_id: str, *, actor: str,
