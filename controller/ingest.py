@@ -31,7 +31,8 @@ three failures in a row the batch is committed in this process. With
 ``ingest.writer = "thread"`` (and always for an in-memory database) the writer thread
 commits itself.
 
-The writer thread also expires unanswered commands (every ``ingest.sweep_interval_s``)
+The writer thread also expires unanswered commands and raises and clears the alarms of
+offline and stale units (`controller.alarms.sweep`; both every ``ingest.sweep_interval_s``),
 and runs telemetry retention (every ``database.maintenance_interval_s``).
 """
 
@@ -58,6 +59,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from controller import alarms
 from controller.metrics import Metrics
 from controller.settings import Settings
 from controller.store import BatchResult, Inbound, Store
@@ -628,6 +630,13 @@ class Ingest:
                 self.metrics.commands_expired.inc(len(expired))
                 logger.info("expired %d unanswered command(s): %s", len(expired),
                             ", ".join(expired[:10]))
+            cfg = self.settings.alarms
+            raised, cleared = alarms.sweep(self.store, offline_after_s=cfg.offline_after_s,
+                                           stale_after_s=cfg.stale_after_s,
+                                           now=datetime.now(UTC))
+            if raised or cleared:
+                logger.info("offline and stale units: %d alarm(s) raised, %d cleared",
+                            raised, cleared)
         if now >= self._next_maintenance:
             self._next_maintenance = now + self.settings.database.maintenance_interval_s
             self.store.rollup_and_prune(self.settings.database.telemetry_retention_days)

@@ -127,7 +127,8 @@ class IngestSettings(_Section):
     ack_interval_s: float = Field(0.5, ge=0, le=60,
                                   description="at most one ack per device this often")
     sweep_interval_s: float = Field(2.0, gt=0, le=3_600,
-                                    description="how often unanswered commands expire")
+                                    description="how often unanswered commands expire "
+                                    "and offline and stale units are looked for")
     writer: Literal["process", "thread"] = Field(
         "process", description="where batches are validated and committed: a writer "
         "process of their own (receiving and storing then run side by side), or a thread "
@@ -168,6 +169,18 @@ class ApiSettings(_Section):
         description="/healthz answers 503 once the broker has been unreachable this long")
 
 
+class AlarmsSettings(_Section):
+    """When the controller raises its own alarms (``controller.alarms``)."""
+
+    offline_after_s: float = Field(
+        900.0, ge=1, le=30 * 86_400,
+        description="a unit not heard from for this long gets a unit_offline alarm")
+    stale_after_s: float = Field(
+        1800.0, ge=1, le=30 * 86_400,
+        description="a unit online whose latest telemetry is this old gets a data_stale "
+        "alarm")
+
+
 class BrokerFilesSettings(_Section):
     """Where ``smartcity-controller mqtt-acl`` writes Mosquitto's files."""
 
@@ -187,6 +200,7 @@ class Settings(_Section):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     broker_files: BrokerFilesSettings = Field(default_factory=BrokerFilesSettings)
+    alarms: AlarmsSettings = Field(default_factory=AlarmsSettings)
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     def controller_usernames(self) -> list[str]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from protocol import codec, models, topics
 from protocol.doctables import (
@@ -17,7 +18,15 @@ from protocol.doctables import (
     table,
 )
 from protocol.errors import ProtocolError
-from protocol.events import ALARM_CODE_DESCRIPTIONS, DETAILS_BY_TYPE
+from protocol.events import (
+    ALARM_CODE_DESCRIPTIONS,
+    ALARM_SEVERITY,
+    CLEAR_BY_COMMAND,
+    CLEARED_BY,
+    CONTROLLER_CODES,
+    DETAILS_BY_TYPE,
+    UNIT_CLEARS,
+)
 from protocol.examples import COMMAND_EXAMPLES, EVENT_EXAMPLES, EXAMPLES, LAST_WILL_EXAMPLE
 from protocol.kinds import KINDS
 from protocol.models import (
@@ -224,9 +233,15 @@ both sides rely on; a unit may add more facts of its own, which are kept as they
 
 #### Alarm codes
 
-An alarm's `code` is one of these (a unit raises no other; add a code here first):
+An alarm's `code` is one of these (a unit raises no other; add a code here first). The
+controller keeps each alarm as a record (raised, acknowledged, cleared; see
+docs/controller.md): its severity comes from this table, and "ends by" says how its
+record is cleared: by the unit's `alarm_cleared` (or the code that ends it), by a
+person's command (the unit then sends `alarm_cleared` with `cleared_by = "command"`), by
+the controller (codes it raises itself, never sent by a unit), or by a person in the API
+(latched: the unit never says the condition ended).
 
-{enum_table("code", dict(ALARM_CODE_DESCRIPTIONS))}
+{_alarm_table()}
 
 #### `outbox_dropped` details
 
@@ -242,6 +257,24 @@ event that announces it.
 More examples:
 
 {examples}"""
+
+
+def _alarm_table() -> str:
+    def ends(code: Any) -> str:
+        if code in CLEARED_BY:
+            return f"ends `{CLEARED_BY[code].value}` (opens no alarm)"
+        if code in CLEAR_BY_COMMAND:
+            action, param = CLEAR_BY_COMMAND[code]
+            return f"a person: `{action}` with `{param}`"
+        if code in CONTROLLER_CODES:
+            return "the controller (raised by it too)"
+        if code in UNIT_CLEARS:
+            return "the unit (`alarm_cleared`)"
+        return "a person (latched)"
+
+    return table(["code", "severity", "ends by", "meaning"],
+                 [[f"`{k.value}`", ALARM_SEVERITY[k].value, ends(k), v]
+                  for k, v in ALARM_CODE_DESCRIPTIONS.items()])
 
 
 def _details_rows() -> str:

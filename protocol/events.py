@@ -27,10 +27,16 @@ from protocol.models import MAX_INT, EventType, OutboxDropped
 
 __all__ = [
     "ALARM_CODE_DESCRIPTIONS",
+    "ALARM_SEVERITY",
+    "CLEARED_BY",
+    "CLEAR_BY_COMMAND",
+    "CONTROLLER_CODES",
     "DETAILS_BY_TYPE",
+    "UNIT_CLEARS",
     "Alarm",
     "AlarmCleared",
     "AlarmCode",
+    "AlarmSeverity",
     "details_of",
 ]
 
@@ -56,6 +62,8 @@ class AlarmCode(StrEnum):
     HOPPER_LOW = "hopper_low"
     HOPPER_SENSOR_FAILED = "hopper_sensor_failed"
     INVALID_EVENT = "invalid_event"
+    UNIT_OFFLINE = "unit_offline"
+    DATA_STALE = "data_stale"
 
 
 ALARM_CODE_DESCRIPTIONS: MappingProxyType[AlarmCode, str] = MappingProxyType({
@@ -79,7 +87,70 @@ ALARM_CODE_DESCRIPTIONS: MappingProxyType[AlarmCode, str] = MappingProxyType({
     AlarmCode.HOPPER_SENSOR_FAILED: "A hopper gauge could not be set up or read.",
     AlarmCode.INVALID_EVENT: "The unit's software made an event that breaks the contract; "
                              "this alarm stands in for it (event_type, message).",
+    AlarmCode.UNIT_OFFLINE: "Raised by the controller, never by a unit: the unit was not "
+                            "heard from for longer than the controller's setting.",
+    AlarmCode.DATA_STALE: "Raised by the controller, never by a unit: the unit is online "
+                          "but sent no telemetry for longer than the controller's setting.",
 })
+
+
+class AlarmSeverity(StrEnum):
+    """How urgent an alarm is: ``critical`` needs someone now (water or feed is wrong, or
+    the unit stopped working), ``warning`` soon, ``info`` is for the record."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+ALARM_SEVERITY: MappingProxyType[AlarmCode, AlarmSeverity] = MappingProxyType({
+    AlarmCode.MAX_ON_TIME: AlarmSeverity.CRITICAL,
+    AlarmCode.JOB_FAILED: AlarmSeverity.CRITICAL,
+    AlarmCode.ENGINE_ERROR: AlarmSeverity.CRITICAL,
+    AlarmCode.TICK_FAILED: AlarmSeverity.CRITICAL,
+    AlarmCode.CONFIG_INVALID: AlarmSeverity.WARNING,
+    AlarmCode.REMOTE_CONFIG_INVALID: AlarmSeverity.WARNING,
+    AlarmCode.SENSOR_STALE: AlarmSeverity.WARNING,
+    AlarmCode.SENSOR_RECOVERED: AlarmSeverity.INFO,
+    AlarmCode.LEAK: AlarmSeverity.CRITICAL,
+    AlarmCode.LEAK_CLEARED: AlarmSeverity.INFO,
+    AlarmCode.NO_FLOW: AlarmSeverity.CRITICAL,
+    AlarmCode.FEEDER_JAM: AlarmSeverity.CRITICAL,
+    AlarmCode.FEEDER_NO_FEED: AlarmSeverity.CRITICAL,
+    AlarmCode.FEEDER_NEEDS_CALIBRATION: AlarmSeverity.WARNING,
+    AlarmCode.HOPPER_EMPTY: AlarmSeverity.CRITICAL,
+    AlarmCode.HOPPER_LOW: AlarmSeverity.WARNING,
+    AlarmCode.HOPPER_SENSOR_FAILED: AlarmSeverity.WARNING,
+    AlarmCode.INVALID_EVENT: AlarmSeverity.WARNING,
+    AlarmCode.UNIT_OFFLINE: AlarmSeverity.CRITICAL,
+    AlarmCode.DATA_STALE: AlarmSeverity.WARNING,
+})
+"""The severity of each alarm code (one table; every code has one)."""
+
+CLEARED_BY: MappingProxyType[AlarmCode, AlarmCode] = MappingProxyType({
+    AlarmCode.SENSOR_RECOVERED: AlarmCode.SENSOR_STALE,
+    AlarmCode.LEAK_CLEARED: AlarmCode.LEAK,
+})
+"""Codes whose ``alarm`` ends another code's condition (for the same subject): they open
+no alarm of their own. Units today send ``alarm_cleared`` instead; older ones sent these."""
+
+UNIT_CLEARS: frozenset[AlarmCode] = frozenset({
+    AlarmCode.SENSOR_STALE, AlarmCode.LEAK, AlarmCode.HOPPER_EMPTY, AlarmCode.HOPPER_LOW,
+    AlarmCode.TICK_FAILED,
+})
+"""Codes the unit clears by itself (``alarm_cleared``) when the condition ends."""
+
+CLEAR_BY_COMMAND: MappingProxyType[AlarmCode, tuple[str, str]] = MappingProxyType({
+    AlarmCode.FEEDER_JAM: ("clear_fault", "feeder"),
+    AlarmCode.FEEDER_NO_FEED: ("clear_fault", "feeder"),
+})
+"""Codes that lock something on the unit until a person sends a command: (action, the
+parameter that names the alarm's subject). The unit answers the command and sends
+``alarm_cleared`` with ``cleared_by = "command"`` (or ``"restart"`` after a restart)."""
+
+CONTROLLER_CODES: frozenset[AlarmCode] = frozenset({AlarmCode.UNIT_OFFLINE,
+                                                    AlarmCode.DATA_STALE})
+"""Codes the controller raises and clears itself (a unit never sends them)."""
 
 Grams = float
 Place = Ident | None

@@ -21,6 +21,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from controller.api.deps import AppState
 from controller.api.routes import (
+    alarms,
     commands,
     dashboard,
     devices,
@@ -107,7 +108,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     app.state.metrics = metrics
     if settings.api.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.api.trusted_proxies)
-    for module in (devices, history, schedules, commands, users, reports, dashboard):
+    for module in (devices, history, schedules, commands, alarms, users, reports, dashboard):
         app.include_router(module.router, responses=ERROR_RESPONSES | CONFLICT)
     app.include_router(health.router)
     app.include_router(enrol.router)  # no bearer token: the enrolment token is the proof

@@ -1,8 +1,10 @@
 """What the dashboard shows, assembled from the store (no SQL here).
 
 - `unit_view`: one unit as a card: online, what runs now, the next scheduled start,
-  alarms of the last 24 hours not cleared since, today's water or feed, its zones,
-  feeders and ponds.
+  its alarms not cleared (`controller.alarms` records), today's water or feed, its
+  zones, feeders and ponds.
+- `order_cards`: units with alarms first (critical before warning), then offline ones,
+  then the rest.
 - `charts`: the series of a unit's page over a day, a week or a month.
 - `check_schedule`: a schedule body checked with the very models the unit checks it with
   (the kind's schedule model in `protocol.kinds`) plus the zone, pond and sensor names
@@ -24,12 +26,12 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from controller import checks
+from controller import alarms, checks
 from controller.api.views import config_state
 from controller.checks import Lang
 from controller.reports import WITA, feed_given_g, typed_details
 from controller.store import Store, utcnow
-from protocol.events import Alarm, AlarmCleared, RunInterrupted, RunStarted
+from protocol.events import RunInterrupted, RunStarted
 from protocol.kinds import KINDS
 from protocol.kinds.fish_feeder import RemoteBody
 from protocol.kinds.irrigation import IrrigationProgramConfig
@@ -38,10 +40,7 @@ from protocol.site import DEFAULT_SITE
 
 logger = logging.getLogger(__name__)
 
-ALARM_WINDOW = timedelta(hours=24)
 RUN_WINDOW = timedelta(hours=24)
-CLEARED_BY = {"sensor_recovered": "sensor_stale", "leak_cleared": "leak"}
-"""Irrigation alarm codes that end another code's condition."""
 BALIKPAPAN = Site(DEFAULT_SITE.tz, DEFAULT_SITE.latitude, DEFAULT_SITE.longitude)
 
 Period = Literal["day", "week", "month"]
@@ -106,6 +105,22 @@ def unit_view(store: Store, device: dict, now: datetime | None = None) -> dict[s
     }
 
 
+_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+
+def card_rank(card: dict[str, Any]) -> tuple[int, int]:
+    """Where a card goes in the list: (0, severity) with alarms, (1, 0) offline, (2, 0)."""
+    if card["alarms"]:
+        return 0, min(_SEVERITY_RANK.get(a["severity"], 2) for a in card["alarms"])
+    return (1, 0) if not card["online"] else (2, 0)
+
+
+def order_cards(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Units with alarms first (critical before warning), then offline, then the rest;
+    by device id within each."""
+    return sorted(cards, key=lambda c: (card_rank(c), c["device_id"]))
+
+
 def _number(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
         else 0.0
@@ -143,24 +158,16 @@ def _running(store: Store, device_id: str, now: datetime) -> list[dict[str, Any]
 
 def active_alarms(store: Store, device_id: str, now: datetime | None = None
                   ) -> list[dict[str, Any]]:
-    """Alarms of the last 24 hours that no later event cleared, newest first."""
-    now = now or utcnow()
-    events = store.recent_events(device_id, now - ALARM_WINDOW, ("alarm", "alarm_cleared"))
-    active: dict[tuple[str, str], dict[str, Any]] = {}
-    for event in reversed(events):  # oldest first
-        d = typed_details(event)
-        if not isinstance(d, Alarm):  # AlarmCleared is one too
-            continue
-        code = d.code.value
-        subject = d.zone or d.feeder or d.pond or d.output or ""
-        if isinstance(d, AlarmCleared):
-            active.pop((code, subject), None)
-        elif code in CLEARED_BY:
-            active.pop((CLEARED_BY[code], subject), None)
-        else:
-            active[(code, subject)] = {"code": code, "subject": subject, "ts": event["ts"],
-                                       "message": d.message}
-    return sorted(active.values(), key=lambda a: a["ts"], reverse=True)
+    """The unit's alarms not cleared (open or acknowledged; `controller.alarms`), newest
+    first. ``now`` is kept for callers; a record stays until it is cleared."""
+    out = []
+    for a in alarms.list_alarms(store, device_id=device_id, limit=1000):
+        message = a["details"].get("message")
+        out.append({"id": a["id"], "code": a["code"], "subject": a["subject"],
+                    "severity": a["severity"], "state": a["state"], "ts": a["raised_at"],
+                    "last_ts": a["last_raised_at"], "count": a["count"],
+                    "message": message if isinstance(message, str) else ""})
+    return out
 
 
 # --------------------------------------------------------------------------- next start

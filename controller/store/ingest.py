@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from controller import alarms
 from controller.seqs import SeqTracker
 from controller.store.base import StoreBase, _dumps, iso
 from protocol.models import (
@@ -114,6 +115,7 @@ class IngestMixin(StoreBase):
             self.db.conn.executemany(
                 "UPDATE device_state SET last_seen = max(coalesce(last_seen, ''), ?) "
                 "WHERE device_id = ?", [(iso(at), dev) for dev, at in heard.items()])
+            alarms.on_seen(self, items, registry)
         return result
 
     def _registry(self, device_ids: set[str]) -> dict[str, str]:
@@ -143,6 +145,7 @@ class IngestMixin(StoreBase):
                     (dev, msg.seq, iso(msg.ts), now, msg.type.value, _dumps(msg.details)))
                 if cursor.rowcount and msg.type in _RUN_ENDS:
                     self._close_command_from_event(dev, msg, now)
+                alarms.on_event(self, item, new=cursor.rowcount > 0)
                 if msg.type is EventType.OUTBOX_DROPPED:
                     announced = sum(tracker.drop(a, b) for a, b in dropped_ranges(msg))
                     if cursor.rowcount:

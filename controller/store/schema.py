@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import sqlite_utils
 
+from controller import alarms
 from controller.auth import DEFAULT_TOKEN_TTL_DAYS
 from controller.errors import StoreError
 from controller.store.base import StoreBase, iso, utcnow
@@ -240,7 +241,7 @@ def _migration_5(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5)
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, alarms.migration)
 """Schema migrations in order; migration ``i`` (1-based) brings the schema to version i.
 Append new ones; never edit one that has shipped."""
 

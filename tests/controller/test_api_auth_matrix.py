@@ -15,13 +15,14 @@ from fastapi.testclient import TestClient
 from controller.api.main import create_app
 from controller.publisher import MemoryTransport
 from controller.settings import Settings, parse_settings
-from controller.store import Store
-from protocol.models import Command
+from controller.store import Inbound, Store
+from protocol.models import Command, Event
+from protocol.topics import Channel
 
 PUBLIC = {"/healthz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
           "/api/v1/enrol",  # the one-time enrolment token is the proof there
           "/", "/static/{name}"}  # the dashboard's page and files hold no data
-DEVICE_PARAMS = ("{device_id}", "{command_id}")
+DEVICE_PARAMS = ("{device_id}", "{command_id}", "{alarm_id}")
 BODIES = {
     ("POST", "/api/v1/devices/{device_id}/commands"): {"action": "stop_all"},
     ("PUT", "/api/v1/devices/{device_id}/schedule"): {"body": {"ponds": {}}},
@@ -90,7 +91,12 @@ def foreign(store, seeded) -> dict[str, str]:
                   action="stop_all")
     store.create_command("tambak-01", cmd, actor="test")
     token_id = store.list_tokens()[-1]["id"]
-    return {"device_id": "tambak-01", "command_id": "c-dp3", "token_id": str(token_id)}
+    store.commit_batch([Inbound("dp3", "tambak-01", Channel.EVENT, Event(
+        seq=1, ts=T0, type="alarm", details={"code": "feeder_jam", "feeder": "pakan-nila"}),
+        T0)])
+    alarm_id = store.db.execute("SELECT max(id) FROM alarms").fetchone()[0]
+    return {"device_id": "tambak-01", "command_id": "c-dp3", "token_id": str(token_id),
+            "alarm_id": str(alarm_id)}
 
 
 def call(client: TestClient, method: str, path: str, values: dict, headers: dict):
@@ -122,10 +128,10 @@ def test_matrix_operator_gets_404_for_another_opds_device(client, seeded: Tokens
     r = call(client, method, path, foreign, auth(seeded.op_dlh))
     assert r.status_code == 404, r.text
     # ... exactly as for a device that does not exist at all.
-    missing = {"device_id": "nothing-here", "command_id": "nothing-here"}
+    missing = {"device_id": "nothing-here", "command_id": "nothing-here", "alarm_id": "9999"}
     assert call(client, method, path, missing, auth(seeded.op_dlh)).json() == {
         "detail": r.json()["detail"].replace("tambak-01", "nothing-here").replace(
-            "c-dp3", "nothing-here")}
+            "c-dp3", "nothing-here").replace(f"alarm {foreign['alarm_id']} ", "alarm 9999 ")}
     # The OPD's own operator does get through.
     assert call(client, method, path, foreign, auth(seeded.op_dp3)).status_code < 400
 

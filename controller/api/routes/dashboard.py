@@ -15,10 +15,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
+from controller import alarms
 from controller.api.deps import CurrentUser, LangDep, StoreDep, VisibleDevice, Writer, not_found
 from controller.api.schemas import _In
 from controller.dashboard import STATIC_DIR
-from controller.dashboard.views import charts, check_schedule, unit_view
+from controller.dashboard.views import charts, check_schedule, order_cards, unit_view
 from controller.store import utcnow
 
 router = APIRouter(tags=["dashboard"])
@@ -64,9 +65,15 @@ class RunNow(BaseModel):
 
 
 class AlarmNow(BaseModel):
+    id: int = Field(description="the alarm record (GET /api/v1/alarms/{id})")
     code: str
-    subject: str = Field(description="zone, feeder, pond or output it concerns, if any")
-    ts: datetime
+    subject: str = Field(description="zone, feeder, pond, output or sensor it concerns, "
+                         "if any")
+    severity: Literal["critical", "warning", "info"]
+    state: Literal["open", "acknowledged"]
+    ts: datetime = Field(description="when it was raised")
+    last_ts: datetime = Field(description="when it was last raised again")
+    count: int = Field(description="how many times the unit raised it")
     message: str
 
 
@@ -101,7 +108,7 @@ class UnitOut(BaseModel):
         description="the card's colour: running/online green, offline grey, alarm red")
     running: list[RunNow] = Field(description="runs started and not yet ended")
     outputs_on: list[str]
-    alarms: list[AlarmNow] = Field(description="alarms of the last 24 h not cleared since")
+    alarms: list[AlarmNow] = Field(description="its alarms not cleared yet, newest first")
     next: NextStart
     config: ConfigVersions
     paused: bool
@@ -116,9 +123,24 @@ class UnitOut(BaseModel):
     ponds: list[str] | None = None
 
 
+class AlarmsBySeverity(BaseModel):
+    critical: int
+    warning: int
+    info: int
+
+
+class AlarmCounts(BaseModel):
+    open: int = Field(description="alarms nobody acknowledged yet")
+    acknowledged: int = Field(description="acknowledged, not cleared yet")
+    by_severity: AlarmsBySeverity = Field(description="not cleared (both states)")
+
+
 class UnitsOut(BaseModel):
     now: datetime
-    units: list[UnitOut]
+    alarm_counts: AlarmCounts = Field(description="the alarms the caller may see that are "
+                                      "not cleared (offline units' unit_offline included)")
+    units: list[UnitOut] = Field(description="units with alarms first (critical before "
+                                 "warning), then offline ones, then the rest")
 
 
 class Series(BaseModel):
@@ -162,10 +184,12 @@ class ScheduleCheckOut(BaseModel):
 
 @router.get("/api/v1/dashboard/units", response_model=UnitsOut)
 def units(store: StoreDep, user: CurrentUser) -> dict:
-    """Every unit the caller may see, as the dashboard's cards (operators: their OPD)."""
+    """Every unit the caller may see, as the dashboard's cards (operators: their OPD):
+    units with alarms first (critical before warning), then offline, then the rest."""
     now = utcnow()
-    return {"now": now, "units": [unit_view(store, row, now)
-                                  for row in store.list_devices(opd=user.opd_scope)]}
+    cards = [unit_view(store, row, now) for row in store.list_devices(opd=user.opd_scope)]
+    return {"now": now, "alarm_counts": alarms.counts(store, user.opd_scope),
+            "units": order_cards(cards)}
 
 
 @router.get("/api/v1/dashboard/units/{device_id}", response_model=UnitOut)

@@ -149,18 +149,20 @@ def test_dashboard_running_runs_follow_the_events(store, park):
     assert view["state"] == "offline" and view["running"] == []  # unknown, not claimed
 
 
-def test_dashboard_alarms_stay_until_cleared_or_a_day_old(store, park, ponds):
+def test_dashboard_alarms_stay_until_cleared(store, park, ponds):
     park.event(NOON - timedelta(hours=30), "alarm", code="no_flow", message="old")
     park.event(NOON - timedelta(hours=3), "alarm", code="leak", message="leak")
     park.event(NOON - timedelta(hours=2), "alarm", code="sensor_stale", zone="rumput",
                message="probe")
     view = unit_view(store, device(store, "taman-01"), NOON)
-    assert [a["code"] for a in view["alarms"]] == ["sensor_stale", "leak"]
+    assert [(a["code"], a["severity"], a["message"]) for a in view["alarms"]] == [
+        ("sensor_stale", "warning", "probe"), ("leak", "critical", "leak"),
+        ("no_flow", "critical", "old")]  # latched: a day later it is still there
     assert view["state"] == "alarm"
     park.event(NOON - timedelta(hours=1), "alarm_cleared", code="leak", message="leak cleared")
     park.event(NOON - timedelta(hours=1), "alarm", code="sensor_recovered", zone="rumput",
                message="reads again")
-    assert active_alarms(store, "taman-01", NOON) == []
+    assert [a["code"] for a in active_alarms(store, "taman-01", NOON)] == ["no_flow"]
     ponds.event(NOON - timedelta(hours=1), "alarm", code="feeder_jam", feeder="pakan-nila",
                 message="jam")
     ponds.event(NOON, "alarm_cleared", code="feeder_jam", feeder="pakan-lele")
