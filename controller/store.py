@@ -42,6 +42,7 @@ import sqlite_utils
 
 from controller.auth import DEFAULT_TOKEN_TTL_DAYS
 from controller.errors import Conflict, Invalid, NotFound, StoreError
+from controller.notify.outbox import migration as notify_migration
 from controller.seqs import SeqTracker
 from protocol.models import (
     Command,
@@ -316,7 +317,8 @@ def _migration_5(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5)
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
+    notify_migration)
 """Schema migrations in order; migration ``i`` (1-based) brings the schema to version i.
 Append new ones; never edit one that has shipped."""
 
