@@ -78,14 +78,18 @@ class HttpReceiver:
             status, answer = 503, {"error": "try later"}
         else:
             status, answer = self.status, {"received": True}
+        data = json.dumps(answer).encode()
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+            handler.wfile.flush()
+        except OSError:
+            return  # the sender is gone (killed while we held the answer)
         if status < 300:
             self.answered.append(request)
-        data = json.dumps(answer).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
 
     def _telegram(self, request: Request) -> tuple[int, dict]:
         if request.path != f"/bot{TOKEN}/sendMessage":
