@@ -41,6 +41,9 @@ SUMMARY = "flapping"
 """The change of a summary row: an alarm raised and cleared again before its raise went
 out (possibly several times: ``times`` in its payload)."""
 WAITING = ("pending", "held")
+APPRISE_TYPES = {("raised", "critical"): "failure", ("raised", None): "warning",
+                 ("acknowledged", None): "info", ("cleared", None): "success",
+                 (SUMMARY, None): "info"}
 
 
 def migration(db: sqlite_utils.Database) -> None:
@@ -259,6 +262,11 @@ def _insert(db, policy: dict, channel: dict, alarm: dict, change: str, text: str
         "url": rules.unit_url(policy["public_url"], alarm["device_id"]),
         **(extra or {}),
     }
+    # The same again as an Apprise API (/notify/<key>) reads it: title, body, type.
+    payload["title"] = words.title(alarm)
+    payload["body"] = f"{text}\n{payload['url']}"
+    payload["type"] = APPRISE_TYPES.get((change, payload["severity"])) or \
+        APPRISE_TYPES[change, None]
     state = "held" if held_for is not None and due > now else "pending"
     cursor = db.execute(
         "INSERT OR IGNORE INTO notify_outbox (notification_id, alarm_id, device_id, code, "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from typing import Any
 
 import httpx
@@ -78,8 +78,7 @@ def email_message(channel: EmailChannel, payload: dict) -> EmailMessage:
     message["From"] = channel.from_
     message["To"] = ", ".join(channel.to)
     message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(idstring=payload["notification_id"],
-                                       domain="smartcity-controller")
+    message["Message-ID"] = f"<{payload['notification_id']}@smartcity-controller>"  # stable
     message["X-Notification-Id"] = payload["notification_id"]
     message.set_content(f"{payload['text']}\n\n{payload['url']}\n\n"
                         f"notification_id: {payload['notification_id']}\n")

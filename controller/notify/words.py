@@ -97,6 +97,11 @@ def what(alarm: dict) -> str:
     return f"{code_words(alarm['code'])} di {place}" + (f" ({subject})" if subject else "")
 
 
+def title(alarm: dict) -> str:
+    """``[KRITIS] kebocoran air di Taman Bekapai (zona z2)``: a subject line."""
+    return f"[{SEVERITY_WORDS.get(alarm.get('severity') or '', 'ALARM')}] {what(alarm)}"
+
+
 def text(alarm: dict, change: str, zone: str, *, at: datetime,
          escalated_after_s: float | None = None) -> str:
     """The message for one change (``raised``, ``acknowledged``, ``cleared``) of

@@ -56,7 +56,9 @@ def test_notify_webhook_gets_the_json_with_text_and_link(tmp_path):
         "device_id": "taman-bekapai-01", "device_name": "Taman Bekapai", "opd": "dlh",
         "code": "leak", "subject": "z2", "severity": "critical", "state": "open",
         "change": "raised", "escalated": False, "at": "2025-03-14T02:00:00.000000Z",
-        "text": RAISED, "url": LINK}
+        "text": RAISED, "url": LINK,
+        "title": "[KRITIS] kebocoran air di Taman Bekapai (zona z2)",
+        "body": f"{RAISED}\n{LINK}", "type": "failure"}
     (row,) = store.db.query("SELECT * FROM notify_outbox")
     assert (row["state"], row["attempts"], row["sent_at"]) == (
         "sent", 1, "2025-03-14T02:00:00.000000Z")
@@ -110,6 +112,7 @@ def test_notify_email_over_starttls_with_login(tmp_path):
     mail = email.message_from_bytes(first.content, policy=email_policy.default)
     assert mail["Subject"] == RAISED
     assert mail["X-Notification-Id"] == "9-raised-email-1"
+    assert mail["Message-ID"] == "<9-raised-email-1@smartcity-controller>"
     body = mail.get_content()
     assert RAISED in body and LINK in body
     ack = email.message_from_bytes(second.content, policy=email_policy.default)
