@@ -50,12 +50,14 @@ class DeliveryWorker:
         logger.info("notification delivery started: %d channel(s)", len(self.channels))
         return self
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop after the send in progress (idempotent)."""
+    def stop(self) -> None:
+        """Stop after the send in progress, if any (idempotent)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout_s)
+            self._thread.join(self.notify.send_timeout_s + 5)
+            if self._thread.is_alive():
+                logger.warning("notification delivery did not stop in time")
             self._thread = None
 
     def wake(self) -> None:
