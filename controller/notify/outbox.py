@@ -230,6 +230,7 @@ def _fold_summary(db, policy: dict, channel: dict, alarm: dict, raised: dict,
         payload["text"] = words.summary_text(
             alarm, zone, first=parse_time(payload["first_raised_at"]), last=cleared_at,
             times=payload["times"])
+        payload["body"] = f"{payload['text']}\n{payload['url']}"
         db.execute("UPDATE notify_outbox SET payload = ? WHERE id = ?",
                    [json.dumps(payload), waiting[0]])
         return 0

@@ -151,6 +151,7 @@ def test_notify_flapping_is_held_back_as_one_summary(tmp_path, hook):
     assert summary.body["text"].startswith(
         "[PERINGATAN] Alarm berulang: katup terbuka tetapi air tidak mengalir di Taman "
         "Bekapai (zona z2) muncul dan selesai lagi 3 kali")
+    assert summary.body["body"] == f"{summary.body['text']}\n{summary.body['url']}"
     assert {r["state"] for r in rig.rows(change="raised")} == {"cancelled"}
     # An alarm that stays raised past the hold goes out as itself.
     rig.change(alarm(4, severity="warning", code="no_flow"), "raised", T0 + timedelta(minutes=5))
