@@ -38,7 +38,7 @@ from controller.auth import FailedLogins
 from controller.errors import Conflict, Invalid, NotFound
 from controller.ingest import Ingest
 from controller.metrics import Metrics
-from controller.notify import start as start_notify
+from controller.notify.worker import start as start_notify
 from controller.publisher import MemoryTransport, Publisher, Transport
 from controller.settings import Settings
 from controller.store import Store

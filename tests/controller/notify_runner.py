@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from controller.notify import start
+from controller.notify.worker import start
 from controller.settings import load_settings
 from controller.store import Store
 
