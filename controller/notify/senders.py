@@ -39,27 +39,30 @@ def _http_answer(response: httpx.Response, what: str) -> None:
     raise SendFailed(f"{what} answered {response.status_code}: {body}", permanent=permanent)
 
 
-def send_webhook(channel: WebhookChannel, payload: dict, *, timeout_s: float) -> None:
+def http_client(timeout_s: float) -> httpx.Client:
+    """One client for every HTTP send (kept connections; TLS set up once)."""
+    return httpx.Client(timeout=timeout_s, headers={"User-Agent": USER_AGENT})
+
+
+def send_webhook(http: httpx.Client, channel: WebhookChannel, payload: dict) -> None:
     """POST ``payload`` as JSON; any 2xx answer means received. The header
     ``Idempotency-Key`` carries the notification_id too."""
-    headers = {"User-Agent": USER_AGENT, **channel.headers,
-               "Idempotency-Key": payload["notification_id"]}
+    headers = {**channel.headers, "Idempotency-Key": payload["notification_id"]}
     try:
-        response = httpx.post(channel.url, json=payload, headers=headers, timeout=timeout_s)
+        response = http.post(channel.url, json=payload, headers=headers)
     except httpx.HTTPError as exc:
         raise SendFailed(f"webhook: {type(exc).__name__}: {exc}") from None
     _http_answer(response, "webhook")
 
 
-def send_telegram(channel: TelegramChannel, token: str, payload: dict, *,
-                  timeout_s: float) -> None:
+def send_telegram(http: httpx.Client, channel: TelegramChannel, token: str,
+                  payload: dict) -> None:
     """``sendMessage`` to the channel's chat: the text and the unit's link."""
     url = f"{channel.api_base}/bot{token}/sendMessage"
     body = {"chat_id": channel.chat_id, "text": f"{payload['text']}\n{payload['url']}",
             "disable_web_page_preview": True}
     try:
-        response = httpx.post(url, json=body, headers={"User-Agent": USER_AGENT},
-                              timeout=timeout_s)
+        response = http.post(url, json=body)
     except httpx.HTTPError as exc:
         raise SendFailed(f"telegram: {type(exc).__name__}: "
                          f"{str(exc).replace(token, '<token>')}") from None

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+
 from controller.notify import outbox, rules, senders
 from controller.settings import EmailChannel, Settings, TelegramChannel, WebhookChannel
 
@@ -42,6 +44,7 @@ class DeliveryWorker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._http: httpx.Client | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> DeliveryWorker:
@@ -59,6 +62,9 @@ class DeliveryWorker:
             if self._thread.is_alive():
                 logger.warning("notification delivery did not stop in time")
             self._thread = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def wake(self) -> None:
         """Look at the outbox now rather than at the next poll."""
@@ -109,15 +115,17 @@ class DeliveryWorker:
         return True
 
     def _send(self, kind: str, channel: Any, payload: dict) -> None:
-        timeout_s = self.notify.send_timeout_s
-        if isinstance(channel, WebhookChannel):
-            senders.send_webhook(channel, payload, timeout_s=timeout_s)
-        elif isinstance(channel, TelegramChannel):
-            senders.send_telegram(channel, _secret(channel.bot_token_file) or "", payload,
-                                  timeout_s=timeout_s)
-        elif isinstance(channel, EmailChannel):
+        if isinstance(channel, EmailChannel):
             senders.send_email(channel, _secret(channel.password_file), payload,
-                               timeout_s=timeout_s)
+                               timeout_s=self.notify.send_timeout_s)
+            return
+        if self._http is None:
+            self._http = senders.http_client(self.notify.send_timeout_s)
+        if isinstance(channel, WebhookChannel):
+            senders.send_webhook(self._http, channel, payload)
+        elif isinstance(channel, TelegramChannel):
+            senders.send_telegram(self._http, channel, _secret(channel.bot_token_file) or "",
+                                  payload)
         else:  # pragma: no cover - settings allow no other kind
             raise senders.SendFailed(f"no sender for {kind}", permanent=True)
 
