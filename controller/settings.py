@@ -292,6 +292,9 @@ class NotifySettings(_Section):
         "sent is retried after this if the controller died while sending it")
     poll_interval_s: float = Field(1.0, gt=0, le=60,
                                    description="how often the outbox is read")
+    keep_days: int = Field(90, ge=1, le=36_500,
+                           description="sent, failed and cancelled notifications are "
+                           "deleted from the outbox this long after they were made")
     webhooks: list[WebhookChannel] = Field(default_factory=list)
     telegram: list[TelegramChannel] = Field(default_factory=list)
     email: list[EmailChannel] = Field(default_factory=list)

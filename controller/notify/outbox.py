@@ -339,6 +339,13 @@ def mark_failed_attempt(db: sqlite_utils.Database, row: dict, error: str, now: d
                    [error[:1000], iso(retry_at), row["id"]])
 
 
+def prune(db: sqlite_utils.Database, before: datetime) -> int:
+    """Delete notifications made before ``before`` that are done with (sent, failed or
+    cancelled); inside a transaction. Returns how many."""
+    return db.execute("DELETE FROM notify_outbox WHERE created_at < ? "
+                      "AND state IN ('sent', 'failed', 'cancelled')", [iso(before)]).rowcount
+
+
 def next_due(db: sqlite_utils.Database) -> datetime | None:
     row = db.execute("SELECT min(next_attempt_at) FROM notify_outbox "
                      "WHERE state IN ('pending', 'held')").fetchone()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,10 +76,14 @@ class DeliveryWorker:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
+        next_prune = 0.0
         while not self._stop.is_set():
             try:
                 while not self._stop.is_set() and self.deliver_one():
                     pass
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + self.settings.database.maintenance_interval_s
+                    self.prune()
                 if self.metrics is not None:
                     with outbox.reading(self.store) as db:
                         self.metrics.notify_waiting.set(outbox.waiting_count(db))
@@ -86,6 +91,16 @@ class DeliveryWorker:
                 logger.exception("notification delivery failed a step; going on")
             self._wake.wait(self.notify.poll_interval_s)
             self._wake.clear()
+
+    def prune(self) -> int:
+        """Delete done-with notifications older than ``[notify] keep_days``."""
+        before = self.clock() - timedelta(days=self.notify.keep_days)
+        with outbox.transaction(self.store) as db:
+            pruned = outbox.prune(db, before)
+        if pruned:
+            logger.info("deleted %d notification(s) older than %d days from the outbox",
+                        pruned, self.notify.keep_days)
+        return pruned
 
     # ------------------------------------------------------------------ one row
     def deliver_one(self) -> bool:

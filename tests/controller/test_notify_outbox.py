@@ -244,3 +244,16 @@ def test_notify_worker_thread_delivers_what_is_enqueued(tmp_path, hook):
         assert not worker.running
     assert hook.answered[0].body["url"] == f"{PUBLIC_URL}/#/unit/taman-bekapai-01"
     assert isinstance(worker, DeliveryWorker)
+
+
+def test_notify_outbox_keeps_done_rows_for_keep_days(tmp_path, hook):
+    rig = Rig(tmp_path, keep_days=30, quiet_hours="22:00-06:00", webhooks=[{"url": hook.url}])
+    rig.change(alarm(1), "raised", T0)
+    assert rig.deliver(T0) == 1
+    night = datetime(2025, 3, 14, 15, 0, tzinfo=UTC)  # 23:00 WITA: a warning waits
+    rig.change(alarm(2, severity="warning"), "raised", night)
+    rig.now = T0 + timedelta(days=30)
+    assert rig.worker.prune() == 0  # not older than 30 days yet
+    rig.now = night + timedelta(days=31)
+    assert rig.worker.prune() == 1
+    assert [(r["alarm_id"], r["state"]) for r in rig.rows()] == [(2, "held")]  # never a waiting one
