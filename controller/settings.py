@@ -23,6 +23,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -185,8 +186,8 @@ class ApiSettings(_Section):
 
 def http_url(value: str) -> str:
     """``value`` if it is an absolute http(s) URL with a host (a trailing / dropped)."""
-    scheme, sep, rest = value.partition("://")
-    if scheme not in ("http", "https") or not sep or not rest or rest.startswith("/"):
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
         raise ValueError(f"{value!r} is not an http:// or https:// address")
     return value.rstrip("/")
 
@@ -245,8 +246,9 @@ class EmailChannel(_Channel):
 
     host: str = Field(min_length=1, description="the SMTP server")
     port: int = Field(587, ge=1, le=65_535)
-    starttls: bool = Field(True, description="upgrade the connection with STARTTLS "
-                           "(required); false only for a relay on this host without login")
+    starttls: bool = Field(True, description="upgrade the connection with STARTTLS (the "
+                           "server's certificate checked); false only for a relay on this "
+                           "host without a login")
     ca_file: Path | None = Field(None, description="CA of the server's certificate "
                                  "(default: the system's)")
     username: str | None = Field(None, min_length=1)

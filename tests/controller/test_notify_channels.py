@@ -193,6 +193,7 @@ def test_notify_channel_gone_from_the_config_is_failed(tmp_path):
 
 @pytest.mark.parametrize(("notify", "field"), [
     ({"webhooks": [{"url": "ftp://example.go.id"}]}, "notify.webhooks.0.url"),
+    ({"webhooks": [{"url": "https:///path-only"}]}, "notify.webhooks.0.url"),
     ({"webhooks": [{"url": "https://a.example", "min_severity": "loud"}]},
      "notify.webhooks.0.min_severity"),
     ({"webhooks": [{"url": "https://a.example", "escalation": 2}]},
@@ -216,6 +217,15 @@ def test_notify_bad_channel_is_refused_naming_the_field(tmp_path, notify, field)
     with pytest.raises(SettingsError) as caught:
         notify_settings(tmp_path, **notify)
     assert f"  {field}: " in str(caught.value)
+
+
+def test_notify_public_url_must_be_an_address(tmp_path):
+    with pytest.raises(SettingsError, match="  api.public_url: 'smartcity.go.id' is not an"):
+        notify_settings(tmp_path, api={"public_url": "smartcity.go.id"})
+    settings = notify_settings(tmp_path, api={"public_url": "https://smartcity.go.id/"})
+    assert settings.api.base_url() == "https://smartcity.go.id"
+    assert notify_settings(tmp_path, api={"public_url": None, "port": 8081}).api.base_url() \
+        == "http://127.0.0.1:8081"
 
 
 def test_notify_bad_channel_makes_serve_exit_non_zero(tmp_path, capsys):
