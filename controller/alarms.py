@@ -74,8 +74,10 @@ _hooks: list[ChangeHook] = []
 
 
 def add_change_hook(fn: ChangeHook) -> None:
-    """Call ``fn(db, alarm, change, now)`` on every alarm change, inside its transaction."""
-    _hooks.append(fn)
+    """Call ``fn(db, alarm, change, now)`` on every alarm change, inside its transaction
+    (once, however often it is added)."""
+    if fn not in _hooks:
+        _hooks.append(fn)
 
 
 def remove_change_hook(fn: ChangeHook) -> None:
@@ -484,3 +486,11 @@ def mark_clear_requested(store: Store, alarm_id: int, command_id: str, *, actor:
                      {"clear_command": alarm["clear_command"]},
                      {"clear_command": command_id, "note": note}, now)
     return get_alarm(store, alarm_id)
+
+
+# Every alarm change is notified (docs/notifications.md): the notification outbox is written
+# in the same transaction, in whichever process changes the alarm (the API's, or the
+# ingest's writer process, which starts afresh and imports this module).
+from controller.notify.outbox import enqueue as _notify  # noqa: E402 - after the hooks exist
+
+add_change_hook(_notify)

@@ -20,6 +20,14 @@ Exposed as text at ``/metrics``. Names:
   ``unknown`` (never issued, or revoked) or ``expired``.
 - ``smartcity_api_logins_throttled_total``: requests answered 429 because their address
   failed too many logins within the window (see ``[api] login_failures_max``).
+- ``smartcity_notify_sent_total{channel}``: alarm notifications delivered, by channel
+  kind (``webhook``, ``telegram``, ``email``).
+- ``smartcity_notify_retries_total{channel}``: delivery attempts that failed and will be
+  tried again.
+- ``smartcity_notify_failed_total{channel}``: notifications given up (``max_attempts``
+  reached, or refused for good); each is logged.
+- ``smartcity_notify_waiting``: notifications in the outbox not yet sent (due, retrying,
+  or held for quiet hours, flapping or escalation).
 """
 
 from __future__ import annotations
@@ -73,6 +81,19 @@ class Metrics:
             "smartcity_api_logins_throttled",
             "Requests answered 429 after too many failed logins from their address",
             registry=r)
+        self.notify_sent = Counter("smartcity_notify_sent", "Alarm notifications delivered",
+                                   ["channel"], registry=r)
+        self.notify_retries = Counter("smartcity_notify_retries",
+                                      "Notification attempts failed, to be retried",
+                                      ["channel"], registry=r)
+        self.notify_failed = Counter("smartcity_notify_failed",
+                                     "Notifications given up after their last attempt",
+                                     ["channel"], registry=r)
+        for kind in ("webhook", "telegram", "email"):
+            for counter in (self.notify_sent, self.notify_retries, self.notify_failed):
+                counter.labels(kind)
+        self.notify_waiting = Gauge("smartcity_notify_waiting",
+                                    "Notifications in the outbox not yet sent", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -23,6 +23,8 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -37,6 +39,7 @@ from pydantic import (
 
 from controller.auth import DEFAULT_TOKEN_TTL_DAYS, MAX_TOKEN_TTL_DAYS
 from controller.errors import SettingsError
+from protocol.ids import Ident
 from protocol.mqtt import ca_file_problem
 
 logger = logging.getLogger(__name__)
@@ -167,6 +170,175 @@ class ApiSettings(_Section):
     health_broker_grace_s: float = Field(
         60.0, ge=0, le=86_400,
         description="/healthz answers 503 once the broker has been unreachable this long")
+    public_url: str | None = Field(
+        None, description="the address people open the dashboard at (behind the reverse "
+        "proxy), e.g. https://smartcity.balikpapan.go.id; notifications link a unit's page "
+        "under it. Default: http://<host>:<port>")
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else http_url(value)
+
+    def base_url(self) -> str:
+        """Where the dashboard is reached: ``public_url``, or this host and port."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def http_url(value: str) -> str:
+    """``value`` if it is an absolute http(s) URL with a host (a trailing / dropped)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
+        raise ValueError(f"{value!r} is not an http:// or https:// address")
+    return value.rstrip("/")
+
+
+Severity = Literal["critical", "warning", "info"]
+ChannelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+MailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s<>,]+@[^@\s<>,]+$")]
+ClockTime = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+
+
+class _Channel(_Section):
+    """What every notification channel has: a name and its filters."""
+
+    name: ChannelName | None = Field(
+        None, description="keys the channel's outbox rows (default: <type>-<n>, n from 1 "
+        "in the file's order); keep it when editing the file")
+    opd: list[Ident] | None = Field(
+        None, description="only alarms of these OPDs (one code or a list; default: all)")
+    min_severity: Severity = Field("info", description="only alarms at least this severe")
+    escalation: Literal[0, 1] = Field(
+        0, description="0: every change at once; 1: the next contact, told only of an alarm "
+        "nobody acknowledged within notify.escalate_after_s (and of its end)")
+
+    @field_validator("opd", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class WebhookChannel(_Channel):
+    url: str = Field(description="receives a JSON POST per notification")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="extra request headers (e.g. Authorization); "
+        "never shown by the API")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return http_url(value)
+
+
+class TelegramChannel(_Channel):
+    chat_id: str = Field(min_length=1, max_length=64, pattern=r"^(-?[0-9]+|@[A-Za-z0-9_]+)$",
+                         description="a chat's number or @channelname")
+    bot_token_file: Path = Field(description="file holding the bot's token (one line)")
+    api_base: str = Field("https://api.telegram.org", description="the Bot API's address")
+
+    @field_validator("api_base")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return http_url(value)
+
+
+class EmailChannel(_Channel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    host: str = Field(min_length=1, description="the SMTP server")
+    port: int = Field(587, ge=1, le=65_535)
+    starttls: bool = Field(True, description="upgrade the connection with STARTTLS (the "
+                           "server's certificate checked); false only for a relay on this "
+                           "host without a login")
+    ca_file: Path | None = Field(None, description="CA of the server's certificate "
+                                 "(default: the system's)")
+    username: str | None = Field(None, min_length=1)
+    password_file: Path | None = Field(None, description="file holding the SMTP password")
+    from_: MailAddress = Field(alias="from", description="sender address")
+    to: list[MailAddress] = Field(min_length=1, description="recipients")
+
+    @model_validator(mode="after")
+    def _login_only_encrypted(self) -> EmailChannel:
+        if self.username is not None and not self.starttls:
+            raise ValueError("a username needs starttls = true (the password would travel "
+                             "in clear)")
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("give username and password_file together")
+        return self
+
+
+class NotifySettings(_Section):
+    """``[notify]``: who is told of alarm changes, and when (docs/notifications.md)."""
+
+    timezone: str = Field("Asia/Makassar", description="the city's zone: quiet hours and "
+                          "the times in the texts")
+    quiet_hours: str = Field(
+        "", pattern=rf"^({ClockTime}-{ClockTime})?$",
+        description='e.g. "22:00-06:00" (local time): only critical alarms go out then, the '
+        'rest at its end; "" for none')
+    flap_hold_s: float = Field(
+        60.0, ge=0, le=86_400,
+        description="a raise waits this long before it goes out; cleared within it, the "
+        "alarm is told as one summary (later flaps of the same alarm fold into it while it "
+        "waits); 0 sends at once")
+    escalate_after_s: float = Field(
+        900.0, gt=0, le=7 * 86_400,
+        description="escalation-1 channels are told of an alarm nobody acknowledged or "
+        "cleared within this time")
+    retry_min_s: float = Field(10.0, gt=0, le=86_400, description="first retry after this")
+    retry_max_s: float = Field(3_600.0, gt=0, le=7 * 86_400,
+                               description="retries back off, doubling, up to this")
+    max_attempts: int = Field(12, ge=1, le=1_000,
+                              description="attempts before a notification is failed")
+    send_timeout_s: float = Field(
+        15.0, gt=0, le=600, description="longest a send may take; a notification being "
+        "sent is retried after this if the controller died while sending it")
+    poll_interval_s: float = Field(1.0, gt=0, le=60,
+                                   description="how often the outbox is read")
+    keep_days: int = Field(90, ge=1, le=36_500,
+                           description="sent, failed and cancelled notifications are "
+                           "deleted from the outbox this long after they were made")
+    webhooks: list[WebhookChannel] = Field(default_factory=list)
+    telegram: list[TelegramChannel] = Field(default_factory=list)
+    email: list[EmailChannel] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone") from None
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _not_empty_range(cls, value: str) -> str:
+        if value and value[:5] == value[6:]:
+            raise ValueError("quiet hours must start and end at different times")
+        return value
+
+    @model_validator(mode="after")
+    def _names(self) -> NotifySettings:
+        if self.retry_max_s < self.retry_min_s:
+            raise ValueError("notify.retry_max_s must be >= notify.retry_min_s")
+        seen: set[str] = set()
+        for kind, channels in self.channel_lists():
+            for n, channel in enumerate(channels, 1):
+                if channel.name is None:
+                    channel.name = f"{kind}-{n}"
+                if channel.name in seen:
+                    raise ValueError(f"two channels are named {channel.name!r}")
+                seen.add(channel.name)
+        return self
+
+    def channel_lists(self) -> list[tuple[str, list]]:
+        return [("webhook", self.webhooks), ("telegram", self.telegram),
+                ("email", self.email)]
+
+    def channels(self) -> list[tuple[str, WebhookChannel | TelegramChannel | EmailChannel]]:
+        """Every channel as (type, channel), in the file's order per type."""
+        return [(kind, c) for kind, channels in self.channel_lists() for c in channels]
 
 
 class AlarmsSettings(_Section):
@@ -201,6 +373,7 @@ class Settings(_Section):
     api: ApiSettings = Field(default_factory=ApiSettings)
     broker_files: BrokerFilesSettings = Field(default_factory=BrokerFilesSettings)
     alarms: AlarmsSettings = Field(default_factory=AlarmsSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     def controller_usernames(self) -> list[str]:
@@ -256,7 +429,34 @@ def parse_settings(data: Mapping[str, Any], path: object = "<settings>",
         problem = ca_file_problem(mqtt.ca_file)
         if problem is not None:
             raise SettingsError(path, [("mqtt.ca_file", f"{problem}: {mqtt.ca_file}")])
+    problems = _notify_file_problems(settings.notify)
+    if problems:
+        raise SettingsError(path, problems)
     return settings
+
+
+def _notify_file_problems(notify: NotifySettings) -> list[tuple[str, str]]:
+    """Each notification channel's secret and CA files must be readable now, not at the
+    first alarm."""
+    problems = []
+    for field, channels, names in (("telegram", notify.telegram, ("bot_token_file",)),
+                                   ("email", notify.email, ("password_file", "ca_file"))):
+        for n, channel in enumerate(channels):
+            for name in names:
+                file = getattr(channel, name)
+                if file is None:
+                    continue
+                try:
+                    text = file.read_text().strip()
+                except (OSError, UnicodeDecodeError) as exc:
+                    problems.append((f"notify.{field}.{n}.{name}",
+                                     f"{getattr(exc, 'strerror', None) or exc}: {file}"))
+                    continue
+                if name == "ca_file" and (problem := ca_file_problem(file)) is not None:
+                    problems.append((f"notify.{field}.{n}.{name}", f"{problem}: {file}"))
+                elif not text:
+                    problems.append((f"notify.{field}.{n}.{name}", f"empty file: {file}"))
+    return problems
 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:
@@ -270,6 +470,11 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     settings.mqtt.ca_file = fix(settings.mqtt.ca_file)
     settings.broker_files.acl_file = fix(settings.broker_files.acl_file)
     settings.broker_files.password_file = fix(settings.broker_files.password_file)
+    for channel in settings.notify.telegram:
+        channel.bot_token_file = fix(channel.bot_token_file)
+    for channel in settings.notify.email:
+        channel.password_file = fix(channel.password_file)
+        channel.ca_file = fix(channel.ca_file)
     return settings
 
 

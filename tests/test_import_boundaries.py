@@ -39,6 +39,8 @@ RULE_MODULES = (
     "edge.fish_feeder.rules",
     "edge.fish_feeder.species",
     "edge.limits",
+    "controller.notify.rules",
+    "controller.notify.words",
     *sorted(m.name for m in pkgutil.walk_packages(protocol.__path__, "protocol.")
             if m.name != "protocol.mqtt"),
 )

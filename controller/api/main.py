@@ -1,8 +1,9 @@
 """Build the FastAPI app: ``create_app(settings)``.
 
 Nothing is built at import time. ``create_app`` makes the app and its metrics registry;
-the lifespan opens the store, starts the MQTT ingest (unless ``mqtt`` is given or MQTT
-is disabled) and the publisher, and stops them in reverse order.
+the lifespan opens the store, starts the alarm notifications' delivery
+(`controller.notify`), the MQTT ingest (unless ``mqtt`` is given or MQTT is disabled) and
+the publisher, and stops them in reverse order.
 
 Tests pass their own parts: ``create_app(settings, store=store, mqtt=MemoryTransport())``
 runs the API with no broker; commands are then "published" into the transport.
@@ -28,6 +29,7 @@ from controller.api.routes import (
     enrol,
     health,
     history,
+    notify,
     reports,
     schedules,
     users,
@@ -37,6 +39,7 @@ from controller.auth import FailedLogins
 from controller.errors import Conflict, Invalid, NotFound
 from controller.ingest import Ingest
 from controller.metrics import Metrics
+from controller.notify.worker import start as start_notify
 from controller.publisher import MemoryTransport, Publisher, Transport
 from controller.settings import Settings
 from controller.store import Store
@@ -71,6 +74,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
         app_store = store or Store.open(settings.database.path)
+        notifier = start_notify(app_store, settings, metrics)
         ingest: Ingest | None = None
         ingest_store: Store | None = None
         transport = mqtt
@@ -94,6 +98,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
         finally:
             if ingest is not None:
                 ingest.stop()
+            notifier.stop()
             if ingest_store is not None and ingest_store is not app_store:
                 ingest_store.close()
             if own_store:
@@ -108,7 +113,8 @@ def create_app(settings: Settings, *, store: Store | None = None,
     app.state.metrics = metrics
     if settings.api.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.api.trusted_proxies)
-    for module in (devices, history, schedules, commands, alarms, users, reports, dashboard):
+    for module in (devices, history, schedules, commands, alarms, users, reports, dashboard,
+                   notify):
         app.include_router(module.router, responses=ERROR_RESPONSES | CONFLICT)
     app.include_router(health.router)
     app.include_router(enrol.router)  # no bearer token: the enrolment token is the proof

@@ -15,6 +15,7 @@ import sqlite_utils
 from controller import alarms
 from controller.auth import DEFAULT_TOKEN_TTL_DAYS
 from controller.errors import StoreError
+from controller.notify.outbox import migration as notify_migration
 from controller.store.base import StoreBase, iso, utcnow
 
 logger = logging.getLogger(__name__)
@@ -241,7 +242,8 @@ def _migration_5(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, alarms.migration)
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, alarms.migration,
+    notify_migration)
 """Schema migrations in order; migration ``i`` (1-based) brings the schema to version i.
 Append new ones; never edit one that has shipped."""
 

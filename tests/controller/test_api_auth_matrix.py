@@ -31,6 +31,7 @@ BODIES = {
     ("POST", "/api/v1/dashboard/units/{device_id}/schedule/check"): {"body": {"ponds": {}}},
 }
 QUERIES = {("GET", "/api/v1/reports/monthly"): {"opd": "dp3", "month": "2026-11"}}
+ADMIN_READS = {("GET", "/api/v1/notify/channels")}  # the controller's own set-up
 
 
 def _flat_routes(app):
@@ -145,7 +146,19 @@ def test_matrix_viewer_gets_403_for_every_change(client, seeded: Tokens, foreign
     assert len(store.list_audit()) == before
 
 
-@pytest.mark.parametrize(("method", "path"), [r for r in API_ROUTES if r[0] == "GET"],
-                         ids=[f"{m} {p}" for m, p in API_ROUTES if m == "GET"])
+READS = [r for r in API_ROUTES if r[0] == "GET" and r not in ADMIN_READS]
+
+
+@pytest.mark.parametrize(("method", "path"), READS, ids=[f"{m} {p}" for m, p in READS])
 def test_matrix_viewer_reads_everything(client, seeded: Tokens, foreign, method, path):
     assert call(client, method, path, foreign, auth(seeded.viewer)).status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(ADMIN_READS),
+                         ids=[f"{m} {p}" for m, p in sorted(ADMIN_READS)])
+def test_matrix_admin_reads_are_refused_to_others(client, seeded: Tokens, foreign, method,
+                                                  path):
+    assert (method, path) in API_ROUTES
+    for token in (seeded.viewer, seeded.op_dlh, seeded.op_dp3):
+        assert call(client, method, path, foreign, auth(token)).status_code == 403
+    assert call(client, method, path, foreign, auth(seeded.admin)).status_code == 200
