@@ -1,8 +1,12 @@
-"""Controller test fixtures: a store, an app without a broker, tokens for every role."""
+"""Controller test fixtures: a store, an app without a broker, tokens for every role, and a
+real fish-feeder unit process whose auger jams."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from controller_support import Tokens, seed
@@ -42,3 +46,78 @@ def client(settings, store, transport, seeded) -> Iterator[TestClient]:
     app = create_app(settings, store=store, mqtt=transport)
     with TestClient(app) as c:
         yield c
+
+
+FEEDER_UNIT = """\
+kind = "fish_feeder"
+state_dir = "{state}"
+
+[unit]
+device_id = "tambak-e2e"
+opd = "dp3"
+
+[broker]
+host = "{host}"
+port = {port}
+keepalive_s = 5
+
+[hardware]
+pin_factory = "mock"
+
+[clock]
+sync_check = "assume_synced"
+
+[telemetry]
+interval_s = 1
+
+[[outputs]]
+name = "auger-nila"
+pin = 17
+max_on_s = 60
+
+[[inputs]]
+name = "rot-nila"
+pin = 5
+kind = "pulse"
+
+[[feeders]]
+name = "pakan-nila"
+pond = "kolam-nila"
+motor = "auger-nila"
+rate_g_per_s = 18.0
+max_dose_g = 1000
+max_daily_g = 5000
+confirm_by = "pulses"
+rotation_input = "rot-nila"
+g_per_pulse = 3.0
+confirm_timeout_s = 1
+
+[[ponds]]
+name = "kolam-nila"
+species = "nila"
+
+[ponds.plan]
+times = ["07:00"]
+doses_g = [500]
+"""
+
+
+@pytest.fixture
+def feeder_unit(tmp_path, mosquitto):
+    """A real fish-feeder unit on mock pins: its auger never gives a rotation pulse."""
+    config = tmp_path / "feeder.toml"
+    config.write_text(FEEDER_UNIT.format(state=tmp_path / "unit", host=mosquitto.host,
+                                         port=mosquitto.port))
+    log = (tmp_path / "unit.log").open("w")
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "unit_process.py"), str(config),
+                             str(tmp_path / "pins.log")], stdout=log, stderr=log,
+                            start_new_session=True)
+    yield proc
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    log.close()

@@ -16,8 +16,9 @@ from protocol.topics import Channel
 T0 = datetime(2025, 3, 14, 22, 0, tzinfo=UTC)
 
 
-def add_device(store: Store, device_id: str, opd: str, kind: str = "irrigation") -> dict:
-    return store.add_device(device_id, opd, kind=kind, name=device_id,
+def add_device(store: Store, device_id: str, opd: str, kind: str = "irrigation",
+               name: str | None = None) -> dict:
+    return store.add_device(device_id, opd, kind=kind, name=name or device_id,
                             mqtt_password_hash=pbkdf2_hash("pw-" + device_id), actor="test")
 
 

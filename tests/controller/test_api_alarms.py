@@ -10,8 +10,6 @@ on mock pins, in its own process) jams, and its alarm is cleared from the API by
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -191,81 +189,6 @@ def test_api_alarms_offline_unit_raised_by_the_ingest_and_cleared_when_heard(
                 "/api/v1/alarms?state=cleared").json() if a["id"] == alarm["id"]],
                 what="unit_offline cleared")
             assert cleared[0]["cleared_by"] == "controller"
-
-
-FEEDER_UNIT = """\
-kind = "fish_feeder"
-state_dir = "{state}"
-
-[unit]
-device_id = "tambak-e2e"
-opd = "dp3"
-
-[broker]
-host = "{host}"
-port = {port}
-keepalive_s = 5
-
-[hardware]
-pin_factory = "mock"
-
-[clock]
-sync_check = "assume_synced"
-
-[telemetry]
-interval_s = 1
-
-[[outputs]]
-name = "auger-nila"
-pin = 17
-max_on_s = 60
-
-[[inputs]]
-name = "rot-nila"
-pin = 5
-kind = "pulse"
-
-[[feeders]]
-name = "pakan-nila"
-pond = "kolam-nila"
-motor = "auger-nila"
-rate_g_per_s = 18.0
-max_dose_g = 1000
-max_daily_g = 5000
-confirm_by = "pulses"
-rotation_input = "rot-nila"
-g_per_pulse = 3.0
-confirm_timeout_s = 1
-
-[[ponds]]
-name = "kolam-nila"
-species = "nila"
-
-[ponds.plan]
-times = ["07:00"]
-doses_g = [500]
-"""
-
-
-@pytest.fixture
-def feeder_unit(tmp_path, mosquitto):
-    """A real fish-feeder unit on mock pins: its auger never gives a rotation pulse."""
-    config = tmp_path / "feeder.toml"
-    config.write_text(FEEDER_UNIT.format(state=tmp_path / "unit", host=mosquitto.host,
-                                         port=mosquitto.port))
-    log = (tmp_path / "unit.log").open("w")
-    proc = subprocess.Popen([sys.executable, str(HERE / "unit_process.py"), str(config),
-                             str(tmp_path / "pins.log")], stdout=log, stderr=log,
-                            start_new_session=True)
-    yield proc
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    log.close()
 
 
 def test_api_alarms_jam_on_a_real_feeder_cleared_by_clear_fault(tmp_path, mosquitto,
