@@ -125,7 +125,7 @@ def fuzz_ingest(count: int, seed_value: int, workdir: Path) -> IngestTally:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    from faults.common import ControllerProcess, metric_sum, start_broker, wait_until
+    from faults.processes import ControllerProcess, metric_sum, start_broker, wait_until
 
     tally = IngestTally()
     cases = ingest_cases(count, seed_value, tally.samples)
