@@ -23,6 +23,10 @@ Three measurements, on loopback with a private Mosquitto:
    drained to a controller stand-in that acks what it stores (bench/edge_drain.py), at
    the default drain rate and without a limit.
 
+The unit under test (its config, package tree and process) is in ``bench/edge_unit.py``,
+the memory by stage in ``bench/edge_stages.py``, the valve timing in
+``bench/edge_timing.py``.
+
     .venv/bin/python bench/edge.py [--idle-s 30] [--quick] [--no-bytecode] [--stages]
 """
 
@@ -33,22 +37,14 @@ import contextlib
 import dataclasses
 import logging
 import os
-import re
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import tomllib
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project before bench/
 from bench.common import (  # noqa: E402
-    ROOT,
     Figure,
     cpu_seconds,
     machine,
@@ -56,105 +52,26 @@ from bench.common import (  # noqa: E402
     print_figures,
     print_table,
     start_broker,
-    wait_until,
     write_json,
 )
-
-EXAMPLE = ROOT / "config" / "irrigation.example.toml"
-PACKAGES = ("edge", "protocol")  # the project's packages a unit runs
-RUN_S = 10  # the shortest manual run the irrigation app accepts (rules.MIN_RUN_S)
-
-
-# --------------------------------------------------------------------------- unit process
-
-def unit_process(config: str, pin_log: str) -> int:
-    """``smartcity-edge run --pin-factory mock``, with mock pins that log each change as
-    ``monotonic_time pin state``."""
-    from gpiozero.pins.mock import MockFactory, MockPin
-
-    import edge.hardware
-    from edge.cli import main
-
-    log = open(pin_log, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
-
-    class RecordingPin(MockPin):
-        def _change_state(self, value):
-            changed = super()._change_state(value)
-            if changed and self._function == "output":
-                log.write(f"{time.monotonic():.6f} {self.info.name} {int(value)}\n")
-            return changed
-
-    real = edge.hardware.make_pin_factory
-    edge.hardware.make_pin_factory = lambda name: (
-        MockFactory(pin_class=RecordingPin) if name == "mock" else real(name))
-    return main(["run", "--config", config, "--pin-factory", "mock"])
-
-
-def unit_config(workdir: Path, broker, name: str, *, master: bool = True) -> Path:
-    """The example config with this machine's state dir, the bench broker and a trusted
-    clock (a Pi with NTP; a command needs one). ``master=False`` drops the pump."""
-    text = EXAMPLE.read_text()
-    text = re.sub(r'(?m)^state_dir = .*$', f'state_dir = "{workdir / name}"', text)
-    text = re.sub(r'(?m)^device_id = "(.*)"$', rf'device_id = "\1-{name}"', text)
-    text = re.sub(r"(?ms)^\[broker\]\n.*?\n\n",
-                  f'[broker]\nhost = "{broker.host}"\nport = {broker.port}\n\n', text)
-    text = re.sub(r'(?m)^sync_check = .*$', 'sync_check = "assume_synced"', text)
-    if not master:
-        text = re.sub(r"(?ms)^\[master\]\n.*?\n\n", "", text)
-    path = workdir / f"{name}.toml"
-    path.write_text(text)
-    tomllib.loads(text)
-    return path
-
-
-def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None,
-           cwd: Path = ROOT) -> subprocess.Popen:
-    env = env or dict(os.environ, PYTHONPATH=str(ROOT))
-    with log.open("ab") as out:
-        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=out, start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def edge_command() -> list[str]:
-    """The installed ``smartcity-edge`` next to this Python, else ``python -m edge.cli``."""
-    script = Path(sys.executable).with_name("smartcity-edge")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "edge.cli"]
-
-
-def unit_tree(workdir: Path, bytecode: bool) -> Path:
-    """A copy of the project's packages (no bytecode), compiled as ``pip install`` does
-    if ``bytecode``. The daemon runs from it and never writes to it
-    (``PYTHONDONTWRITEBYTECODE``), as under ``ProtectSystem=strict``."""
-    src = workdir / "src"
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, src / package,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    if bytecode:
-        subprocess.run([sys.executable, "-I", "-m", "compileall", "-q",
-                        *(str(src / package) for package in PACKAGES)], check=True)
-    return src
-
-
-def unit_env(src: Path) -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(src), PYTHONDONTWRITEBYTECODE="1")
-
+from bench.edge_stages import memory_stages, print_stages  # noqa: E402
+from bench.edge_timing import RUN_S, unit_process, valve_timing  # noqa: E402
+from bench.edge_unit import (  # noqa: E402
+    PACKAGES,
+    edge_command,
+    spawn,
+    stop,
+    unit_config,
+    unit_env,
+    unit_tree,
+)
 
 # --------------------------------------------------------------------------- 1. memory, CPU
 
 def idle_unit(workdir: Path, broker, warmup_s: float, idle_s: float, src: Path) -> dict:
     config = unit_config(workdir, broker, "idle-unit")
-    proc = _spawn([*edge_command(), "run", "--config", str(config), "--pin-factory", "mock"],
-                  workdir / "idle-unit.log", env=unit_env(src), cwd=workdir)
+    proc = spawn([*edge_command(), "run", "--config", str(config), "--pin-factory", "mock"],
+                 workdir / "idle-unit.log", env=unit_env(src), cwd=workdir)
     try:
         started = time.monotonic()
         time.sleep(warmup_s)
@@ -169,211 +86,7 @@ def idle_unit(workdir: Path, broker, warmup_s: float, idle_s: float, src: Path) 
                 "cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0), "startup_cpu_s": cpu0,
                 "rss_kb": memory["VmRSS"], "peak_rss_kb": memory["VmHWM"]}
     finally:
-        _stop(proc)
-
-
-# --------------------------------------------------------------------------- memory by stage
-
-STAGES = r"""
-import sys, time
-def mark(stage):
-    with open("/proc/self/status") as f:
-        status = dict(line.split(":", 1) for line in f if ":" in line)
-    print(stage, status["VmRSS"].split()[0], status["VmHWM"].split()[0], len(sys.modules),
-          sep="\t", flush=True)
-mark("Python started")
-if sys.argv[1] == "pydantic":
-    from pydantic import BaseModel
-    class Model(BaseModel):
-        x: int
-    Model(x=1)
-    mark("pydantic imported, one model built and used")
-    sys.exit()
-from edge import cli
-cli.build_parser()
-mark("edge.cli imported, parser built (argparse, logging)")
-from pydantic import BaseModel
-class Model(BaseModel):
-    x: int
-Model(x=1)
-mark("pydantic, one model built and used")
-import paho.mqtt.client
-mark("paho-mqtt (imports ssl, http.client, urllib.request)")
-import json, sqlite3
-mark("sqlite3, json")
-import protocol
-mark("protocol (its pydantic models)")
-import gpiozero
-mark("gpiozero (its package imports every device class)")
-import astral.sun, schedule, tomllib, zoneinfo
-mark("astral, schedule, tomllib, zoneinfo")
-import edge.config, edge.irrigation.config
-mark("edge.config, irrigation config models and rules, edge.app")
-import edge.daemon, edge.service
-mark("edge.daemon, link, outbox, state, service")
-import minimalmodbus, serial
-mark("pyserial, minimalmodbus (the config's serial and Modbus probes)")
-import edge.irrigation.app, edge.irrigation.devices, edge.sensors.soil
-mark("irrigation app, devices, sensor drivers")
-from edge.hardware import make_pin_factory
-config = edge.config.load_config(sys.argv[1])
-factory = make_pin_factory("mock")
-mark("config read and validated, mock pin factory")
-unit = edge.daemon.build_unit(config, pin_factory=factory)
-mark("unit built (outputs, sensors, state.db, outbox.db)")
-unit.start()
-deadline = time.monotonic() + 10
-while not unit.link.connected and time.monotonic() < deadline:
-    unit.tick()
-    time.sleep(0.05)
-mark("started, link up")
-end = time.monotonic() + float(sys.argv[2])
-while time.monotonic() < end:
-    unit.tick()
-    time.sleep(0.2)
-mark(f"after {sys.argv[2]} s of running")
-unit.close()
-"""
-
-
-def memory_stages(workdir: Path, broker, src: Path, run_s: float) -> list[dict]:
-    """VmRSS and VmHWM in a fresh interpreter after each step of a unit's start-up: its
-    imports one group at a time, in the order of their dependencies, then the steps of
-    ``smartcity-edge run`` (config, unit, start); and pydantic with one model alone."""
-    config = unit_config(workdir, broker, "stages-unit")
-    rows = []
-    for argv in (["pydantic"], [str(config), str(run_s)]):
-        with (workdir / "stages.log").open("ab") as log:
-            out = subprocess.run([sys.executable, "-c", STAGES, *argv], env=unit_env(src),
-                                 cwd=workdir, stdout=subprocess.PIPE, stderr=log, text=True,
-                                 timeout=120, check=True).stdout
-        for line in out.splitlines():
-            stage, rss, hwm, modules = line.split("\t")
-            rows.append({"stage": stage, "rss_kb": int(rss), "hwm_kb": int(hwm),
-                         "modules": int(modules)})
-    return rows
-
-
-# --------------------------------------------------------------------------- 2. valve timing
-
-class Commander:
-    """Sends commands to one unit over MQTT and waits for its final replies."""
-
-    def __init__(self, broker, opd: str, device: str):
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
-        from protocol import Channel, topic
-
-        self.cmd_topic = topic(opd, device, Channel.CMD)
-        self.status_topic = topic(opd, device, Channel.STATUS)
-        self.replies: dict[str, list[str]] = {}
-        self.online = threading.Event()
-        self.changed = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=f"bench-commander-{uuid.uuid4().hex[:6]}",
-                                  protocol=MQTTProtocolVersion.MQTTv5)
-        self.client.on_connect = lambda c, *a: c.subscribe(
-            [(topic(opd, device, Channel.CMD_REPLY), 1), (self.status_topic, 1)])
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-
-    def _on_message(self, client, userdata, msg) -> None:
-        from protocol import CommandReply, Status, decode
-        if msg.topic == self.status_topic:
-            if decode(Status, msg.payload).online:
-                self.online.set()
-            return
-        reply = decode(CommandReply, msg.payload)
-        with self.changed:
-            self.replies.setdefault(reply.id, []).append(reply.status.value)
-            self.changed.notify_all()
-
-    def send(self, action: str, **params) -> str:
-        from protocol import Command, encode
-        now = datetime.now(UTC)
-        command = Command(id=uuid.uuid4().hex, issued_at=now,
-                          expires_at=now + timedelta(minutes=5), action=action, params=params)
-        self.client.publish(self.cmd_topic, encode(command), qos=1)
-        return command.id
-
-    def wait_final(self, command_ids: list[str], timeout: float) -> dict[str, list[str]]:
-        final = {"done", "failed", "rejected", "expired"}
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while not all(final & set(self.replies.get(i, [])) for i in command_ids):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    got = {i: self.replies.get(i) for i in command_ids}
-                    raise TimeoutError(f"no final reply: {got}")
-                self.changed.wait(left)
-        return {i: self.replies[i] for i in command_ids}
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def on_intervals(lines: list[str], pins: set[str]) -> dict[str, list[tuple[float, float]]]:
-    """pin -> [(on_at, off_at)] of ``pins`` from pin log lines."""
-    opened: dict[str, float] = {}
-    out: dict[str, list[tuple[float, float]]] = {}
-    for line in lines:
-        t, pin, state = line.split()
-        if pin not in pins:
-            continue
-        if state == "1":
-            opened[pin] = float(t)
-        elif pin in opened:
-            out.setdefault(pin, []).append((opened.pop(pin), float(t)))
-    return out
-
-
-def valve_timing(workdir: Path, broker, rounds: list[list[str]], master: bool) -> dict:
-    config_path = unit_config(workdir, broker, "timing-unit", master=master)
-    config = tomllib.loads(config_path.read_text())
-    pins = {f"GPIO{o['pin']}": o["name"] for o in config["outputs"]}
-    valve_of = {z["name"]: z["valve"] for z in config["zones"]}
-    m = config.get("master")
-    pre_s, post_s = (m["pre_s"], m["post_s"]) if m else (0.0, 0.0)
-    pin_log = workdir / "timing-pins.log"
-    proc = _spawn([sys.executable, str(Path(__file__).resolve()), "--unit-process",
-                   str(config_path), str(pin_log)], workdir / "timing-unit.log")
-    commander = Commander(broker, config["unit"]["opd"], config["unit"]["device_id"])
-    rows, replies = [], {}
-    try:
-        if not commander.online.wait(30):
-            raise TimeoutError("the timing unit did not come online")
-        for zones in rounds:
-            mark = len(pin_log.read_text().splitlines()) if pin_log.exists() else 0
-            ids = [commander.send("run_zone", zone=z, duration_s=RUN_S) for z in zones]
-            replies |= commander.wait_final(ids, timeout=RUN_S + pre_s + post_s + 30)
-            wait_until(lambda: not _any_on(pin_log, pins), 10, "every output off")
-            lines = pin_log.read_text().splitlines()[mark:] if pin_log.exists() else []
-            for pin, spans in on_intervals(lines, set(pins)).items():
-                name = pins[pin]
-                expected = RUN_S if name == (m or {}).get("output") else \
-                    RUN_S + pre_s + post_s
-                zone = next((z for z, v in valve_of.items() if v == name), None)
-                for on, off in spans:
-                    rows.append({"output": name, "zone": zone, "on_s": off - on,
-                                 "expected_s": expected,
-                                 "error_ms": 1000 * abs(off - on - expected)})
-    finally:
-        commander.close()
-        _stop(proc)
-    return {"rows": rows, "replies": replies}
-
-
-def _any_on(pin_log: Path, pins: dict[str, str]) -> bool:
-    state: dict[str, str] = {}
-    lines = pin_log.read_text().splitlines() if pin_log.exists() else []
-    for line in lines:
-        _, pin, value = line.split()
-        if pin in pins:
-            state[pin] = value
-    return "1" in state.values()
+        stop(proc)
 
 
 # --------------------------------------------------------------------------- 3. drain
@@ -394,20 +107,6 @@ def drain_cases(workdir: Path, broker, telemetry: int, events: int) -> list[dict
             r = edge_drain.run(broker, Path(tmp), telemetry, events, options)
         out.append({"case": name, "default": options is default} | r)
     return out
-
-
-def print_stages(rows: list[dict]) -> int:
-    table, previous = [], 0.0
-    for r in rows:
-        mib = r["hwm_kb"] / 1024
-        plus = "" if r["stage"] == "Python started" else f"{mib - previous:+.1f}"
-        table.append((r["stage"], f"{r['rss_kb'] / 1024:.1f}", f"{mib:.1f}", plus,
-                      r["modules"]))
-        previous = mib
-    print_table("Memory by stage of start-up (each row: after that step; two processes)",
-                ["stage", "VmRSS MiB", "VmHWM MiB", "+ MiB", "modules"], table)
-    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
-    return 0
 
 
 # --------------------------------------------------------------------------- main

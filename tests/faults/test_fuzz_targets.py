@@ -1,4 +1,4 @@
-"""faults/fuzz.py keeps working: every target builds and runs a handful of examples.
+"""faults/fuzz/ keeps working: every target builds and runs a handful of examples.
 
 Only a smoke test (the decoders and parsers have their own property tests under
 tests/protocol and tests/edge); it catches a fuzz target broken by a change elsewhere,
