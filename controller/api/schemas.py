@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from controller.auth import MAX_TOKEN_TTL_DAYS
 from protocol.ids import KindName
-from protocol.models import MAX_INT, PARAMS_BY_ACTION, CommandAction
+from protocol.models import MAX_INT, PARAMS_BY_ACTION, CommandAction, NextStartReason
 from protocol.topics import ID_PATTERN
 
 Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
@@ -53,6 +53,13 @@ class SeqInfo(BaseModel):
     dropped_announced: int
 
 
+class NextStartOut(BaseModel):
+    at: datetime
+    program: str | None = Field(None, description="the irrigation program that starts")
+    pond: str | None = Field(None, description="the pond fed")
+    start: str | None = Field(None, description="the start as the schedule writes it")
+
+
 class DeviceOut(BaseModel):
     device_id: str
     opd: str
@@ -68,6 +75,19 @@ class DeviceOut(BaseModel):
     outputs: dict[str, bool]
     backlog: int | None = Field(description="messages in the unit's outbox not yet acked")
     dropped: int | None
+    paused_until: datetime | None = Field(
+        None, description="end of a pause in force, as the unit last reported")
+    rain_delay_until: datetime | None = Field(
+        None, description="end of a rain delay in force, as the unit last reported")
+    skip_next: list[str] = Field(
+        default_factory=list, description="zones or feeders whose next start is skipped once "
+        "(``*``: the unit's next start)")
+    next_start: NextStartOut | None = Field(
+        None, description="the unit's next scheduled start, honouring pause, rain delay and "
+        "skips; null with next_start_reason when there is none")
+    next_start_reason: NextStartReason | None = Field(
+        None, description="why there is no next start: paused, rain_delay, no_program, "
+        "clock_not_trusted, none_soon; null when the unit has not said (older units)")
     reported_config_version: int | None
     desired_config_version: int | None
     config_state: ConfigState

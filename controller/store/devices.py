@@ -54,7 +54,7 @@ class DevicesMixin(StoreBase):
         SELECT d.device_id, d.opd, d.kind, d.name, d.mqtt_username, d.created_at,
                s.online, s.last_seen, s.status_at, s.status_ts, s.fw, s.app,
                s.clock_synced, s.config_version AS reported_config_version, s.outputs,
-               s.dropped, s.backlog, s.limits,
+               s.dropped, s.backlog, s.limits, s.outlook,
                q.acked_seq, q.max_seq, q.missing AS missing_seqs, q.gaps_opened,
                q.duplicates, q.dropped_total,
                (SELECT max(version) FROM desired_configs c WHERE c.device_id = d.device_id)
@@ -70,6 +70,7 @@ class DevicesMixin(StoreBase):
         row["clock_synced"] = None if row["clock_synced"] is None else bool(row["clock_synced"])
         row["outputs"] = _loads(row["outputs"]) or {}
         row["limits"] = _loads(row["limits"])
+        row["outlook"] = _loads(row["outlook"]) or {}
         for key in ("acked_seq", "max_seq", "missing_seqs", "gaps_opened", "duplicates",
                     "dropped_total"):
             row[key] = row[key] or 0
@@ -105,6 +106,11 @@ class DevicesMixin(StoreBase):
                                       WHEN s.clock_synced THEN 'true' ELSE 'false' END),
             'outputs', json(coalesce(s.outputs, '{}')),
             'backlog', s.backlog, 'dropped', s.dropped,
+            'paused_until', json_extract(s.outlook, '$.paused_until'),
+            'rain_delay_until', json_extract(s.outlook, '$.rain_delay_until'),
+            'skip_next', json(coalesce(json_extract(s.outlook, '$.skip_next'), '[]')),
+            'next_start', json(coalesce(json_extract(s.outlook, '$.next_start'), 'null')),
+            'next_start_reason', json_extract(s.outlook, '$.next_start_reason'),
             'reported_config_version', s.config_version,
             'desired_config_version', c.version,
             'config_state', CASE

@@ -170,12 +170,13 @@ class IngestMixin(StoreBase):
             self.db.execute(
                 "UPDATE device_state SET online = ?, last_seen = ?, status_at = ?, "
                 "status_ts = ?, fw = ?, app = ?, clock_synced = ?, config_version = ?, "
-                "outputs = ?, dropped = ?, backlog = ?, limits = coalesce(?, limits) "
-                "WHERE device_id = ?",
+                "outputs = ?, dropped = ?, backlog = ?, limits = coalesce(?, limits), "
+                "outlook = coalesce(?, outlook) WHERE device_id = ?",
                 (int(msg.online), now, now, iso(msg.ts), msg.fw, msg.app, int(msg.clock_synced),
                  msg.config_version, _dumps(dict(msg.outputs)) if msg.online else None,
                  msg.dropped, msg.backlog,
-                 None if msg.limits is None else msg.limits.model_dump_json(), dev))
+                 None if msg.limits is None else msg.limits.model_dump_json(),
+                 None if msg.outlook is None else msg.outlook.model_dump_json(), dev))
             if msg.online:
                 result.came_online.append((dev, item.opd))
             return None

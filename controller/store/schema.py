@@ -241,9 +241,15 @@ def _migration_5(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE device_state ADD COLUMN limits TEXT")
 
 
+def _migration_8(db: sqlite_utils.Database) -> None:
+    """``device_state.outlook``: the holds in force and the next start the unit last
+    reported (``protocol.outlook.Outlook``), so the device shows them at once."""
+    db.execute("ALTER TABLE device_state ADD COLUMN outlook TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, alarms.migration,
-    notify_migration)
+    notify_migration, _migration_8)
 """Schema migrations in order; migration ``i`` (1-based) brings the schema to version i.
 Append new ones; never edit one that has shipped."""
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 from support.unit_toml import write_unit_toml
 
 from controller.api.main import create_app
+from controller.reports import WITA
 from controller.store import Store
 
 HERE = Path(__file__).parent
@@ -31,10 +33,15 @@ PROGRAM = {"watering_pct": 80, "rain_delay_h": 6,
 
 
 @pytest.fixture
-def unit(tmp_path, mosquitto):
+def telemetry_s():
+    return 1
+
+
+@pytest.fixture
+def unit(tmp_path, mosquitto, telemetry_s):
     config = write_unit_toml(tmp_path / "unit.toml", device_id=DEVICE, opd=OPD,
                              state_dir=tmp_path / "unit", host=mosquitto.host,
-                             port=mosquitto.port, telemetry_s=1)
+                             port=mosquitto.port, telemetry_s=telemetry_s)
     pins = tmp_path / "pins.log"
     log = (tmp_path / "unit.log").open("w")
     proc = subprocess.Popen([sys.executable, str(HERE / "unit_process.py"), str(config),
@@ -70,8 +77,9 @@ def test_e2e_unit_online_command_schedule_and_last_will(tmp_path, mosquitto, uni
             device = api.get(base).json()
             assert device["app"] == "irrigation" and device["clock_synced"] is True
             assert device["outputs"] == {"valve-1": False}
-            started = api.get(f"{base}/events?type=started").json()["items"]
-            assert started and started[0]["details"]["outputs"] == {"valve-1": False}
+            started = wait_until(lambda: api.get(f"{base}/events?type=started").json()["items"],
+                                 timeout=10, what="the started event")
+            assert started[0]["details"]["outputs"] == {"valve-1": False}
 
             # Run now (10 s, the unit's shortest run) and, while it runs, a schedule edit.
             r = api.post(f"{base}/commands", json={
@@ -123,3 +131,61 @@ def test_e2e_unit_online_command_schedule_and_last_will(tmp_path, mosquitto, uni
             t0 = time.monotonic()
             wait_until(lambda: not api.get(base).json()["online"], timeout=15, what="offline")
             print(f"offline seen {time.monotonic() - t0:.2f} s after SIGKILL")
+
+
+@pytest.mark.parametrize("telemetry_s", [300])  # no telemetry during the test: the status
+def test_e2e_unit_holds_and_next_start_shown_at_once(tmp_path, mosquitto, unit):
+    """Pause, resume, rain delay and skip-next reach the device object from the unit's own
+    status as soon as they change (telemetry every 300 s could not carry them)."""
+    settings = broker_settings(tmp_path, mosquitto)
+    with Store.open(settings.database.path) as store:
+        add_device(store, DEVICE, OPD)
+        token = make_token(store, "op", "operator", OPD)
+        with TestClient(create_app(settings, store=store)) as api:
+            api.headers.update(auth(token))
+            base = f"/api/v1/devices/{DEVICE}"
+            wait_until(lambda: api.get(base).json()["online"], timeout=20, what="online")
+            assert api.put(f"{base}/schedule", json={"body": PROGRAM}).status_code == 200
+
+            def device_when(check, what):
+                t0 = time.monotonic()
+                device = wait_until(lambda: d if check(d := api.get(base).json()) else None,
+                                    timeout=10, what=what, interval=0.05)
+                print(f"{what}: {time.monotonic() - t0:.2f} s")
+                return device
+
+            device = device_when(lambda d: d["next_start"] is not None, "next start")
+            first = datetime.fromisoformat(device["next_start"]["at"])
+            assert device["next_start"]["program"] == "pagi"
+            assert device["next_start"]["start"] == "05:30"
+            assert first.astimezone(WITA).strftime("%H:%M") == "05:30"
+            assert device["next_start_reason"] is None and device["paused_until"] is None
+
+            def command(action, **params):
+                r = api.post(f"{base}/commands", json={"action": action, "params": params})
+                assert r.status_code == 202, r.text
+
+            until = (datetime.now(UTC) + timedelta(hours=24)).replace(microsecond=0)
+            command("pause", until=until.isoformat())
+            device = device_when(lambda d: d["next_start_reason"] == "paused", "paused")
+            assert datetime.fromisoformat(device["paused_until"]) == until
+            assert device["next_start"] is None
+
+            command("resume")
+            device = device_when(lambda d: d["next_start"] is not None, "resumed")
+            assert device["paused_until"] is None and device["next_start_reason"] is None
+
+            command("rain_delay", hours=12)
+            device = device_when(lambda d: d["next_start_reason"] == "rain_delay", "rain delay")
+            delay = datetime.fromisoformat(device["rain_delay_until"]) - datetime.now(UTC)
+            assert timedelta(hours=11, minutes=59) < delay <= timedelta(hours=12)
+            command("rain_delay", hours=0)
+            device_when(lambda d: d["next_start"] is not None, "rain delay ended")
+
+            command("skip_next")
+            device = device_when(lambda d: d["skip_next"] == ["*"], "skip next")
+            assert datetime.fromisoformat(device["next_start"]["at"]) == first + timedelta(days=1)
+            listed = next(d for d in api.get("/api/v1/devices").json()
+                          if d["device_id"] == DEVICE)
+            assert {k: listed[k] for k in ("skip_next", "next_start", "next_start_reason")} == {
+                k: device[k] for k in ("skip_next", "next_start", "next_start_reason")}
