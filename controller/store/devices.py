@@ -80,7 +80,9 @@ class DevicesMixin(StoreBase):
         row = self._one(self._DEVICE_SQL + " WHERE d.device_id = ?", [device_id])
         return self._device_row(row) if row else None
 
-    def list_devices(self, opd: str | None = None, online: bool | None = None) -> list[dict]:
+    @staticmethod
+    def _device_filter(opd: str | None, online: bool | None) -> tuple[str, list]:
+        """``WHERE ...`` (or nothing) and its parameters for the device lists."""
         where, params = [], []
         if opd is not None:
             where.append("d.opd = ?")
@@ -88,7 +90,11 @@ class DevicesMixin(StoreBase):
         if online is not None:
             where.append("coalesce(s.online, 0) = ?")
             params.append(int(online))
-        sql = self._DEVICE_SQL + (" WHERE " + " AND ".join(where) if where else "")
+        return ("WHERE " + " AND ".join(where) if where else ""), params
+
+    def list_devices(self, opd: str | None = None, online: bool | None = None) -> list[dict]:
+        where, params = self._device_filter(opd, online)
+        sql = self._DEVICE_SQL + " " + where
         return [self._device_row(r) for r in self._rows(sql + " ORDER BY d.device_id", params)]
 
     # The device list as the API's JSON (``DeviceOut`` items), built by SQLite: a city's
@@ -137,15 +143,8 @@ class DevicesMixin(StoreBase):
     def list_devices_json(self, opd: str | None = None, online: bool | None = None
                           ) -> bytes:
         """`list_devices` as the API's JSON body: a list of ``DeviceOut`` objects."""
-        where, params = [], []
-        if opd is not None:
-            where.append("d.opd = ?")
-            params.append(opd)
-        if online is not None:
-            where.append("coalesce(s.online, 0) = ?")
-            params.append(int(online))
-        sql = self._DEVICES_JSON_SQL.replace(
-            "{where}", "WHERE " + " AND ".join(where) if where else "")
+        where, params = self._device_filter(opd, online)
+        sql = self._DEVICES_JSON_SQL.replace("{where}", where)
         with self._lock:
             return self.db.conn.execute(sql, params).fetchone()[0].encode()
 
