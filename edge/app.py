@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
-from protocol.models import PARAMS_BY_ACTION, CommandAction
+from protocol.models import PARAMS_BY_ACTION, CommandAction, ReplyCode
 
 from .config import problems
 from .errors import ConfigError
@@ -26,7 +26,19 @@ logger = logging.getLogger(__name__)
 
 
 ReplyFn = Callable[..., None]
-"""``reply(status, detail="", clamped=None)``: status is accepted, rejected, done or failed."""
+"""``reply(status, code, *, clamped=None, **params)``: status is accepted, rejected, done or
+failed; ``code`` a ``protocol.models.ReplyCode`` and ``params`` its parameters (names and
+numbers: the link makes the English ``detail`` from them)."""
+
+
+def bad_params(exc: ValidationError) -> dict:
+    """The params of a ``bad_params`` reply for the first problem of ``exc``: the field, the
+    reason's code (pydantic's error type) and its scalar bounds (``ge``, ``le``, ...)."""
+    first = exc.errors()[0]
+    ctx = {k: v for k, v in (first.get("ctx") or {}).items()
+           if isinstance(v, str | int | float | bool) and k != "error"}
+    return {"field": ".".join(str(p) for p in first["loc"]) or "params",
+            "reason_code": first["type"], **ctx}
 
 
 def command_params(action: str, params: BaseModel | dict | None) -> BaseModel:
@@ -44,9 +56,9 @@ class App:
 
     - ``handle_command(cmd_id, action, params, reply)``: called by the edge link (``params``
       the protocol's typed params of the action; ``command_params`` reads a dict) after it
-      has checked expiry and duplicates. Call ``reply("accepted", clamped=...)`` or
-      ``reply("rejected", detail)`` at once, and ``reply("done"|"failed", detail)`` when a
-      longer action ends.
+      has checked expiry and duplicates. Call ``reply("accepted", code, clamped=...,
+      **params)`` or ``reply("rejected", code, **params)`` at once, and
+      ``reply("done"|"failed", code, **params)`` when a longer action ends.
     - ``apply_remote_config(version, body)``: apply and persist the desired config sent by
       the controller (schedules and rules, never the local hard limits). ``body`` comes
       decoded with the class's ``schedule_model`` (the protocol's schedule model of the
@@ -135,7 +147,7 @@ class App:
         return None
 
     def handle_command(self, cmd_id: str, action: str, params: dict, reply: ReplyFn) -> None:
-        reply("rejected", f"{self.kind} unit does not know action {action!r}")
+        reply("rejected", ReplyCode.UNKNOWN_ACTION, action=action)
 
     schedule_model: ClassVar[type[BaseModel] | None] = None
     """The protocol's schedule model of this kind (``protocol.kinds``): the link decodes a

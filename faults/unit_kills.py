@@ -345,7 +345,7 @@ def _stop_kill_outcome(controller: ControllerProcess, unit: IrrigationUnit, boot
     seen = run_events(controller.db).get(run_id, [])
     # A run resumed after an earlier kill has a run_interrupted "resumed" already; this
     # restart drops an interrupted run.
-    ends = (("run_finished", "stop_all") in seen, ("run_interrupted", "dropped") in seen)
+    ends = (("run_finished", "stopped") in seen, ("run_interrupted", "dropped") in seen)
     return {(True, False): "finished", (False, True): "interrupted",
             (True, True): "both"}.get(ends, "neither")
 

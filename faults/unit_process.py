@@ -39,6 +39,7 @@ from edge.config import load_config  # noqa: E402
 from edge.daemon import build_unit  # noqa: E402
 from edge.link import LinkOptions  # noqa: E402
 from edge.service import run_app  # noqa: E402
+from protocol.models import ReplyCode  # noqa: E402
 
 CAMPAIGN_LINK = LinkOptions(reconnect_min_s=0.2, reconnect_max_s=2.0, resend_after_s=5.0,
                             status_min_interval_s=1.0)
@@ -74,7 +75,7 @@ class ProducerApp(App):
                                      source="fault-campaign", n=n)
 
     def handle_command(self, cmd_id, action, params, reply) -> None:
-        reply("rejected", "this producer takes no commands")
+        reply("rejected", ReplyCode.UNKNOWN_ACTION, action=action)
 
     def apply_remote_config(self, version, body) -> None:
         pass

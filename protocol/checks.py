@@ -28,6 +28,7 @@ from protocol.models import (
     PauseParams,
     RunZoneParams,
     SkipNextParams,
+    StopZoneParams,
     UnitLimits,
 )
 
@@ -102,7 +103,8 @@ def command_problems(kind: str, command: Command, limits: UnitLimits | None = No
         return [Problem("params.until", "pause_too_long",
                         f"the unit pauses at most {limits.max_pause_s / 86400:g} days",
                         {"days": limits.max_pause_s / 86400})]
-    zone = getattr(p, "zone", None) if isinstance(p, RunZoneParams | SkipNextParams) else None
+    zone = (getattr(p, "zone", None)
+            if isinstance(p, RunZoneParams | StopZoneParams | SkipNextParams) else None)
     if zone is not None and zone not in limits.zones:
         return [Problem("params.zone", "unknown_name", f"no zone named {zone!r} on this unit",
                         {"name": zone})]

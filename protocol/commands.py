@@ -29,13 +29,14 @@ from protocol.fields import (
     UtcDatetime,
 )
 from protocol.ids import Ident, Name
+from protocol.replies import ReplyCode, ReplyParams
 from protocol.times import MAX_PAUSE
 
 __all__ = ["COMMAND_ACTION_DESCRIPTIONS", "MAX_COMMAND_TTL", "MIN_DOSE_G", "MIN_RUN_S",
            "PARAMS_BY_ACTION", "REPLY_STATUS_DESCRIPTIONS", "ClearFaultParams", "Clamp",
            "Command", "CommandAction", "CommandParams", "CommandReply", "FeedNowParams",
            "PauseParams", "RainDelayParams", "ReplyStatus", "ResumeParams", "RunZoneParams",
-           "SkipNextParams", "StopAllParams"]
+           "SkipNextParams", "StopAllParams", "StopZoneParams"]
 
 MAX_COMMAND_TTL = timedelta(days=7)
 """Longest allowed span from a command's ``issued_at`` to its ``expires_at``."""
@@ -46,6 +47,7 @@ class CommandAction(StrEnum):
 
     RUN_ZONE = "run_zone"
     STOP_ALL = "stop_all"
+    STOP_ZONE = "stop_zone"
     SKIP_NEXT = "skip_next"
     PAUSE = "pause"
     RESUME = "resume"
@@ -71,6 +73,12 @@ class RunZoneParams(Frozen):
 
 class StopAllParams(Frozen):
     """Turn every output off now and end the runs in progress. No params."""
+
+
+class StopZoneParams(Frozen):
+    """End one zone's run now (watering, soaking or queued); its valve closes."""
+
+    zone: Ident = Field(description="Zone name as in the unit's local config.")
 
 
 class SkipNextParams(Frozen):
@@ -119,13 +127,14 @@ class ClearFaultParams(Frozen):
 
 
 CommandParams = (
-    RunZoneParams | StopAllParams | SkipNextParams | PauseParams | ResumeParams
+    RunZoneParams | StopAllParams | StopZoneParams | SkipNextParams | PauseParams | ResumeParams
     | RainDelayParams | FeedNowParams | ClearFaultParams
 )
 
 PARAMS_BY_ACTION: MappingProxyType[CommandAction, type[Frozen]] = MappingProxyType({
     CommandAction.RUN_ZONE: RunZoneParams,
     CommandAction.STOP_ALL: StopAllParams,
+    CommandAction.STOP_ZONE: StopZoneParams,
     CommandAction.SKIP_NEXT: SkipNextParams,
     CommandAction.PAUSE: PauseParams,
     CommandAction.RESUME: ResumeParams,
@@ -150,11 +159,12 @@ class ReplyStatus(StrEnum):
 REPLY_STATUS_DESCRIPTIONS: MappingProxyType[ReplyStatus, str] = MappingProxyType({
     ReplyStatus.ACCEPTED: "Valid and started (may be followed by done or failed).",
     ReplyStatus.REJECTED: "Refused: unknown zone or feeder, clock not synchronised, "
-                          "interlock, bad state. Reason in detail.",
+                          "interlock, bad state. Reason in code and params.",
     ReplyStatus.EXPIRED: "Arrived at or after expires_at; not acted on.",
     ReplyStatus.DUPLICATE: "This id was already received; not acted on again.",
     ReplyStatus.DONE: "Finished as asked (or as clamped, see clamped).",
-    ReplyStatus.FAILED: "Started but did not complete (fault, stop). Reason in detail.",
+    ReplyStatus.FAILED: "Started but did not complete (fault, stop). Reason in code and "
+                        "params.",
 })
 
 
@@ -172,10 +182,17 @@ class CommandReply(Message):
     id: CommandId = Field(description="The id of the command answered.")
     status: ReplyStatus = Field(description="Outcome (see the reply status table).")
     detail: Annotated[Text, StringConstraints(max_length=500)] = Field(
-        default="", description="Human-readable reason or result, at most 500 characters.")
+        default="", description="The code's words in English, for logs and older readers, "
+        "at most 500 characters.")
     ts: UtcDatetime = Field(description="When the unit answered (UTC).")
     clamped: Clamp | None = Field(
         default=None, description="Set when a local hard limit cut the command.")
+    code: ReplyCode | None = Field(
+        default=None, description="The outcome as a code (see the reply code table); "
+        "absent from older units.")
+    params: ReplyParams = Field(
+        default_factory=dict, description="The code's parameters: names and numbers, at "
+        "most 20, each a string (at most 200 characters), number, boolean or null.")
 
 
 class Command(Message):
@@ -238,9 +255,12 @@ class Command(Message):
         ts: datetime,
         detail: str = "",
         clamped: Clamp | dict[str, Any] | None = None,
+        code: ReplyCode | str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> CommandReply:
         """Build the :class:`CommandReply` for this command."""
-        return CommandReply(id=self.id, status=status, ts=ts, detail=detail, clamped=clamped)
+        return CommandReply(id=self.id, status=status, ts=ts, detail=detail, clamped=clamped,
+                            code=code, params=params or {})
 
 
 COMMAND_ACTION_DESCRIPTIONS: MappingProxyType[CommandAction, str] = MappingProxyType(

@@ -33,6 +33,7 @@ from protocol.models import (
     COMMAND_ACTION_DESCRIPTIONS,
     EVENT_TYPE_DESCRIPTIONS,
     PARAMS_BY_ACTION,
+    REPLY_CODES,
     REPLY_STATUS_DESCRIPTIONS,
 )
 from protocol.topics import CHANNEL_DIRECTION, CHANNEL_QOS, CHANNEL_RETAIN, ROOT, Channel
@@ -315,6 +316,12 @@ on-time, daily water minutes, grams per feeding and per day); the reply then car
 `clamped` and the unit also records a `limit_clamped` event."""
 
 
+def _reply_code_table() -> str:
+    return table(["code", "params", "meaning"],
+                 [[f"`{code.value}`", ", ".join(f"`{p}`" for p in spec.params) or "none",
+                   spec.description] for code, spec in REPLY_CODES.items()])
+
+
 def reply_extra() -> str:
     clamp = fields_table(models.Clamp)
     return f"""#### Reply statuses
@@ -324,6 +331,14 @@ def reply_extra() -> str:
 A command that is carried out gets `accepted` first and then `done` or `failed` (same
 `id`). A command that is not carried out gets exactly one of `rejected`, `expired` or
 `duplicate`.
+
+#### Reply codes
+
+Every reply says its outcome as a `code` with `params` (names and numbers, never
+sentences), so a dashboard says it in its reader's language; `detail` carries the same in
+English for logs and older readers. A reply from an older unit may have no `code`.
+
+{_reply_code_table()}
 
 #### `clamped`
 

@@ -204,8 +204,11 @@ class RunStarted(_Run):
 class RunFinished(_Run):
     """``run_finished``: a run ended."""
 
-    ended: str | None = Field(default=None, description="completed, stop_all, paused, fault, "
-                              "...")
+    ended: str | None = Field(default=None, description="completed; stopped (by a person: "
+                              "stop_all or stop_zone, see stopped_by; stop_all from older "
+                              "units); paused, rain, no_flow, max_on_time, ...")
+    stopped_by: str | None = Field(default=None, description="The command that stopped "
+                                   "it, when ended or reason is stopped.")
     duration_s: float | None = Field(default=None, ge=0, description="Seconds it watered.")
     litres: float | None = Field(default=None, ge=0, description="Litres metered (or "
                                  "estimated from the zone's nominal flow).")
@@ -215,7 +218,10 @@ class RunSkipped(_Run):
     """``run_skipped``: a run did not start (or a program's runs, ``zones``)."""
 
     reason: str | None = Field(default=None, description="rain, rain_delay, paused, "
-                               "skip_next, clock_not_synced, moisture, ...")
+                               "skip_next, clock_not_synced, moisture, stopped (by a person, "
+                               "see stopped_by), ...")
+    stopped_by: str | None = Field(default=None, description="The command that stopped "
+                                   "it, when reason is stopped.")
     zones: list[Ident] | None = Field(default=None, description="Every zone of a skipped "
                                       "program.")
 

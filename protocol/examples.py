@@ -47,6 +47,8 @@ COMMAND_EXAMPLES: MappingProxyType[CommandAction, Command] = MappingProxyType({
     CommandAction.RUN_ZONE: Command(
         id="c-7f3a9e", action="run_zone", params={"zone": "zone1", "duration_s": 600}, **_CMD),
     CommandAction.STOP_ALL: Command(id="c-7f3a9f", action="stop_all", params={}, **_CMD),
+    CommandAction.STOP_ZONE: Command(
+        id="c-7f3aa6", action="stop_zone", params={"zone": "zone1"}, **_CMD),
     CommandAction.SKIP_NEXT: Command(
         id="c-7f3aa0", action="skip_next", params={"zone": "zone2"}, **_CMD),
     CommandAction.PAUSE: Command(
@@ -105,7 +107,8 @@ EXAMPLES: MappingProxyType[Channel, Message] = MappingProxyType({
     Channel.CMD: COMMAND_EXAMPLES[CommandAction.RUN_ZONE],
     Channel.CMD_REPLY: CommandReply(
         id="c-7f3a9e", status="accepted", ts=_at(0.1),
-        detail="duration cut to the zone's 300 s limit",
+        code="run_accepted", params={"zone": "zone1", "duration_s": 300},
+        detail="zone zone1 for 300 s; clamped: duration_s 600 -> 300 (max_on_s)",
         clamped={"field": "duration_s", "asked": 600, "allowed": 300}),
     Channel.ACK: Ack(seq=1042, ts=_at(2.1)),
     Channel.CONFIG: DesiredConfig(

@@ -33,7 +33,12 @@ ALL = "*"
 
 
 class HoldRefused(ValueError):
-    """A pause or rain delay outside the limits; the text says why."""
+    """A pause or rain delay outside the limits; the text says why, ``params`` as a reply's
+    (``reason``: no_utc_offset, in_past, too_long or out_of_range, with the bound)."""
+
+    def __init__(self, text: str, **params):
+        super().__init__(text)
+        self.params = params
 
 
 def _when(text: str | None) -> datetime | None:
@@ -56,11 +61,14 @@ class Holds:
     def pause(self, until: datetime, now: datetime) -> datetime:
         """Hold every scheduled start until ``until``; raises ``HoldRefused``."""
         if until.tzinfo is None:
-            raise HoldRefused(f"pause until {until.isoformat()} has no UTC offset")
+            raise HoldRefused(f"pause until {until.isoformat()} has no UTC offset",
+                              reason="no_utc_offset")
         if until <= now:
-            raise HoldRefused(f"pause until {until.isoformat()} is in the past")
+            raise HoldRefused(f"pause until {until.isoformat()} is in the past",
+                              reason="in_past")
         if until - now > MAX_PAUSE:
-            raise HoldRefused(f"pause longer than {MAX_PAUSE.days} days")
+            raise HoldRefused(f"pause longer than {MAX_PAUSE.days} days", reason="too_long",
+                              max_days=MAX_PAUSE.days)
         self.paused_until = until
         return until
 
@@ -69,7 +77,7 @@ class Holds:
         does); raises ``HoldRefused``."""
         if not 0 <= hours <= MAX_RAIN_DELAY_H:
             raise HoldRefused(f"rain delay must be 0 to {MAX_RAIN_DELAY_H:g} hours "
-                              "(0 ends one)")
+                              "(0 ends one)", reason="out_of_range", max_hours=MAX_RAIN_DELAY_H)
         self.rain_delay_until = now + timedelta(hours=hours) if hours else None
         return self.rain_delay_until
 

@@ -64,6 +64,7 @@ from protocol.commands import (
     RunZoneParams,
     SkipNextParams,
     StopAllParams,
+    StopZoneParams,
 )
 from protocol.errors import ProtocolError
 from protocol.fields import (
@@ -88,6 +89,7 @@ from protocol.outlook import (  # noqa: F401 - part of the status, exported here
     NextStartReason,
     Outlook,
 )
+from protocol.replies import REPLY_CODES, ReplyCode, reply_text
 from protocol.seqranges import merge_ranges
 from protocol.times import MAX_PAUSE
 from protocol.topics import Channel
@@ -103,6 +105,7 @@ __all__ = [
     "MODELS_BY_CHANNEL",
     "NAME_PATTERN",
     "PARAMS_BY_ACTION",
+    "REPLY_CODES",
     "REPLY_STATUS_DESCRIPTIONS",
     "SCHEMA_VERSION",
     "Ack",
@@ -121,6 +124,7 @@ __all__ = [
     "OutboxDropped",
     "PauseParams",
     "RainDelayParams",
+    "ReplyCode",
     "ReplyStatus",
     "ResumeParams",
     "ClearFaultParams",
@@ -128,10 +132,12 @@ __all__ = [
     "SkipNextParams",
     "Status",
     "StopAllParams",
+    "StopZoneParams",
     "Telemetry",
     "UnitLimits",
     "ZoneLimits",
     "channel_of",
+    "reply_text",
     "dropped_ranges",
     "offline_status",
 ]

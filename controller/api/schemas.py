@@ -198,10 +198,13 @@ CommandIn = Annotated[
 
 class ReplyOut(BaseModel):
     status: str
-    detail: str
+    detail: str = Field(description="the unit's words in English (for logs)")
     ts: datetime
     received_at: datetime
     clamped: dict[str, Any] | None
+    code: str | None = Field(default=None, description="the outcome as a reply code "
+                             "(docs/protocol.md, reply codes); null from older units")
+    params: dict[str, Any] | None = Field(default=None, description="the code's params")
 
 
 class CommandOut(BaseModel):
@@ -218,6 +221,10 @@ class CommandOut(BaseModel):
     updated_at: datetime
     detail: str
     clamped: dict[str, Any] | None
+    reply_code: str | None = Field(default=None, description="the reply code of the answer "
+                                   "(or run-end event) that set the status; null before one, "
+                                   "and from older units")
+    reply_params: dict[str, Any] | None = Field(default=None, description="its params")
     duplicates: int
     replies: list[ReplyOut] = Field(default_factory=list)
 

@@ -19,9 +19,9 @@ from the 1st 00:00 to the next month's 1st 00:00) of the OPD's units and assembl
 How things are counted (also in docs/reports.md):
 
 - A run is *done* when it ended ``completed``; *stopped* when a rule or a person ended
-  it early on purpose (`STOPPED_ON_PURPOSE`: the soil got wet, rain, a pause, stop all,
-  the daily limit); *failed* when it ended any other way (no flow, maximum on-time, a
-  fault, a shutdown) or was interrupted by a restart and dropped. A run interrupted and
+  it early on purpose (`STOPPED_ON_PURPOSE`: the soil got wet, rain, a pause, stop all or
+  stop zone, the daily limit); *failed* when it ended any other way (no flow, maximum
+  on-time, a fault, a shutdown) or was interrupted by a restart and dropped. A run interrupted and
   then resumed counts once, when it ends. A *skipped* event that names several zones (a
   whole program skipped) counts one skipped run per zone.
 - Events count in the month of their own timestamp (the unit's clock, UTC), uptime by the

@@ -43,9 +43,10 @@ TEXT = {
     },
 }
 MAX_ALARM_ITEMS = 500
-STOPPED_ON_PURPOSE = frozenset({"soil_wet", "rain", "rain_delay", "paused", "stop_all",
-                                "daily_limit", "skip_next"})
-"""How a started run may end early without anything being wrong (``ended`` values)."""
+STOPPED_ON_PURPOSE = frozenset({"soil_wet", "rain", "rain_delay", "paused", "stopped",
+                                "stop_all", "daily_limit", "skip_next"})
+"""How a started run may end early without anything being wrong (``ended`` values;
+``stop_all`` is how older units said ``stopped``)."""
 
 
 class Period(BaseModel):

@@ -9,7 +9,15 @@ from datetime import datetime
 
 from controller.errors import Conflict
 from controller.store.base import StoreBase, _dumps, _loads, iso, utcnow
-from protocol.models import Command, CommandReply, Event, EventType, ReplyStatus
+from protocol.models import (
+    Command,
+    CommandReply,
+    Event,
+    EventType,
+    ReplyCode,
+    ReplyStatus,
+    reply_text,
+)
 
 COMMAND_STATES = ("pending", "sent", "accepted", "done", "failed", "rejected", "expired")
 _TERMINAL = {"done", "failed", "rejected", "expired"}
@@ -74,6 +82,7 @@ class CommandsMixin(StoreBase):
     def _command_row(row: dict) -> dict:
         row["params"] = _loads(row["params"])
         row["clamped"] = _loads(row["clamped"])
+        row["reply_params"] = _loads(row["reply_params"])
         return row
 
     def get_command(self, command_id: str) -> dict | None:
@@ -81,9 +90,10 @@ class CommandsMixin(StoreBase):
         if row is None:
             return None
         row = self._command_row(row)
-        row["replies"] = [dict(r, clamped=_loads(r["clamped"])) for r in self._rows(
-            "SELECT status, detail, ts, received_at, clamped FROM command_replies "
-            "WHERE command_id = ? ORDER BY id", [command_id])]
+        row["replies"] = [dict(r, clamped=_loads(r["clamped"]), params=_loads(r["params"]))
+                          for r in self._rows(
+            "SELECT status, detail, ts, received_at, clamped, code, params "
+            "FROM command_replies WHERE command_id = ? ORDER BY id", [command_id])]
         return row
 
     def list_commands(self, device_id: str, limit: int = 100) -> list[dict]:
@@ -99,28 +109,43 @@ class CommandsMixin(StoreBase):
         cmd_id = event.details.get("cmd_id")
         if not isinstance(cmd_id, str):
             return
+        d = event.details
         if event.type is EventType.RUN_FINISHED:  # as the unit's own reply would say
-            ended = event.details.get("ended", "completed")
-            status = "done" if ended == "completed" else "failed"
-            detail = f"the run finished ({ended})"
+            ended = d.get("ended", "completed")
+            params = {"zone": d.get("zone"), "duration_s": d.get("duration_s"),
+                      "litres": d.get("litres")}
+            status, code = ("done", ReplyCode.RUN_COMPLETED) if ended == "completed" else (
+                "failed", ReplyCode.RUN_ENDED)
+            if code is ReplyCode.RUN_ENDED:
+                params["ended"] = ended
         elif event.type is EventType.RUN_SKIPPED:
-            status, detail = "failed", f"the run was skipped ({event.details.get('reason')})"
+            status, code = "failed", ReplyCode.RUN_SKIPPED
+            params = {"zone": d.get("zone"), "reason": d.get("reason")}
         elif event.type is EventType.FEED_DISPENSED:  # as the feeder's own reply would say
-            fault = event.details.get("fault")
-            status = "failed" if fault else "done"
-            detail = f"dispensed {event.details.get('measured_g')} g" + (
-                f" ({fault})" if fault else "")
+            fault = d.get("fault")
+            params = {"feeder": d.get("feeder"), "dispensed_g": d.get("measured_g")}
+            if fault:
+                status, code = "failed", ReplyCode.FEEDING_FAILED
+                params["fault"] = fault
+            else:
+                status, code = "done", ReplyCode.FEEDING_DONE
+                params["planned_g"] = d.get("planned_g")
         elif event.type is EventType.FEEDING_SKIPPED:
-            status = "failed"
-            detail = f"the feeding was skipped ({event.details.get('reason')})"
-        elif event.details.get("action") == "dropped":
-            status, detail = "failed", "the unit restarted mid-run and dropped the run"
+            status, code = "failed", ReplyCode.FEEDING_SKIPPED
+            params = {"feeder": d.get("feeder"), "reason": d.get("reason")}
+        elif d.get("action") == "dropped":
+            status, code = "failed", ReplyCode.RUN_DROPPED
+            params = {"zone": d.get("zone"), "feeder": d.get("feeder")}
         else:
             return  # resumed: its run_finished will close it
+        params = {k: v for k, v in params.items()
+                  if isinstance(v, str | int | float | bool)}
         self.db.execute(
-            "UPDATE commands SET status = ?, detail = ?, updated_at = ? WHERE id = ? "
-            "AND device_id = ? AND status NOT IN ('done', 'failed', 'rejected', 'expired')",
-            (status, detail, now, cmd_id, device_id))
+            "UPDATE commands SET status = ?, detail = ?, reply_code = ?, reply_params = ?, "
+            "updated_at = ? WHERE id = ? AND device_id = ? "
+            "AND status NOT IN ('done', 'failed', 'rejected', 'expired')",
+            (status, reply_text(code, params), code.value, _dumps(params), now, cmd_id,
+             device_id))
 
     def _apply_reply(self, device_id: str, reply: CommandReply, now: str
                      ) -> tuple[str, str] | None:
@@ -131,11 +156,13 @@ class CommandsMixin(StoreBase):
         if row[0] != device_id:
             return ("wrong_device", f"command {reply.id!r} was sent to {row[0]!r}")
         clamped = reply.clamped.model_dump(mode="json") if reply.clamped else None
+        code = reply.code.value if reply.code else None
+        params = _dumps(reply.params) if code else None
         self.db.execute(
             "INSERT INTO command_replies (command_id, device_id, status, detail, ts, "
-            "received_at, clamped) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "received_at, clamped, code, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (reply.id, device_id, reply.status.value, reply.detail, iso(reply.ts), now,
-             _dumps(clamped)))
+             _dumps(clamped), code, params))
         current = row[1]
         if reply.status is ReplyStatus.DUPLICATE:
             self.db.execute("UPDATE commands SET duplicates = duplicates + 1, updated_at = ? "
@@ -145,6 +172,7 @@ class CommandsMixin(StoreBase):
                 or _RANK.get(reply.status.value, 0) > _RANK[current]):
             self.db.execute(
                 "UPDATE commands SET status = ?, detail = ?, clamped = coalesce(?, clamped), "
-                "updated_at = ? WHERE id = ?",
-                (reply.status.value, reply.detail, _dumps(clamped), now, reply.id))
+                "reply_code = ?, reply_params = ?, updated_at = ? WHERE id = ?",
+                (reply.status.value, reply.detail, _dumps(clamped), code, params, now,
+                 reply.id))
         return None

@@ -247,9 +247,20 @@ def _migration_8(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE device_state ADD COLUMN outlook TEXT")
 
 
+def _migration_9(db: sqlite_utils.Database) -> None:
+    """Reply codes (``protocol.models.ReplyCode``): ``command_replies.code`` and ``params``
+    as the unit sent them, and ``commands.reply_code`` and ``reply_params`` of the answer
+    that set the command's status, so a reader says them in its own language. NULL for
+    replies stored before, and from older units."""
+    db.execute("ALTER TABLE command_replies ADD COLUMN code TEXT")
+    db.execute("ALTER TABLE command_replies ADD COLUMN params TEXT")
+    db.execute("ALTER TABLE commands ADD COLUMN reply_code TEXT")
+    db.execute("ALTER TABLE commands ADD COLUMN reply_params TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, alarms.migration,
-    notify_migration, _migration_8)
+    notify_migration, _migration_8, _migration_9)
 """Schema migrations in order; migration ``i`` (1-based) brings the schema to version i.
 Append new ones; never edit one that has shipped."""
 

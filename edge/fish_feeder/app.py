@@ -50,6 +50,7 @@ from typing import Any, ClassVar
 from protocol.kinds.fish_feeder import RemoteBody
 from protocol.models import (
     MIN_DOSE_G,
+    ReplyCode,
 )
 from protocol.planner import MAX_CATCH_UP, Plan, Site, StartPlanner
 
@@ -392,9 +393,12 @@ class FishFeederApp(RemoteControl, App):
                            feeder=p.feeder, pond=p.pond, dispensed_g=measured)
             if p.reply is not None:
                 if result.fault is None:
-                    p.reply("done", f"dispensed {measured:.1f} g of {result.planned_g:.1f} g")
+                    p.reply("done", ReplyCode.FEEDING_DONE, feeder=p.feeder,
+                            dispensed_g=round(measured, 1),
+                            planned_g=round(result.planned_g, 1))
                 else:
-                    p.reply("failed", f"{result.fault} after {measured:.1f} g")
+                    p.reply("failed", ReplyCode.FEEDING_FAILED, feeder=p.feeder,
+                            fault=result.fault, dispensed_g=round(measured, 1))
 
     def _learn_rate(self, name: str, result: FeedResult) -> None:
         """Trim the feeder's rate from what a good run measured (bounded, persisted)."""
@@ -420,7 +424,7 @@ class FishFeederApp(RemoteControl, App):
                              plan_g=p.plan_g, reason=reason, source=p.source,
                              **({"cmd_id": p.cmd_id} if p.cmd_id else {}), **details)
         if p.reply is not None:
-            p.reply("failed", f"feeding skipped: {reason}")
+            p.reply("failed", ReplyCode.FEEDING_SKIPPED, feeder=p.feeder, reason=reason)
         return True
 
     def _clamped(self, feeder: str, clamp, **details) -> dict:

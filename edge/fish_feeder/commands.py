@@ -15,9 +15,16 @@ from pydantic import ValidationError
 
 from protocol.holds import HoldRefused, Holds
 from protocol.kinds.fish_feeder import RemoteBody
-from protocol.models import MIN_DOSE_G, ClearFaultParams, FeedNowParams, PauseParams, SkipNextParams
+from protocol.models import (
+    MIN_DOSE_G,
+    ClearFaultParams,
+    FeedNowParams,
+    PauseParams,
+    ReplyCode,
+    SkipNextParams,
+)
 
-from ..app import command_params
+from ..app import bad_params, command_params
 from ..config import problems as config_problems
 from ..errors import ConfigError
 from ..outlook import OutlookCache
@@ -49,14 +56,12 @@ class RemoteControl:
             "stop_all": self._cmd_stop_all, "clear_fault": self._cmd_clear_fault,
         }.get(action)
         if handler is None:
-            reply("rejected", f"fish_feeder unit does not know action {action!r}")
+            reply("rejected", ReplyCode.UNKNOWN_ACTION, action=action)
             return
         try:
             p = command_params(action, params)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "params"
-            reply("rejected", f"bad params: {where}: {first['msg']}")
+            reply("rejected", ReplyCode.BAD_PARAMS, **bad_params(exc))
             return
         with self._lock:
             handler(cmd_id, p, reply)
@@ -64,7 +69,7 @@ class RemoteControl:
     def _known_feeder(self, name: str | None, reply) -> bool:
         if name is None or name in self.feeders:
             return True
-        reply("rejected", f"unknown feeder {name!r}; known: {sorted(self.feeders)}")
+        reply("rejected", ReplyCode.UNKNOWN_FEEDER, feeder=name)
         return False
 
     def _cmd_feed_now(self, cmd_id, p: FeedNowParams, reply) -> None:
@@ -73,18 +78,18 @@ class RemoteControl:
         name, dose = p.feeder, p.dose_g
         feeder = self.feeders[name]
         if feeder.fault is not None:
-            reply("rejected", f"feeder {name} is locked out ({feeder.fault}); send clear_fault")
+            reply("rejected", ReplyCode.FEEDER_LOCKED, feeder=name, fault=feeder.fault)
             return
         if feeder.busy or any(p.feeder == name for p in self._pending):
-            reply("rejected", f"feeder {name} is busy")
+            reply("rejected", ReplyCode.FEEDER_BUSY, feeder=name)
             return
         spec = feeder.spec
         clamp = self.ledger.clamp(feeder, float(dose))
         clamped = (self._clamped(name, clamp, source="command", pond=spec.pond, cmd_id=cmd_id)
                    if clamp.clamped else None)
         if clamp.allowed_g < MIN_DOSE_G:
-            reply("rejected", f"daily cap reached ({self._fed_today(name):g} of "
-                  f"{spec.max_daily_g:g} g today)", clamped=clamped)
+            reply("rejected", ReplyCode.DAILY_CAP, clamped=clamped, feeder=name,
+                  fed_g=round(self._fed_today(name), 1), max_daily_g=spec.max_daily_g)
             return
         now = iso_utc(self.clock.now())
         # Try first, answer after: a feeding that starts is saved as in progress before
@@ -93,55 +98,63 @@ class RemoteControl:
         answers: list[tuple] = []
         p = Pending(feeder=name, pond=spec.pond, plan_g=clamp.allowed_g, source="command",
                     due=now, retry_until=now, cmd_id=cmd_id,
-                    reply=lambda *answer, **_: answers.append(answer))
+                    reply=lambda *answer, **params: answers.append((answer, params)))
         settled = self._try(p)
         p.reply = reply
         if answers:
-            reply(*answers[0])
+            answer, params = answers[0]
+            reply(*answer, **params)
             return
-        reply("accepted", f"feeding {clamp.allowed_g:g} g", clamped=clamped)
+        reply("accepted", ReplyCode.FEEDING_ACCEPTED, clamped=clamped, feeder=name,
+              dose_g=round(clamp.allowed_g, 1))
         if not settled:
             self._pending.append(p)  # cannot happen for an idle feeder; kept for safety
 
     def _cmd_skip_next(self, cmd_id, p: SkipNextParams, reply) -> None:
         if p.zone is not None:
-            reply("rejected", "a fish feeder has no zones")
+            reply("rejected", ReplyCode.NO_ZONES)
             return
         if not self._known_feeder(p.feeder, reply):
             return
         targets = [p.feeder] if p.feeder else list(self.feeders)
         self.holds.skip(targets)
         self._save_holds()
-        reply("done", f"next feeding skipped for {', '.join(targets)}")
+        if p.feeder:
+            reply("done", ReplyCode.SKIP_SET, target=p.feeder)
+        else:
+            reply("done", ReplyCode.SKIP_SET_ALL)
 
     def _cmd_pause(self, cmd_id, p: PauseParams, reply) -> None:
         if not self.clock_synced():
-            reply("rejected", "clock not synchronised: a time-bounded pause cannot be trusted")
+            reply("rejected", ReplyCode.CLOCK_NOT_SYNCED)
             return
         until = p.until
         try:
             self.holds.pause(until, self.clock.now())
         except HoldRefused as exc:
-            reply("rejected", str(exc))
+            reply("rejected", ReplyCode.PAUSE_REFUSED, **exc.params)
             return
         self._save_holds()
         self.publisher.event("paused", until=iso_utc(until), cmd_id=cmd_id)
-        reply("done", f"scheduled feedings paused until {iso_utc(until)}")
+        reply("done", ReplyCode.PAUSED, until=iso_utc(until))
 
     def _cmd_resume(self, cmd_id, params, reply) -> None:
         pause = self.holds.resume()
         self._save_holds()
         if pause:
             self.publisher.event("resumed", reason="command", cmd_id=cmd_id)
-        reply("done", "resumed" if pause else "was not paused")
+            reply("done", ReplyCode.RESUMED, cleared="pause")
+        else:
+            reply("done", ReplyCode.NOTHING_TO_RESUME)
 
     def _cmd_stop_all(self, cmd_id, params, reply) -> None:
         stopped = [f.name for f in self.feeders.values() if f.abort("stopped")]
-        for p in self._pending:
+        waiting = list(self._pending)
+        for p in waiting:
             self._skipped(p, "stopped", stopped_by=cmd_id)
         self._pending = []
         self._save_pending()
-        reply("done", f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        reply("done", ReplyCode.STOPPED_ALL, runs=len(stopped) + len(waiting))
 
     def _cmd_clear_fault(self, cmd_id, p: ClearFaultParams, reply) -> None:
         if not self._known_feeder(p.feeder, reply):
@@ -152,12 +165,12 @@ class RemoteControl:
         locks.pop(name, None)
         self.state.set("ff.lockouts", locks)
         if fault is None:
-            reply("done", f"feeder {name} was not locked")
+            reply("done", ReplyCode.NOT_LOCKED, feeder=name)
             return
         self.publisher.event("alarm_cleared", code=f"feeder_{fault}", feeder=name,
                              cleared_by="command", cmd_id=cmd_id,
                              message=f"feeder {name}: lockout cleared by an operator")
-        reply("done", f"feeder {name} unlocked")
+        reply("done", ReplyCode.FAULT_CLEARED, feeder=name, fault=fault)
 
     # -- pause and skip (set by commands) -------------------------------------------------------
     def _load_holds(self) -> Holds:

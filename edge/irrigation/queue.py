@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
+from protocol.models import ReplyCode
+
 from .rules import EPS_S, MIN_RUN_S, clamp, from_iso, split_cycles
 
 logger = logging.getLogger(__name__)
@@ -225,15 +227,16 @@ class RunQueue:
         else:
             self.finish(run, "completed", now)
 
-    def stop(self, run: Run, ended: str, now: datetime) -> None:
-        """End a run at once (its valve is released, to close)."""
+    def stop(self, run: Run, ended: str, now: datetime, **extra: Any) -> None:
+        """End a run at once (its valve is released, to close); ``extra`` goes into its
+        end report (``stopped_by``: the command of a person's stop)."""
         if run.valve_open:
             self.released.append(run.zone)
         run.valve_open = False
         run.water_since = None
-        self.finish(run, ended, now)
+        self.finish(run, ended, now, **extra)
 
-    def finish(self, run: Run, ended: str, now: datetime) -> None:
+    def finish(self, run: Run, ended: str, now: datetime, **extra: Any) -> None:
         if run in self.runs:
             self.runs.remove(run)
         self._changed()
@@ -241,20 +244,24 @@ class RunQueue:
         # run asks the outbox for these keys (``recover``).
         if run.started is None:
             self._app.event_once(_key("run_skipped", run), "run_skipped", **run.details(),
-                                 reason=ended, **self._detail(run.zone))
-            detail = f"run of {run.zone} skipped: {ended}"
+                                 reason=ended, **self._detail(run.zone), **extra)
+            answer = ("failed", ReplyCode.RUN_SKIPPED, {"zone": run.zone, "reason": ended})
         else:
             if run.announce:  # ended in the step that started it
                 self.report_started(run)
             self._app.event_once(_key("run_finished", run), "run_finished", **run.details(),
                                  started=run.started, duration_s=round(run.done_s, 1),
                                  litres=round(run.litres, 1), cycles=run.cycles_done,
-                                 planned_s=round(run.planned_s, 1), ended=ended)
-            detail = f"{run.zone}: {run.done_s:.0f} s, {run.litres:.1f} L ({ended})"
+                                 planned_s=round(run.planned_s, 1), ended=ended, **extra)
+            done = {"zone": run.zone, "duration_s": round(run.done_s),
+                    "litres": round(run.litres, 1)}
+            answer = (("done", ReplyCode.RUN_COMPLETED, done) if ended == "completed"
+                      else ("failed", ReplyCode.RUN_ENDED, {**done, "ended": ended}))
         reply = self.replies.pop(run.run_id, None)
         if reply is not None:
+            status, code, params = answer
             try:
-                reply("done" if ended == "completed" else "failed", detail)
+                reply(status, code, **params)
             except Exception:  # noqa: BLE001 - a reply problem is the link's to report
                 logger.exception("reply for %s failed", run.run_id)
 

@@ -24,9 +24,11 @@ from protocol import (
     CommandReply,
     DesiredConfig,
     ProtocolError,
+    ReplyCode,
     decode,
     encode,
 )
+from protocol.replies import reply_text
 
 from ..errors import ConfigError
 from .options import KEY_CONFIG_REJECTED, KEY_CONFIG_VERSION, KEY_RECENT_COMMANDS
@@ -34,7 +36,7 @@ from .options import KEY_CONFIG_REJECTED, KEY_CONFIG_VERSION, KEY_RECENT_COMMAND
 logger = logging.getLogger(__package__)  # the whole link logs as "edge.link"
 
 
-SAFE_WITHOUT_CLOCK = frozenset({CommandAction.STOP_ALL})
+SAFE_WITHOUT_CLOCK = frozenset({CommandAction.STOP_ALL, CommandAction.STOP_ZONE})
 """Actions run even on an untrusted clock: they only turn things off (fail closed)."""
 
 _ID_RE = re.compile(COMMAND_ID_PATTERN)
@@ -134,7 +136,8 @@ class Inbound:
             cmd_id = _raw_field(payload, "id")
             if isinstance(cmd_id, str) and _ID_RE.fullmatch(cmd_id):
                 self._log.warning("command refused: %s", exc, extra=logs.fields(cmd=cmd_id))
-                self._reply(cmd_id, "rejected", str(exc))
+                self._reply(cmd_id, "rejected", ReplyCode.INVALID_COMMAND,
+                            {"field": exc.field or "(payload)"}, note=str(exc))
             else:
                 self._log.warning("unreadable command (no usable id, not answered): %s; "
                                   "payload %s", exc, logs.payload_text(payload))
@@ -142,7 +145,7 @@ class Inbound:
         if cmd.id in self._recent:
             self.counters["duplicate_commands"] += 1
             self._log.info("command already received: not run again", extra=logs.fields(cmd=cmd.id))
-            self._reply(cmd.id, "duplicate", "this command id was already received")
+            self._reply(cmd.id, "duplicate", ReplyCode.DUPLICATE)
             return
         self._recent.add(cmd.id, now)
         synced = bool(self.clock_synced())
@@ -150,22 +153,24 @@ class Inbound:
             self.counters["refused_clock"] += 1
             self._log.warning("command %s refused: clock not synchronised", cmd.action.value,
                               extra=logs.fields(cmd=cmd.id))
-            self._reply(cmd.id, "rejected", "clock not synchronised")
+            self._reply(cmd.id, "rejected", ReplyCode.CLOCK_NOT_SYNCED)
             return
         if synced and cmd.is_expired(now):
             self.counters["expired_commands"] += 1
             self._log.warning("command %s expired at %s: not run", cmd.action.value,
                               cmd.expires_at.isoformat(), extra=logs.fields(cmd=cmd.id))
-            self._reply(cmd.id, "expired", f"expired at {cmd.expires_at.isoformat()}")
+            self._reply(cmd.id, "expired", ReplyCode.EXPIRED,
+                        {"expires_at": cmd.expires_at.isoformat()})
             return
         if self.app is None:
-            self._reply(cmd.id, "rejected", "unit is starting")
+            self._reply(cmd.id, "rejected", ReplyCode.UNIT_STARTING)
             return
         answered = []
 
-        def reply(status: str, detail: str = "", clamped: Any = None) -> None:
+        def reply(status: str, code: ReplyCode | str | None = None, *, clamped: Any = None,
+                  **params: Any) -> None:
             answered.append(status)
-            self._reply(cmd.id, status, detail, clamped)
+            self._reply(cmd.id, status, code, params, clamped)
 
         self._log.info("command %s %s", cmd.action.value,
                        logs.payload_text(cmd.params.model_dump(mode="json", exclude_none=True)),
@@ -175,35 +180,56 @@ class Inbound:
         except Exception as exc:
             logger.exception("command %s failed", cmd.action.value,
                              extra=logs.fields(device=self.device, cmd=cmd.id))
-            self._reply(cmd.id, "failed", f"unit error: {exc}")
+            self._reply(cmd.id, "failed", ReplyCode.UNIT_ERROR, {"error": type(exc).__name__},
+                        note=str(exc))
             return
         if not answered:
             self._log.warning("app gave no answer to the command; replying accepted",
                               extra=logs.fields(cmd=cmd.id))
-            self._reply(cmd.id, "accepted", "the unit's app gave no answer")
+            self._reply(cmd.id, "accepted", ReplyCode.NO_ANSWER)
 
-    def _reply(self, cmd_id: str, status: str, detail: str = "", clamped: Any = None) -> None:
-        """Queue a cmd/reply durably (any thread); the worker sends it until PUBACK."""
+    def _reply_code(self, cmd_id: str, code: Any, params: dict) -> ReplyCode | None:
+        """The reply's code; a reply without a known code is a bug in the unit's app:
+        logged and counted (``replies_without_code``), and sent without one."""
+        try:
+            return ReplyCode(code)
+        except ValueError:
+            self.counters["replies_without_code"] += 1
+            self._log.error("reply without a known code (%r, params %s): a bug in the "
+                            "unit's app", code, logs.payload_text(params),
+                            extra=logs.fields(cmd=cmd_id))
+            return None
+
+    def _reply(self, cmd_id: str, status: str, code: Any, params: dict | None = None,
+               clamped: Any = None, *, note: str = "") -> None:
+        """Queue a cmd/reply durably (any thread); the worker sends it until PUBACK.
+
+        ``detail`` is the code's English words (``protocol.replies.reply_text``), then
+        ``note`` (the link's own words: a contract error's or an exception's text), then
+        what a clamp cut."""
         ts = self.clock.now()
+        params = dict(params or {})
 
-        def build(status, detail, clamp=None) -> bytes:
+        def build(status, detail, clamp=None, code=None, params=None) -> bytes:
             return encode(CommandReply(id=cmd_id, status=status, detail=detail[:500], ts=ts,
-                                       clamped=clamp))
+                                       clamped=clamp, code=code, params=params or {}))
 
         try:
+            known = self._reply_code(cmd_id, code, params)
+            words = [reply_text(known, params) if known else str(code or ""), note]
             try:
-                clamp, note = _clamp_fields(clamped)
+                clamp, clamp_note = _clamp_fields(clamped)
             except (KeyError, TypeError, ValueError) as exc:
                 self._log.error("clamp report %s unreadable: %s", logs.payload_text(clamped), exc,
                                 extra=logs.fields(cmd=cmd_id))
-                clamp, note = None, "clamped (report unreadable)"
-            if note:
-                detail = f"{detail}; {note}" if detail else note
-            payload = build(status, detail, clamp)
+                clamp, clamp_note = None, "clamped (report unreadable)"
+            detail = "; ".join(w for w in [*words, clamp_note] if w)
+            payload = build(status, detail, clamp, known, params)
         except (ValidationError, ProtocolError) as exc:
-            self._log.error("invalid reply %s (%s): replying failed", logs.payload_text(status),
-                            exc, extra=logs.fields(cmd=cmd_id))
-            payload = build("failed", f"unit built an invalid reply: {exc}")
+            self._log.error("invalid reply %s %s (%s): replying failed", logs.payload_text(status),
+                            logs.payload_text(code), exc, extra=logs.fields(cmd=cmd_id))
+            payload = build("failed", f"unit built an invalid reply: {exc}",
+                            code=ReplyCode.INVALID_REPLY)
         try:
             self.outbox.add_reply(payload)
         except sqlite3.Error:

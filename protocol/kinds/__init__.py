@@ -60,7 +60,8 @@ _SHARED = frozenset({CommandAction.STOP_ALL, CommandAction.SKIP_NEXT, CommandAct
 KINDS: MappingProxyType[str, UnitKind] = MappingProxyType({
     "irrigation": UnitKind(
         name="irrigation", schedule_model="protocol.kinds.irrigation:IrrigationProgramConfig",
-        actions=_SHARED | {CommandAction.RUN_ZONE, CommandAction.RAIN_DELAY},
+        actions=_SHARED | {CommandAction.RUN_ZONE, CommandAction.STOP_ZONE,
+                            CommandAction.RAIN_DELAY},
         places=("zones",), charts=(("moisture_pct", "%"),),
         service="smartcity-irrigation", pillar="Smart Environment", icon="drop"),
     "fish_feeder": UnitKind(

@@ -96,6 +96,24 @@ def test_api_checks_run_zone_unknown_zone_is_422_and_nothing_sent(reported):
     assert listener.settle(quiet=0.5) == []
 
 
+def test_api_checks_stop_zone_unknown_zone_is_422_in_either_language(reported):
+    client, store, listener = reported
+    body = {"action": "stop_zone", "params": {"zone": "zona-9"}}
+    r = client.post(COMMANDS, json=body, headers={"Accept-Language": "en"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == [{"loc": ["body", "params", "zone"], "type": "unknown_name",
+                                   "msg": "no zone named 'zona-9' on this unit"}]
+    r = client.post(COMMANDS, json=body)  # Indonesian unless asked otherwise
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["msg"] == "nama ini tidak ada di unit ini"
+    assert client.get(COMMANDS).json() == []
+    assert listener.settle(quiet=0.5) == []
+    r = client.post(COMMANDS, json={"action": "stop_zone", "params": {"zone": "zona-2"}})
+    assert r.status_code == 202, r.text
+    (sent,) = listener.wait_for(lambda: listener.messages, what="the command")
+    assert json.loads(sent.payload)["params"] == {"zone": "zona-2"}
+
+
 def test_api_checks_good_schedule_and_command_are_stored_and_published(reported):
     client, store, listener = reported
     r = client.put(SCHEDULE, json={"body": GOOD})

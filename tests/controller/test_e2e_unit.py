@@ -111,7 +111,10 @@ def test_e2e_unit_online_command_schedule_and_last_will(tmp_path, mosquitto, uni
             done = wait_until(finished_command, timeout=RUN_S + 10, what="command done",
                               interval=0.05)
             assert done["status"] == "done", (done["detail"], done["replies"])
-            assert [x["status"] for x in done["replies"]] == ["accepted", "done"]
+            assert [(x["status"], x["code"]) for x in done["replies"]] == [
+                ("accepted", "run_accepted"), ("done", "run_completed")]
+            assert done["replies"][0]["params"] == {"zone": "zone1", "duration_s": RUN_S}
+            assert done["reply_code"] == "run_completed"
             assert "accepted" in seen
             changes = valve_changes(pins)
             assert [s for _, s in changes] == [1, 0], changes
@@ -189,3 +192,54 @@ def test_e2e_unit_holds_and_next_start_shown_at_once(tmp_path, mosquitto, unit):
                           if d["device_id"] == DEVICE)
             assert {k: listed[k] for k in ("skip_next", "next_start", "next_start_reason")} == {
                 k: device[k] for k in ("skip_next", "next_start", "next_start_reason")}
+
+
+def test_e2e_unit_stop_zone_replies_zone_stopped_and_the_run_ends_stopped(tmp_path, mosquitto,
+                                                                          unit):
+    """A person stops one zone: the valve closes, the reply arrives with its code, and
+    the run's end says it was stopped, and by which command."""
+    proc, pins = unit
+    settings = broker_settings(tmp_path, mosquitto)
+    with Store.open(settings.database.path) as store:
+        add_device(store, DEVICE, OPD)
+        token = make_token(store, "op", "operator", OPD)
+        with TestClient(create_app(settings, store=store)) as api:
+            api.headers.update(auth(token))
+            base = f"/api/v1/devices/{DEVICE}"
+            wait_until(lambda: api.get(base).json()["online"], timeout=20, what="online")
+
+            def command(action, **params):
+                r = api.post(f"{base}/commands", json={"action": action, "params": params})
+                assert r.status_code == 202, r.text
+                return f"/api/v1/commands/{r.json()['id']}"
+
+            def final(url):
+                return wait_until(lambda: c if (c := api.get(url).json())["status"] in FINAL
+                                  else None, timeout=15, what=f"{url} answered", interval=0.05)
+
+            run = command("run_zone", zone="zone1", duration_s=600)
+            wait_until(lambda: [s for _, s in valve_changes(pins)] == [1], timeout=15,
+                       what="the valve open")
+            stop = command("stop_zone", zone="zone1")
+            stopped = final(stop)
+            assert stopped["status"] == "done", stopped
+            assert [(x["status"], x["code"], x["params"]) for x in stopped["replies"]] == [
+                ("done", "zone_stopped", {"zone": "zone1"})]
+            assert stopped["replies"][0]["detail"] == "zone zone1 stopped"
+            assert (stopped["reply_code"], stopped["reply_params"]) == (
+                "zone_stopped", {"zone": "zone1"})
+            ran = final(run)
+            assert [(x["status"], x["code"]) for x in ran["replies"]] == [
+                ("accepted", "run_accepted"), ("failed", "run_ended")]
+            assert ran["replies"][1]["params"]["ended"] == "stopped"
+            assert [s for _, s in valve_changes(pins)] == [1, 0]
+            (end,) = wait_until(lambda: api.get(f"{base}/events?type=run_finished").json()
+                                ["items"], timeout=5, what="run_finished")
+            assert end["details"]["ended"] == "stopped"
+            assert end["details"]["stopped_by"] == stopped["id"]
+            assert end["details"]["cmd_id"] == ran["id"]
+
+            # Nothing runs now: refused by the unit, with a code (the zone exists).
+            again = final(command("stop_zone", zone="zone1"))
+            assert (again["status"], again["reply_code"], again["reply_params"]) == (
+                "rejected", "zone_not_running", {"zone": "zone1"})

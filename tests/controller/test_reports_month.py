@@ -106,8 +106,8 @@ def sql(month, query, *params):
 
 
 IN_MONTH = "device_id = ? AND type = ? AND ts >= ? AND ts < ?"
-ON_PURPOSE = ("soil_wet", "rain", "rain_delay", "paused", "stop_all", "daily_limit",
-              "skip_next")  # ways a run ends early with nothing wrong
+ON_PURPOSE = ("soil_wet", "rain", "rain_delay", "paused", "stopped", "stop_all",
+              "daily_limit", "skip_next")  # ways a run ends early with nothing wrong
 
 
 def test_reports_month_has_events_on_both_sides_of_its_edges(month):

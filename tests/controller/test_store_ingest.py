@@ -107,15 +107,22 @@ def test_store_command_lifecycle_and_sweeper(store, dev):
         return Inbound("dlh", dev, Channel.CMD_REPLY,
                        CommandReply(id="c1", status=status, ts=T0, **kw), T0)
 
-    store.commit_batch([reply("accepted")])
+    store.commit_batch([reply("accepted")])  # an older unit: no code
     assert store.get_command("c1")["status"] == "accepted"
-    store.commit_batch([reply("duplicate")])
+    assert store.get_command("c1")["reply_code"] is None
+    store.commit_batch([reply("duplicate", code="duplicate")])
     assert store.get_command("c1")["status"] == "accepted"
     store.commit_batch([reply("done", clamped={"field": "duration_s", "asked": 60,
-                                               "allowed": 30})])
+                                               "allowed": 30}, code="run_completed",
+                              params={"zone": "zone1", "duration_s": 30, "litres": 12.5})])
     done = store.get_command("c1")
     assert (done["status"], done["duplicates"], done["clamped"]["allowed"]) == ("done", 1, 30)
-    assert [r["status"] for r in done["replies"]] == ["accepted", "duplicate", "done"]
+    assert [(r["status"], r["code"]) for r in done["replies"]] == [
+        ("accepted", None), ("duplicate", "duplicate"), ("done", "run_completed")]
+    assert [r["params"] for r in done["replies"]] == [
+        None, {}, {"zone": "zone1", "duration_s": 30, "litres": 12.5}]
+    assert (done["reply_code"], done["reply_params"]) == (
+        "run_completed", {"zone": "zone1", "duration_s": 30, "litres": 12.5})
     store.commit_batch([reply("accepted")])  # late: never goes backwards
     assert store.get_command("c1")["status"] == "done"
     assert store.expire_commands(now=T0 + timedelta(hours=1)) == []
@@ -248,8 +255,14 @@ def test_store_command_closed_by_run_events_after_a_unit_restart(store, dev):
     store.commit_batch([event(dev, 4, "run_finished", cmd_id="c-drop", ended="completed")])
     assert store.get_command("c-drop")["status"] == "failed"
     assert store.get_command("c-other")["status"] == "accepted"
-    store.commit_batch([event(dev, 5, "run_finished", cmd_id="c-other", ended="stop_all")])
-    assert store.get_command("c-other")["status"] == "failed"
+    store.commit_batch([event(dev, 5, "run_finished", cmd_id="c-other", ended="stopped",
+                              stopped_by="c-stop", zone="zone1", duration_s=20.0)])
+    other = store.get_command("c-other")
+    assert other["status"] == "failed"
+    # closed with the code the unit's own reply would have had
+    assert (other["reply_code"], other["reply_params"]) == (
+        "run_ended", {"zone": "zone1", "duration_s": 20.0, "ended": "stopped"})
+    assert store.get_command("c-drop")["reply_code"] == "run_dropped"
 
 
 def test_store_feed_now_closed_by_feeding_events_after_a_unit_restart(store, tmp_path):
@@ -273,3 +286,7 @@ def test_store_feed_now_closed_by_feeding_events_after_a_unit_restart(store, tmp
         "c-fed": "done", "c-jam": "failed", "c-skip": "failed", "c-cut": "failed"}
     assert "499.2" in got["c-fed"]["detail"] and "jam" in got["c-jam"]["detail"]
     assert "hopper_empty" in got["c-skip"]["detail"]
+    assert {cid: c["reply_code"] for cid, c in got.items()} == {
+        "c-fed": "feeding_done", "c-jam": "feeding_failed", "c-skip": "feeding_skipped",
+        "c-cut": "run_dropped"}
+    assert got["c-jam"]["reply_params"] == {"dispensed_g": 90.0, "fault": "jam"}

@@ -28,6 +28,7 @@ from protocol import (
     Event,
     EventType,
     ProtocolError,
+    ReplyCode,
     Status,
     Telemetry,
     channel_of,
@@ -301,6 +302,8 @@ def _params(action, issued_at):
             | st.integers(1, 100_000)})
     if action is CommandAction.CLEAR_FAULT:
         return st.fixed_dictionaries({"feeder": idents})
+    if action is CommandAction.STOP_ZONE:
+        return st.fixed_dictionaries({"zone": idents})
     return st.just({})
 
 
@@ -321,6 +324,9 @@ replies = st.builds(
     detail=st.text(max_size=500), ts=timestamps,
     clamped=st.none() | st.fixed_dictionaries({"field": names, "asked": numbers,
                                                "allowed": numbers}),
+    code=st.none() | st.sampled_from(list(ReplyCode)),
+    params=st.dictionaries(names, st.none() | st.booleans() | numbers | st.text(max_size=200),
+                           max_size=20),
 )
 acks = st.builds(Ack, seq=counts, ts=timestamps)
 configs = st.builds(DesiredConfig, version=seqs, issued_at=timestamps, body=json_objects)

@@ -72,6 +72,31 @@ def test_models_encode_keeps_non_ascii_text():
     assert decode(Channel.CMD_REPLY, encode(reply)) == reply
 
 
+def test_models_reply_code_and_params_round_trip_and_older_replies_stay_valid():
+    from protocol.models import REPLY_CODES, ReplyCode, reply_text
+
+    reply = CommandReply(id="c1", status="done", ts=T0, code="zone_stopped",
+                         params={"zone": "z1"}, detail="zone z1 stopped")
+    assert decode(Channel.CMD_REPLY, encode(reply)) == reply
+    assert reply.code is ReplyCode.ZONE_STOPPED
+    older = decode(Channel.CMD_REPLY, b'{"v":1,"id":"c1","status":"done",'
+                                      b'"ts":"2025-03-14T22:00:00Z","detail":"ok"}')
+    assert (older.code, older.params) == (None, {})
+    # every code has its words, and its words use every param it names
+    assert set(REPLY_CODES) == set(ReplyCode)
+    for code, spec in REPLY_CODES.items():
+        words = reply_text(code, {p: f"<{p}>" for p in spec.params})
+        assert "?" not in words, code
+        assert spec.description and spec.description[0].islower(), code
+    with pytest.raises(ValueError, match="finite"):  # a unit cannot build one either
+        CommandReply(id="c1", status="done", ts=T0, code="run_completed",
+                     params={"litres": float("nan")})
+    assert reply_text("zone_stopped", {}) == "zone ? stopped"  # a param missing
+    assert reply_text("bad_params", {"field": "duration_s", "reason_code":
+                                     "greater_than_equal", "ge": 10}) == \
+        "bad params: duration_s: greater_than_equal (ge 10)"
+
+
 def test_models_timestamps_normalised_to_utc_and_written_with_z():
     ack = Ack(seq=3, ts=datetime(2025, 3, 15, 6, 0, tzinfo=WITA))
     assert ack.ts == T0

@@ -20,6 +20,7 @@ from edge.hardware import make_pin_factory
 from edge.publisher import MemoryPublisher
 from edge.sim.fish_feeder import FishFeederSim
 from edge.state import StateStore
+from protocol.models import ReplyCode, reply_text
 
 MIDNIGHT_WITA = datetime(2026, 3, 1, 16, 0, tzinfo=UTC)  # 2026-03-02 00:00 in Balikpapan
 
@@ -131,6 +132,7 @@ class Harness:
                                  feeders=sim_feeders, garble_rate=garble_rate)
         self.app = None
         self.replies: list[tuple] = []
+        self.codes: list[tuple] = []  # (cmd_id, status, ReplyCode, params)
         if prepare is not None:
             prepare(self.sim)
         self._new_app()
@@ -172,9 +174,12 @@ class Harness:
     def command(self, action, cmd_id="c1", **params):
         got = []
 
-        def reply(status, detail="", clamped=None):
+        def reply(status, code, *, clamped=None, **params):
+            code = ReplyCode(code)  # every reply a unit makes has a code
+            detail = reply_text(code, params)
             got.append((status, detail, clamped))
             self.replies.append((cmd_id, status, detail, clamped))
+            self.codes.append((cmd_id, status, code, params))
 
         self.app.handle_command(cmd_id, action, params, reply)
         return got

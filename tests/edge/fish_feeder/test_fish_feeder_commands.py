@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from edge.errors import ConfigError
+from protocol.models import ReplyCode
 
 
 def fed(h, feeder):
@@ -92,7 +93,8 @@ def test_pause_in_the_past_rejected_and_resume_clears(unit):
     assert unit.command("pause", until="2026-03-01T00:00:00+00:00")[0][0] == "rejected"
     assert unit.command("pause", "p0", until="not a time")[0][0] == "rejected"
     unit.command("pause", "p1", until="2026-03-03T00:00:00+00:00")
-    assert unit.command("resume", "r1")[0] == ("done", "resumed", None)
+    assert unit.command("resume", "r1")[0] == ("done", "cleared: pause", None)
+    assert unit.codes[-1][2:] == (ReplyCode.RESUMED, {"cleared": "pause"})
     unit.run_until_local("12:30")
     assert unit.events("feed_dispensed", feeder="pakan-nila", slot="12:00")
 
@@ -100,7 +102,8 @@ def test_pause_in_the_past_rejected_and_resume_clears(unit):
 def test_pause_has_the_same_limit_as_on_an_irrigation_unit(unit):
     """At most 31 days (protocol.holds.MAX_PAUSE); a refused pause changes nothing."""
     status, detail, _ = unit.command("pause", "p1", until="2026-04-03T00:00:00+00:00")[0]
-    assert (status, detail) == ("rejected", "pause longer than 31 days")
+    assert (status, detail) == ("rejected", "pause refused: too_long (max_days 31)")
+    assert unit.codes[-1][2:] == (ReplyCode.PAUSE_REFUSED, {"reason": "too_long", "max_days": 31})
     assert unit.events("paused") == [] and not unit.app.readings()["paused"]
     assert unit.command("pause", "p2", until="2026-04-01T00:00:00+00:00")[0][0] == "done"
 
@@ -110,9 +113,13 @@ def test_stop_all_turns_a_running_feeder_off(unit):
     unit.run(20)
     assert unit.app.outputs["auger-nila"].is_active
     stop = unit.command("stop_all", "s")
-    assert stop[0][0] == "done" and "pakan-nila" in stop[0][1]
+    assert stop[0][0] == "done"  # pakan-nila, and pakan-vaname feeding its pond at 10:00
+    assert unit.codes[-1][1:] == ("done", ReplyCode.STOPPED_ALL, {"runs": 2})
     assert not unit.app.outputs["auger-nila"].is_active
     assert feed[-1][0] == "failed"
+    ((_, _, code, params),) = [c for c in unit.codes if c[0] == "f" and c[1] == "failed"]
+    assert (code, params["feeder"], params["fault"]) == (
+        ReplyCode.FEEDING_FAILED, "pakan-nila", "stopped")
     ev = fed(unit, "pakan-nila")[-1]
     assert ev.data["fault"] == "stopped" and 300 < ev.data["measured_g"] < 420
     assert unit.app._fed_today("pakan-nila") == pytest.approx(ev.data["commanded_g"])
@@ -197,10 +204,12 @@ def test_pause_same_range_and_format_as_irrigation(unit):
     # one pause model for both kinds: an offset is required, at most 31 days ahead
     now = unit.clock.now()
     too_long = unit.command("pause", "p1", until=(now + timedelta(days=32)).isoformat())
-    assert too_long[0][0] == "rejected" and "31 days" in too_long[0][1]
+    assert too_long[0][0] == "rejected" and "max_days 31" in too_long[0][1]
     naive = unit.command("pause", "p2", until=(now + timedelta(days=1)).replace(
         tzinfo=None).isoformat())
     assert naive[0][0] == "rejected" and "until" in naive[0][1]
+    assert unit.codes[-1][2:] == (ReplyCode.BAD_PARAMS,
+                                  {"field": "until", "reason_code": "value_error"})
     ok = unit.command("pause", "p3", until=(now + timedelta(days=31)).isoformat())
     assert ok[0][0] == "done"
 
@@ -208,3 +217,39 @@ def test_pause_same_range_and_format_as_irrigation(unit):
 def test_skip_next_naming_a_zone_rejected(unit):
     assert unit.command("skip_next", zone="zona-1")[0][0] == "rejected"
     assert unit.state.get("ff.skip_next") in (None, [])
+
+
+def test_every_command_path_replies_with_a_code(unit):
+    until = (unit.clock.now() + timedelta(days=1)).isoformat()
+    paths = [
+        (("feed_now", {"feeder": "pakan-nila", "dose_g": 500}), "accepted",
+         ReplyCode.FEEDING_ACCEPTED, {"feeder": "pakan-nila", "dose_g": 500.0}),
+        (("feed_now", {"feeder": "pakan-nila", "dose_g": 500}), "rejected",
+         ReplyCode.FEEDER_BUSY, {"feeder": "pakan-nila"}),
+        (("feed_now", {"feeder": "ghost", "dose_g": 10}), "rejected",
+         ReplyCode.UNKNOWN_FEEDER, {"feeder": "ghost"}),
+        (("feed_now", {"feeder": "pakan-nila"}), "rejected", ReplyCode.BAD_PARAMS,
+         {"field": "dose_g", "reason_code": "missing"}),
+        (("run_zone", {"zone": "z1", "duration_s": 60}), "rejected",
+         ReplyCode.UNKNOWN_ACTION, {"action": "run_zone"}),
+        (("stop_zone", {"zone": "z1"}), "rejected", ReplyCode.UNKNOWN_ACTION,
+         {"action": "stop_zone"}),
+        (("skip_next", {"zone": "z1"}), "rejected", ReplyCode.NO_ZONES, {}),
+        (("skip_next", {"feeder": "pakan-nila"}), "done", ReplyCode.SKIP_SET,
+         {"target": "pakan-nila"}),
+        (("skip_next", {}), "done", ReplyCode.SKIP_SET_ALL, {}),
+        (("pause", {"until": "2026-03-01T00:00:00+00:00"}), "rejected",
+         ReplyCode.PAUSE_REFUSED, {"reason": "in_past"}),
+        (("pause", {"until": until}), "done", ReplyCode.PAUSED,
+         {"until": datetime.fromisoformat(until).astimezone(UTC).isoformat()}),
+        (("resume", {}), "done", ReplyCode.RESUMED, {"cleared": "pause"}),
+        (("resume", {}), "done", ReplyCode.NOTHING_TO_RESUME, {}),
+        (("clear_fault", {"feeder": "pakan-nila"}), "done", ReplyCode.NOT_LOCKED,
+         {"feeder": "pakan-nila"}),
+    ]
+    for (action, params), status, code, want in paths:
+        got = unit.command(action, **params)
+        assert (got[0][0], unit.codes[-len(got)][2:]) == (status, (code, want)), action
+    unit.run(240)
+    (done,) = [c for c in unit.codes if c[1] == "done" and c[2] is ReplyCode.FEEDING_DONE]
+    assert done[3]["feeder"] == "pakan-nila" and done[3]["planned_g"] == 500.0

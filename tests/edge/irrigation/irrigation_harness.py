@@ -19,6 +19,7 @@ from edge.irrigation.config import IrrigationConfig
 from edge.publisher import MemoryPublisher
 from edge.sim.irrigation import IrrigationField, SoilModel, Weather
 from edge.state import StateStore
+from protocol.models import ReplyCode, reply_text
 
 WITA = ZoneInfo("Asia/Makassar")
 
@@ -133,6 +134,7 @@ class Bench:
         self.samples = 0
         self.field.watch.after.append(self._after_change)
         self.replies: list[tuple[str, str, str, object]] = []
+        self.codes: list[tuple] = []  # (cmd_id, status, ReplyCode, params)
 
     # -- invariants ------------------------------------------------------------------
     def is_on(self, output: str) -> bool:
@@ -184,9 +186,12 @@ class Bench:
         cmd_id = cmd_id or f"c{len(self.replies)}"
         got = []
 
-        def reply(status, detail="", clamped=None):
+        def reply(status, code, *, clamped=None, **params):
+            code = ReplyCode(code)  # every reply a unit makes has a code
+            detail = reply_text(code, params)
             got.append((status, detail, clamped))
             self.replies.append((cmd_id, status, detail, clamped))
+            self.codes.append((cmd_id, status, code, params))
 
         self.app.handle_command(cmd_id, action, params, reply)
         return got

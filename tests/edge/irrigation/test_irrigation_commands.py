@@ -4,6 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 from irrigation_harness import WITA, Bench, Probe, make_config
 
+from protocol.models import ReplyCode
+
 MON = datetime(2026, 9, 7, 0, 0, tzinfo=WITA)
 
 
@@ -49,6 +51,7 @@ def test_daily_water_limit_clamps_scheduled_runs_and_rejects_commands_until_midn
 
     status, detail, clamped = bench.command("run_zone", zone="z4", duration_s=60)[0]
     assert status == "rejected" and "daily water limit" in detail
+    assert bench.codes[-1][2:] == (ReplyCode.DAILY_LIMIT, {"max_daily_water_min": 15.0})
     assert clamped[0]["limit"] == "max_daily_water_min" and clamped[0]["allowed"] == 0.0
     bench.run_until(MON + timedelta(days=1, hours=0, minutes=1))
     assert bench.app.readings()["water_min_today"] == 0.0  # reset at local midnight
@@ -92,13 +95,82 @@ def test_stop_all_ends_everything_at_once():
     queued = bench.command("run_zone", cmd_id="m2", zone="z2", duration_s=600)
     bench.run(120, step=5)
     assert bench.is_on("v1") and bench.is_on("master")
-    assert bench.command("stop_all")[0][0] == "done"
+    assert bench.command("stop_all", cmd_id="s1")[0][0] == "done"
     assert bench.open_zones() == [] and not bench.is_on("master")
     (fin,) = bench.events("run_finished")
-    assert fin["ended"] == "stop_all" and 110 < fin["duration_s"] < 125
+    assert (fin["ended"], fin["stopped_by"]) == ("stopped", "s1")
+    assert 110 < fin["duration_s"] < 125
     (skip,) = bench.events("run_skipped")
-    assert (skip["zone"], skip["reason"]) == ("z2", "stop_all")
+    assert (skip["zone"], skip["reason"], skip["stopped_by"]) == ("z2", "stopped", "s1")
     assert manual[-1][0] == "failed" and queued[-1][0] == "failed"
+    codes = {(cmd, code): params for cmd, _, code, params in bench.codes}
+    assert codes[("s1", ReplyCode.STOPPED_ALL)] == {"runs": 2}
+    assert codes[("m1", ReplyCode.RUN_ENDED)]["ended"] == "stopped"
+    assert codes[("m2", ReplyCode.RUN_SKIPPED)] == {"zone": "z2", "reason": "stopped"}
+
+
+def test_stop_zone_ends_that_zones_run_and_leaves_the_others():
+    bench = Bench(make_config(), start=MON.replace(hour=9)).start()  # z1, z2 in one group
+    bench.command("run_zone", cmd_id="m1", zone="z1", duration_s=600)
+    bench.command("run_zone", cmd_id="m2", zone="z2", duration_s=600)  # queued behind z1
+    bench.command("run_zone", cmd_id="m3", zone="z3", duration_s=600)
+    bench.run(120, step=5)
+    assert bench.open_zones() == ["z1", "z3"] and bench.is_on("master")
+    assert bench.command("stop_zone", cmd_id="s1", zone="z1")[0][0] == "done"
+    assert bench.codes[-1][2:] == (ReplyCode.ZONE_STOPPED, {"zone": "z1"})
+    (fin,) = bench.events("run_finished")
+    assert (fin["zone"], fin["ended"], fin["stopped_by"], fin["cmd_id"]) == (
+        "z1", "stopped", "s1", "m1")
+    bench.run(30, step=5)  # z3 keeps the supply; z2, behind z1 in its group, starts
+    assert bench.open_zones() == ["z2", "z3"] and bench.is_on("master")
+    # a queued run: reported skipped, never started
+    bench.command("run_zone", cmd_id="m4", zone="z1", duration_s=600)  # behind z2
+    assert bench.command("stop_zone", cmd_id="s2", zone="z1")[0][0] == "done"
+    skip = bench.events("run_skipped")[-1]
+    assert (skip["zone"], skip["reason"], skip["stopped_by"]) == ("z1", "stopped", "s2")
+    # the last zones stopped: the supply is cut at once, as stop_all does
+    bench.command("stop_zone", cmd_id="s3", zone="z2")
+    bench.command("stop_zone", cmd_id="s4", zone="z3")
+    assert bench.open_zones() == [] and not bench.is_on("master")
+    # nothing running, or no such zone: refused with a code
+    assert bench.command("stop_zone", cmd_id="s5", zone="z1")[0][0] == "rejected"
+    assert bench.codes[-1][2:] == (ReplyCode.ZONE_NOT_RUNNING, {"zone": "z1"})
+    assert bench.command("stop_zone", cmd_id="s6", zone="z9")[0][0] == "rejected"
+    assert bench.codes[-1][2:] == (ReplyCode.UNKNOWN_ZONE, {"zone": "z9"})
+    ends = {c: (status, code) for c, status, code, _ in bench.codes}
+    assert ends["m1"] == ends["m3"] == ("failed", ReplyCode.RUN_ENDED)
+    assert ends["m4"] == ("failed", ReplyCode.RUN_SKIPPED)
+
+
+def test_every_command_path_replies_with_a_code():
+    bench = Bench(make_config(), start=MON.replace(hour=9)).start()
+    until = (MON + timedelta(days=1)).isoformat()
+    paths = [
+        (("run_zone", {"zone": "z1", "duration_s": 60}), "accepted", ReplyCode.RUN_ACCEPTED,
+         {"zone": "z1", "duration_s": 60}),
+        (("run_zone", {"zone": "z9", "duration_s": 60}), "rejected", ReplyCode.UNKNOWN_ZONE,
+         {"zone": "z9"}),
+        (("run_zone", {"zone": "z1", "duration_s": 5}), "rejected", ReplyCode.BAD_PARAMS,
+         {"field": "duration_s", "reason_code": "greater_than_equal", "ge": 10}),
+        (("feed_now", {"feeder": "f1", "dose_g": 10}), "rejected", ReplyCode.UNKNOWN_ACTION,
+         {"action": "feed_now"}),
+        (("skip_next", {"feeder": "f1"}), "rejected", ReplyCode.NO_FEEDERS, {}),
+        (("skip_next", {"zone": "z2"}), "done", ReplyCode.SKIP_SET, {"target": "z2"}),
+        (("skip_next", {}), "done", ReplyCode.SKIP_SET_ALL, {}),
+        (("pause", {"until": (MON + timedelta(days=40)).isoformat()}), "rejected",
+         ReplyCode.PAUSE_REFUSED, {"reason": "too_long", "max_days": 31}),
+        (("pause", {"until": until}), "done", ReplyCode.PAUSED,
+         {"until": datetime.fromisoformat(until).astimezone(UTC).isoformat()}),
+        (("rain_delay", {"hours": 6.0}), "done", ReplyCode.RAIN_DELAY_SET, {"hours": 6.0}),
+        (("resume", {}), "done", ReplyCode.RESUMED, {"cleared": "pause,rain_delay"}),
+        (("resume", {}), "done", ReplyCode.NOTHING_TO_RESUME, {}),
+        (("rain_delay", {"hours": 0.0}), "done", ReplyCode.RAIN_DELAY_ENDED, {}),
+        (("stop_zone", {"zone": "z3"}), "rejected", ReplyCode.ZONE_NOT_RUNNING, {"zone": "z3"}),
+        (("stop_all", {}), "done", ReplyCode.STOPPED_ALL, {"runs": 0}),  # the pause ended z1
+    ]
+    for (action, params), status, code, want in paths:
+        got = bench.command(action, **params)
+        assert (got[0][0], bench.codes[-len(got)][2:]) == (status, (code, want)), action
 
 
 def test_skip_next_skips_one_start_of_one_zone_or_of_all():
@@ -175,10 +247,12 @@ def test_pause_and_rain_delay_have_the_fish_feeders_limits():
     bench = Bench(make_config(), start=MON.replace(hour=9)).start()
     naive = (MON + timedelta(days=1)).replace(tzinfo=None).isoformat()
     status, detail = bench.command("pause", until=naive)[0][:2]
-    assert status == "rejected" and "UTC offset" in detail  # refused by the protocol's model
+    assert status == "rejected"  # refused by the protocol's model
+    assert bench.codes[-1][2:] == (ReplyCode.BAD_PARAMS,
+                                   {"field": "until", "reason_code": "value_error"})
     too_long = (MON + timedelta(days=33)).isoformat()
     assert bench.command("pause", until=too_long)[0][:2] == (
-        "rejected", "pause longer than 31 days")
+        "rejected", "pause refused: too_long (max_days 31)")
     assert bench.command("rain_delay", hours=0)[0][0] == "done"  # 0 ends a delay
     assert bench.app.status()["paused_until"] is None
     assert bench.app.readings()["rain_delay_h"] == 0.0
@@ -225,5 +299,5 @@ def test_run_zone_shorter_than_minimum_is_rejected_with_reason():
     status, detail, _ = got[-1]
     assert status == "rejected"
     # the protocol's run_zone model refuses it (so does the controller, before sending)
-    assert "duration_s" in detail and f"greater than or equal to {MIN_RUN_S}" in detail
+    assert detail == f"bad params: duration_s: greater_than_equal (ge {MIN_RUN_S})"
     assert bench.events("limit_clamped") == [] and not bench.is_on("v1")

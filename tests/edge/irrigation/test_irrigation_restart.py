@@ -214,7 +214,7 @@ def test_what_a_command_reply_reports_is_on_disk_before_the_reply(tmp_path):
     b.command("run_zone", cmd_id="c-1", zone="z1", duration_s=600)  # running
     on_disk = []
 
-    def reply(status, detail="", clamped=None):
+    def reply(status, code, *, clamped=None, **params):
         store = StateStore(path)
         try:
             on_disk.append((status, saved_runs(path), store.get(STATE_HOLDS)))

@@ -23,7 +23,7 @@ from edge.config import parse_config
 from edge.errors import ConfigError
 from edge.limits import Clamp
 from edge.link import LinkOptions
-from protocol import Ack, Channel, Command, DesiredConfig, decode, encode, topic
+from protocol import Ack, Channel, Command, DesiredConfig, ReplyCode, decode, encode, topic
 
 try:  # under pytest
     from support.unit_toml import unit_toml as shared_unit_toml
@@ -69,13 +69,13 @@ class LimitApp(App):
     def handle_command(self, cmd_id, action, params, reply):
         if action == "stop_all":
             self.outputs.all_off()
-            reply("done")
+            reply("done", ReplyCode.STOPPED_ALL, runs=0)
             return
         if action != "run_zone":
-            reply("rejected", f"unknown action {action}")
+            reply("rejected", ReplyCode.UNKNOWN_ACTION, action=action)
             return
         if params.zone != "lawn":  # the link hands the protocol's typed params
-            reply("rejected", f"no zone {params.zone!r}")
+            reply("rejected", ReplyCode.UNKNOWN_ZONE, zone=params.zone)
             return
         asked = params.duration_s
         allowed = min(asked, MAX_RUN_S)
@@ -85,7 +85,7 @@ class LimitApp(App):
             self.publisher.event("limit_clamped", command=cmd_id, **clamp.as_dict())
         self.outputs["valve1"].on(for_s=allowed)
         self.runs.append((cmd_id, allowed))
-        reply("accepted", f"lawn for {allowed} s", clamped=clamp)
+        reply("accepted", ReplyCode.RUN_ACCEPTED, clamped=clamp, zone="lawn", duration_s=allowed)
 
     def apply_remote_config(self, version, body):
         interval = body.get("interval_min")

@@ -15,7 +15,7 @@ from link_helpers import (
     wait_until,
 )
 
-from protocol import Channel
+from protocol import Channel, ReplyCode
 from protocol.logs import Formatter
 
 
@@ -34,7 +34,8 @@ def test_link_expired_command_is_refused(make_unit, controller):
     send(controller, command("run_zone", {"zone": "lawn", "duration_s": 60}, cmd_id="old-1",
                              issued_at=issued, ttl_s=60))
     [reply] = reply_to(controller, "old-1")
-    assert reply.status == "expired"
+    assert (reply.status, reply.code) == ("expired", ReplyCode.EXPIRED)
+    assert reply.params["expires_at"] == (issued + timedelta(seconds=60)).isoformat()
     assert unit.app.runs == []
     assert not unit.app.outputs["valve1"].is_active
 
@@ -47,7 +48,7 @@ def test_link_same_command_id_runs_once(make_unit, controller):
     send(controller, payload)
     first, second = reply_to(controller, "twice-1", count=2)
     assert first.status == "accepted"
-    assert second.status == "duplicate"
+    assert (second.status, second.code, second.params) == ("duplicate", ReplyCode.DUPLICATE, {})
     assert unit.app.runs == [("twice-1", 60)]
 
 
@@ -87,7 +88,7 @@ def test_link_malformed_command_with_id_is_rejected_and_unit_carries_on(make_uni
     unit = make_unit()
     send(controller, b'{"v":1,"id":"bad-1","action":"run_zone","params":{"zone":"lawn"}}')
     [reply] = reply_to(controller, "bad-1")
-    assert reply.status == "rejected"
+    assert (reply.status, reply.code) == ("rejected", ReplyCode.INVALID_COMMAND)
     assert "issued_at" in reply.detail  # the ProtocolError text names the fields
     assert unit.app.runs == []
 
@@ -109,15 +110,22 @@ def test_link_refuses_commands_on_an_untrusted_clock_except_stop(make_unit, cont
     send(controller, command("run_zone", {"zone": "lawn", "duration_s": 10}, cmd_id="nc-1"))
     [reply] = reply_to(controller, "nc-1")
     assert (reply.status, reply.detail) == ("rejected", "clock not synchronised")
+    assert reply.code == ReplyCode.CLOCK_NOT_SYNCED
     assert unit.app.runs == []
     send(controller, command("stop_all", cmd_id="nc-stop"))
     assert reply_to(controller, "nc-stop")[0].status == "done"
+    send(controller, command("stop_zone", {"zone": "lawn"}, cmd_id="nc-stop-zone"))
+    [reply] = reply_to(controller, "nc-stop-zone")  # the test app knows no stop_zone
+    assert (reply.status, reply.code) == ("rejected", ReplyCode.UNKNOWN_ACTION)
 
 
 def test_link_app_rejection_and_app_errors_are_answered(make_unit, controller):
     unit = make_unit()
     send(controller, command("run_zone", {"zone": "roses", "duration_s": 10}, cmd_id="rz-1"))
-    assert reply_to(controller, "rz-1")[0].status == "rejected"
+    [reply] = reply_to(controller, "rz-1")
+    assert (reply.status, reply.code, reply.params) == (
+        "rejected", ReplyCode.UNKNOWN_ZONE, {"zone": "roses"})
+    assert reply.detail == "no zone named roses"
 
     def broken(*_args):
         raise RuntimeError("relay board missing")
@@ -125,8 +133,10 @@ def test_link_app_rejection_and_app_errors_are_answered(make_unit, controller):
     unit.app.handle_command = broken
     send(controller, command("stop_all", cmd_id="boom-1"))
     [reply] = reply_to(controller, "boom-1")
-    assert reply.status == "failed"
+    assert (reply.status, reply.code, reply.params) == (
+        "failed", ReplyCode.UNIT_ERROR, {"error": "RuntimeError"})
     assert "relay board missing" in reply.detail
+    assert unit.link.counters["replies_without_code"] == 0
 
 
 def test_link_replies_wait_for_the_broker(make_unit, mosquitto, mqtt_client_factory):

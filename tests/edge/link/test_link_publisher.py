@@ -1,6 +1,5 @@
 """The link as the app's publisher, without a broker: what goes into the outbox."""
 
-import json
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +10,7 @@ from edge.limits import Clamp
 from edge.link import Link
 from edge.outbox import Outbox
 from edge.state import StateStore
-from protocol import Channel, decode
+from protocol import Channel, ReplyCode, decode
 
 
 class NoBroker:
@@ -71,12 +70,28 @@ def test_link_invalid_telemetry_is_counted_and_not_stored(link):
 
 
 def test_link_reply_with_clamp_is_queued_durably(link):
-    link._reply("c-1", "accepted", "lawn for 300 s",
+    link._reply("c-1", "accepted", ReplyCode.RUN_ACCEPTED, {"zone": "lawn", "duration_s": 300},
                 clamped=Clamp("duration_s", 3600, 300, "max_run_s"))
-    link._reply("c-2", "no-such-status")
+    link._reply("c-2", "no-such-status", ReplyCode.STOPPED_ALL, {"runs": 0})
     [(_, first), (_, second)] = link.outbox.pending_replies()
     reply = decode(Channel.CMD_REPLY, first)
     assert reply.clamped.model_dump() == {"field": "duration_s", "asked": 3600, "allowed": 300}
-    assert reply.detail == "lawn for 300 s; clamped: duration_s 3600 -> 300 (max_run_s)"
-    assert json.loads(second)["status"] == "failed"
+    assert (reply.code, reply.params) == (ReplyCode.RUN_ACCEPTED,
+                                          {"zone": "lawn", "duration_s": 300})
+    assert reply.detail == "zone lawn for 300 s; clamped: duration_s 3600 -> 300 (max_run_s)"
+    second = decode(Channel.CMD_REPLY, second)
+    assert (second.status, second.code) == ("failed", ReplyCode.INVALID_REPLY)
     assert rows(link) == []  # replies are not in the seq stream
+    assert link.counters["replies_without_code"] == 0
+
+
+def test_link_reply_without_a_code_is_a_bug_logged_counted_and_still_sent(link, caplog):
+    link._reply("c-3", "done", None)
+    link._reply("c-4", "done", "made_up_code", {"zone": "lawn"})
+    link._reply("c-5", "done", ReplyCode.ZONE_STOPPED, {"zone": ["not", "a", "scalar"]})
+    replies = [decode(Channel.CMD_REPLY, p) for _, p in link.outbox.pending_replies()]
+    assert [(r.status, r.code) for r in replies] == [
+        ("done", None), ("done", None), ("failed", ReplyCode.INVALID_REPLY)]
+    assert replies[1].detail == "made_up_code"
+    assert link.counters["replies_without_code"] == 2
+    assert sum("without a known code" in r.message for r in caplog.records) == 2
