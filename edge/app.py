@@ -155,6 +155,11 @@ class App:
     def publish_telemetry(self) -> None:
         self.publisher.telemetry(self.readings(), self.outputs.states())
 
+    def busy(self) -> bool:
+        """Whether a run or a feeding is under way (an update waits until it is not):
+        here, any output on; the apps add what they know (a run soaking between cycles)."""
+        return any(self.outputs.states().values())
+
     # -- the life cycle ----------------------------------------------------------------
     def start(self) -> None:
         """Register jobs; subclasses extend and call ``super().start()``."""

@@ -298,6 +298,11 @@ class IrrigationApp(App):
         with self._lock:
             self._step_safe()
 
+    def busy(self) -> bool:
+        """A run is queued, watering or soaking between cycles, or an output is on."""
+        with self._lock:
+            return bool(self.runs) or super().busy()
+
     def close(self) -> None:
         if self._closed:
             return

@@ -1,0 +1,101 @@
+"""``smartcity-edge update`` end to end, through the CLI and real processes: a unit tree
+under ``--root``, the real daemon started by a stand-in systemctl on mock pins, a real
+Mosquitto, bundles built by ``smartcity-controller release build``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from conftest import SERVICE
+
+
+def _events(client, type_: str) -> dict[int, dict]:
+    """The unit's events of ``type_`` by seq (an unacknowledged event comes again after
+    a restart: no controller acknowledges here)."""
+    found = {}
+    for msg in client.received():
+        if msg.topic.endswith("/event"):
+            doc = json.loads(msg.payload)
+            if doc.get("type") == type_:
+                found[doc["seq"]] = doc["details"]
+    return found
+
+
+def _wait_event(client, type_: str, version: str, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [d for d in _events(client, type_).values() if d.get("version") == version]
+        if found:
+            assert len(found) == 1, found  # reported once
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no {type_} event for {version} within {timeout} s")
+
+
+def _break_start(src) -> None:
+    """A version whose daemon dies at start (its health gate can never pass)."""
+    path = src / "edge" / "daemon.py"
+    text = path.read_text()
+    marker = "    config = validate_config(config_path)\n"
+    assert marker in text
+    path.write_text(text.replace(marker, marker + "    raise SystemExit('broken build')\n", 1))
+
+
+def test_update_apply_then_roll_back_a_version_that_fails_its_gate(
+        unit_tree, kit, mosquitto, mqtt_client_factory):
+    watcher = mqtt_client_factory(mosquitto)
+    watcher.subscribe("smartcity/v1/#")
+    tree = unit_tree
+
+    # A fresh unit: the first bundle is installed, started and passes its gate.
+    t0 = time.monotonic()
+    first = tree.update("--bundle", str(kit.bundle("9.0.1")))
+    took_first = time.monotonic() - t0
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert tree.target() == "releases/9.0.1"
+    assert tree.running_version() == "9.0.1"
+    applied = _wait_event(watcher, "update_applied", "9.0.1")
+    assert "previous" not in applied
+    # the unit file now names the release symlink
+    assert "/opt/smartcity/current/bin/smartcity-edge" in (
+        tree.root / "etc/systemd/system" / SERVICE).read_text()
+
+    # The next version: switched to, restarted, healthy; the previous one kept.
+    t0 = time.monotonic()
+    second = tree.update("--bundle", str(kit.bundle("9.0.2")))
+    took_second = time.monotonic() - t0
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert tree.target() == "releases/9.0.2"
+    assert tree.running_version() == "9.0.2"
+    assert sorted(p.name for p in tree.releases.iterdir()) == ["9.0.1", "9.0.2"]
+    applied = _wait_event(watcher, "update_applied", "9.0.2")
+    assert applied["previous"] == "9.0.1" and applied["duration_s"] > 0
+
+    # A version whose daemon dies at start: the gate fails, 9.0.2 is put back.
+    third = tree.update("--bundle", str(kit.bundle("9.0.3", patch=_break_start)),
+                        "--health-timeout-s", "20")
+    assert third.returncode == 1, third.stdout + third.stderr
+    assert "switched back to 9.0.2" in third.stdout
+    assert tree.target() == "releases/9.0.2"
+    assert tree.running_version() == "9.0.2"
+    failed = _wait_event(watcher, "update_failed", "9.0.3")
+    assert failed["running"] == "9.0.2"
+    assert failed["rolled_back"] is True and failed["step"] == "health"
+    assert "did not start" in failed["reason"] or "stopped" in failed["reason"]
+    journal = tree.journal()
+    assert (journal["step"], journal["outcome"]) == ("done", "failed")
+
+    size_mb = kit.bundle("9.0.2").stat().st_size / 1e6
+    print(f"\nbundle {size_mb:.1f} MB; first install {took_first:.1f} s, "
+          f"update {took_second:.1f} s")
+
+
+def test_update_keeps_the_last_two_versions(unit_tree, kit):
+    tree = unit_tree
+    for version in ("9.0.1", "9.0.2", "9.0.4"):
+        result = tree.update("--bundle", str(kit.bundle(version)))
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert tree.running_version() == "9.0.4"
+    assert sorted(p.name for p in tree.releases.iterdir()) == ["9.0.2", "9.0.4"]
+    assert not (tree.root / "opt/smartcity/staging/9.0.4").exists()
