@@ -189,11 +189,14 @@ class UnitTree:
         return None
 
     def snapshot(self) -> dict:
-        """The releases folder and the symlink, byte for byte (names, links, contents)."""
-        found = {"current": self.target()}
+        """/opt/smartcity (releases, staging, the symlink) byte for byte: names, links,
+        contents; bytecode caches aside (the running daemon may write them)."""
+        found = {"(current)": self.target()}
         base = self.root / "opt/smartcity"
         for path in sorted(base.rglob("*")) if base.exists() else []:
             rel = str(path.relative_to(base))
+            if "__pycache__" in path.parts:
+                continue
             if path.is_symlink():
                 found[rel] = "-> " + os.readlink(path)
             elif path.is_file():
