@@ -99,3 +99,41 @@ def test_update_keeps_the_last_two_versions(unit_tree, kit):
     assert tree.running_version() == "9.0.4"
     assert sorted(p.name for p in tree.releases.iterdir()) == ["9.0.2", "9.0.4"]
     assert not (tree.root / "opt/smartcity/staging/9.0.4").exists()
+
+
+def test_update_waits_until_no_run_is_active(unit_tree, kit, mosquitto, mqtt_client_factory):
+    from datetime import UTC, datetime, timedelta
+
+    from protocol import Command, encode
+
+    tree = unit_tree
+    assert tree.update("--bundle", str(kit.bundle("9.0.1"))).returncode == 0
+    watcher = mqtt_client_factory(mosquitto)
+    watcher.subscribe("smartcity/v1/#")
+    now = datetime.now(UTC)
+    watcher.publish("smartcity/v1/dlh/dlh-upd-01/cmd", encode(Command(
+        id="upd-run-1", issued_at=now, expires_at=now + timedelta(seconds=60),
+        action="run_zone", params={"zone": "lawn", "duration_s": 12})))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not (tree.health() or {}).get("busy"):
+        time.sleep(0.1)
+    assert tree.health()["busy"] is True
+
+    # A short wait: the run outlasts it, the update gives up and switches nothing.
+    before = tree.snapshot()
+    short = tree.update("--bundle", str(kit.bundle("9.0.2")), "--wait-idle-s", "2")
+    assert short.returncode == 1, short.stdout + short.stderr
+    assert "stayed active" in short.stdout
+    assert tree.target() == "releases/9.0.1"
+    assert {k: v for k, v in tree.snapshot().items() if not k.startswith("releases/9.0.2")
+            } == before  # 9.0.2 is installed for the next try, nothing else changed
+    assert tree.journal()["failed_step"] == "idle"
+
+    # The config's wait: the update switches only after the run has finished.
+    result = tree.update("--bundle", str(kit.bundle("9.0.2")))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "kept from an earlier attempt" in result.stdout
+    finished = [d for d in _events(watcher, "run_finished").values()]
+    assert [d.get("ended") for d in finished] == ["completed"]
+    assert not _events(watcher, "run_interrupted")
+    assert tree.running_version() == "9.0.2"
