@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import SERVICE
+from support.release import SERVICE
 
 
 def _events(client, type_: str) -> dict[int, dict]:

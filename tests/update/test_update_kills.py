@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from conftest import REPO, clean_env
+from support.release import REPO, clean_env
 
 from edge.update import MARKER
 

@@ -72,8 +72,8 @@ def test_release_keygen_build_and_verify(kit):
 @pytest.fixture(scope="module")
 def tree_on_901(tmp_path_factory, kit, request):
     """A unit tree running 9.0.1, shared by the refusals."""
-    from conftest import make_tree
     from support.broker import MosquittoBroker
+    from support.release import make_tree
 
     broker = MosquittoBroker(workdir=tmp_path_factory.mktemp("mosquitto")).start()
     tree = make_tree(tmp_path_factory.mktemp("unit"), kit, broker)
