@@ -59,7 +59,7 @@ def write_json_atomic(path: Path, doc: dict[str, Any], *, fsync: bool = False) -
 class HealthFile:
     """Keeps ``<state_dir>/health.json`` up to date for one daemon run."""
 
-    def __init__(self, state_dir: Path, *, version: str, kind: str, every_s: float = 5.0):
+    def __init__(self, state_dir: Path, *, version: str, kind: str, every_s: float = 300.0):
         self.path = Path(state_dir) / HEALTH_FILE
         self.every_s = every_s
         self._base = {"pid": os.getpid(), "version": version, "kind": kind,
