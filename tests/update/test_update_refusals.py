@@ -148,3 +148,15 @@ def test_update_refusals_change_nothing(tree_on_901, kit, tmp_path):
 def test_update_verify_refuses_without_trusted_keys(kit):
     with pytest.raises(UpdateError, match="no trusted keys"):
         verify_bundle(kit.bundle("9.0.1"), [])
+
+
+def test_update_config_names_a_trusted_key_that_is_not_one(tmp_path):
+    from edge.config import load_config
+    from edge.errors import ConfigError
+
+    path = tmp_path / "unit.toml"
+    path.write_text('kind = "irrigation"\n[unit]\ndevice_id = "u1"\nopd = "dlh"\n'
+                    '[update]\ntrusted_keys = ["c2hvcnQ="]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "update.trusted_keys[#1]: an Ed25519 public key is 32 bytes" in str(caught.value)
