@@ -91,8 +91,13 @@ class Unit:
             self.updates.check()
         if self.health is not None:
             self.health.update(ready=ready, link_connected=self.link.connected,
-                               alarms=self.link.alarms_raised,
-                               busy=ready and self.app.busy())
+                               alarms=self._alarms(), busy=ready and self.app.busy())
+
+    def _alarms(self) -> list[str]:
+        """Alarms raised since this start: the app's, and one ``invalid_event`` per event
+        the link had to replace (software that breaks the contract)."""
+        invalid = self.link.counters["invalid_events"]
+        return [*getattr(self.app, "alarms_raised", []), *["invalid_event"] * invalid]
 
     def close(self) -> None:
         """Outputs off first (the app), then say goodbye on the network; idempotent."""
@@ -103,7 +108,7 @@ class Unit:
             self.app.close()
             if self.health is not None:
                 self.health.update(ready=False, link_connected=False,
-                                   alarms=self.link.alarms_raised, busy=False)
+                                   alarms=self._alarms(), busy=False)
         finally:
             try:
                 self.link.event("stopped", app=self.link.app_kind)

@@ -220,8 +220,6 @@ class Link:
         self.client_id = f"unit-{self.opd}-{self.device}"
         self._log = logs.FieldsAdapter(logger, device=self.device)  # lines about its messages
         self.counters: Counter[str] = Counter()
-        self.alarms_raised: list[str] = []
-        """Codes of the alarms stored since this link was made (the health file's)."""
         self.config_version: int | None = state.get(KEY_CONFIG_VERSION)
         self._clock_ok = False  # last answer of clock_synced(), for the other threads
         self.connect_error: str | None = None
@@ -320,8 +318,6 @@ class Link:
                            type, logs.payload_text(details), seq, logs.payload_text(key))
             return seq
         self._log.info("event %s %s (seq %d)", type, logs.payload_text(details), seq)
-        if type == "alarm":
-            self.alarms_raised.append(str(details.get("code", "")))
         self._wake()
         return seq
 

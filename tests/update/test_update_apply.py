@@ -137,3 +137,25 @@ def test_update_waits_until_no_run_is_active(unit_tree, kit, mosquitto, mqtt_cli
     assert [d.get("ended") for d in finished] == ["completed"]
     assert not _events(watcher, "run_interrupted")
     assert tree.running_version() == "9.0.2"
+
+
+def _alarm_at_start(src) -> None:
+    """A version whose daemon raises an alarm as it starts (it runs, but is not healthy)."""
+    path = src / "edge" / "irrigation" / "app.py"
+    text = path.read_text()
+    marker = "    def start(self) -> None:\n        super().start()\n"
+    assert marker in text
+    path.write_text(text.replace(marker, marker + "        self.alarm('engine_error', "
+                                 "'raised by a broken build at start')\n", 1))
+
+
+def test_update_rolls_back_a_version_that_raises_an_alarm_at_start(unit_tree, kit):
+    tree = unit_tree
+    assert tree.update("--bundle", str(kit.bundle("9.0.1"))).returncode == 0
+    result = tree.update("--bundle", str(kit.bundle("9.0.6", patch=_alarm_at_start)))
+    assert result.returncode == 1, result.stdout + result.stderr
+    journal = tree.journal()
+    assert journal["reason"] == "alarm raised by the start: engine_error"
+    assert (journal["outcome"], journal["rolled_back"]) == ("failed", True)
+    assert tree.target() == "releases/9.0.1"
+    assert tree.running_version() == "9.0.1"
