@@ -159,3 +159,42 @@ def test_update_rolls_back_a_version_that_raises_an_alarm_at_start(unit_tree, ki
     assert (journal["outcome"], journal["rolled_back"]) == ("failed", True)
     assert tree.target() == "releases/9.0.1"
     assert tree.running_version() == "9.0.1"
+
+
+def test_update_from_a_unit_installed_the_old_way(unit_tree, kit):
+    """A unit whose daemon runs /opt/smartcity/venv (its unit file names it): a failed
+    update goes back to the venv and its unit file; a good one moves it to releases."""
+    import subprocess
+    import sys
+    import tarfile
+
+    from support.release import clean_env
+
+    tree = unit_tree
+    venv = tree.root / "opt/smartcity/venv"
+    wheels = tree.root.parent / "wheels"
+    with tarfile.open(kit.bundle("9.0.1")) as tar:
+        tar.extractall(wheels, filter="data")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "--quiet", "--no-index",
+                    "--find-links", str(wheels / "wheels"), "--require-hashes", "-r",
+                    str(wheels / "requirements.lock")], check=True, env=clean_env())
+    unit_file = tree.root / "etc/systemd/system" / SERVICE
+    old_unit = unit_file.read_text().replace("/opt/smartcity/current/", "/opt/smartcity/venv/")
+    unit_file.write_text(old_unit)
+    subprocess.run([str(tree.systemctl), "start", SERVICE], check=True)
+    assert tree.running_version() == "9.0.1" and tree.target() is None
+
+    broken = tree.update("--bundle", str(kit.bundle("9.0.3", patch=_break_start)),
+                         "--health-timeout-s", "20")
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "switched back to venv" in broken.stdout
+    assert tree.target() == "venv" and unit_file.read_text() == old_unit
+    assert tree.running_version() == "9.0.1"
+
+    good = tree.update("--bundle", str(kit.bundle("9.0.2")))
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert tree.target() == "releases/9.0.2" and tree.running_version() == "9.0.2"
+    assert "/opt/smartcity/current/bin/smartcity-edge" in unit_file.read_text()
+    assert tree.journal()["previous_version"] == "venv"
+    assert (venv / "bin/python").exists()  # left for the technician to remove

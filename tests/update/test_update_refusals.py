@@ -65,8 +65,27 @@ def test_release_keygen_build_and_verify(kit):
     lock = members["requirements.lock"].decode()
     assert "smartcity-balikpapan==9.0.1" in lock and "--hash=sha256:" in lock
     assert "fastapi" not in lock  # the units' [edge] extra only
-    # the key file is private; the build refuses to make a second key over it
+    # the key file is private
     assert kit.key.stat().st_mode & 0o077 == 0
+
+
+def test_release_bundle_gzipped_verifies_the_same(kit, tmp_path):
+    members = _members(kit.bundle("9.0.1"))
+    gz = tmp_path / "smartcity-9.0.1.bundle"
+    with tarfile.open(gz, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    manifest, _, _ = verify_bundle(gz, [kit.public])
+    assert manifest.version == "9.0.1"
+
+
+def test_release_keygen_refuses_to_overwrite_a_key(kit):
+    from support.release import cli
+
+    result = cli("controller.cli", "release", "keygen", "--out", str(kit.key.parent))
+    assert result.returncode == 1 and "exists" in result.stderr
 
 
 @pytest.fixture(scope="module")
