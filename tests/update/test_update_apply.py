@@ -113,13 +113,14 @@ def test_update_waits_until_no_run_is_active(unit_tree, kit, mosquitto, mqtt_cli
     now = datetime.now(UTC)
     watcher.publish("smartcity/v1/dlh/dlh-upd-01/cmd", encode(Command(
         id="upd-run-1", issued_at=now, expires_at=now + timedelta(seconds=60),
-        action="run_zone", params={"zone": "lawn", "duration_s": 12})))
+        action="run_zone", params={"zone": "lawn", "duration_s": 45})))
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and not (tree.health() or {}).get("busy"):
         time.sleep(0.1)
     assert tree.health()["busy"] is True
 
-    # A short wait: the run outlasts it, the update gives up and switches nothing.
+    # A short wait: the run (45 s) outlasts the install and the wait, the update gives
+    # up and switches nothing.
     before = tree.snapshot()
     short = tree.update("--bundle", str(kit.bundle("9.0.2")), "--wait-idle-s", "2")
     assert short.returncode == 1, short.stdout + short.stderr
@@ -129,8 +130,9 @@ def test_update_waits_until_no_run_is_active(unit_tree, kit, mosquitto, mqtt_cli
             } == before  # 9.0.2 is installed for the next try, nothing else changed
     assert tree.journal()["failed_step"] == "idle"
 
-    # The config's wait: the update switches only after the run has finished.
-    result = tree.update("--bundle", str(kit.bundle("9.0.2")))
+    # A longer wait: the update switches only after the run has finished.
+    assert tree.health()["busy"] is True
+    result = tree.update("--bundle", str(kit.bundle("9.0.2")), "--wait-idle-s", "120")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "kept from an earlier attempt" in result.stdout
     finished = [d for d in _events(watcher, "run_finished").values()]
