@@ -10,8 +10,11 @@
     smartcity-controller device    add    --config FILE --opd CODE --device-id ID [--name NAME] [--kind KIND]
     smartcity-controller mqtt-acl  --config FILE [--acl-file PATH] [--password-file PATH]
     smartcity-controller enrol     create --config FILE --opd CODE --device-id ID --kind KIND [--ttl-h H] [--name NAME] [--broker-host HOST] [--broker-port PORT] [--tls|--no-tls]
+    smartcity-controller release   keygen --out DIR
+    smartcity-controller release   build  --key KEY --out DIR [--platform aarch64|armv7l|host ...] [--wheel FILE] [--find-links DIR] [--no-index]
 
-``--config`` may also come from ``SMARTCITY_CONFIG``. Exit codes: 0 done, 1 refused (e.g.
+``--config`` may also come from ``SMARTCITY_CONFIG``; ``release`` needs none (it runs
+on any machine with a checkout: docs/updates.md). Exit codes: 0 done, 1 refused (e.g.
 a device id already taken), 2 bad config or arguments, 3 the server could not start.
 """
 
@@ -103,6 +106,27 @@ def _parser() -> argparse.ArgumentParser:
     enrol_create.add_argument("--broker-port", type=int, help="default: mqtt.port")
     enrol_create.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None,
                               help="units use TLS (default: mqtt.tls)")
+
+    release = sub.add_parser("release", help="signed release bundles for the units "
+                             "(docs/updates.md)").add_subparsers(dest="action", required=True)
+    keygen = release.add_parser("keygen", help="make an Ed25519 key pair for signing releases")
+    keygen.add_argument("--out", required=True, help="directory for release.key and release.pub")
+    build = release.add_parser("build", help="build and sign smartcity-<version>.bundle")
+    build.add_argument("--key", required=True, help="the private key (release keygen's "
+                       "release.key)")
+    build.add_argument("--out", required=True, help="directory the bundle is written to")
+    build.add_argument("--platform", action="append", dest="platforms",
+                       choices=["aarch64", "armv7l", "host"],
+                       help="platforms of the wheelhouse; repeat for several (default: "
+                       "aarch64 and armv7l; host: this machine's, for tests)")
+    build.add_argument("--source", default=None, help="the checkout to build from "
+                       "(default: the one this program runs from)")
+    build.add_argument("--wheel", help="the project's wheel, built already (default: built "
+                       "from the checkout)")
+    build.add_argument("--find-links", action="append", default=[],
+                       help="a directory of wheels for pip to use; repeat for several")
+    build.add_argument("--no-index", action="store_true",
+                       help="use only --find-links (an offline build)")
     return parser
 
 
@@ -119,6 +143,8 @@ def _days(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "release":
+        return _release(args)
     try:
         settings = load_settings(args.config)
     except SettingsError as exc:
@@ -267,6 +293,36 @@ def _enrol_create(store: Store, settings: Settings, args: argparse.Namespace) ->
     if row["broker_host"] in ("127.0.0.1", "localhost", "::1"):
         print("Note: that broker address is this machine's loopback; pass --broker-host "
               "with the address units reach, unless they run on this machine.")
+    return 0
+
+
+def _release(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from controller.release.bundle import ReleaseError, build_bundle, keygen
+    from controller.release.wheelhouse import REPO
+    from protocol.logs import configure
+
+    configure(logging.INFO)
+    try:
+        if args.action == "keygen":
+            private, public, text = keygen(Path(args.out))
+            print(f"wrote {private} (private: keep it safe, off the units) and {public}")
+            print("Units trust it with this line in their config:")
+            print(f'[update]\ntrusted_keys = ["{text}"]')
+            return 0
+        built = build_bundle(
+            Path(args.key), Path(args.out), platforms=args.platforms or ["aarch64", "armv7l"],
+            source=Path(args.source) if args.source else REPO,
+            project_wheel=Path(args.wheel) if args.wheel else None,
+            find_links=[Path(p) for p in args.find_links], no_index=args.no_index)
+    except ReleaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    size_mb = built.path.stat().st_size / 1e6
+    print(f"wrote {built.path}: version {built.manifest.version} for "
+          f"{', '.join(built.manifest.platforms)}, {len(built.manifest.files)} files, "
+          f"{size_mb:.1f} MB, signed by key {built.key_id}")
     return 0
 
 

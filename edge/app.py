@@ -74,6 +74,8 @@ class App:
         self.config = config
         self.clock = clock
         self.publisher = publisher
+        self.alarms_raised: list[str] = []
+        """Codes of the alarms raised since this app was made (the health file's)."""
         self.pin_factory = pin_factory
         self.state = state if state is not None else StateStore(":memory:")
         self.clock_synced = clock_synced or (lambda: True)
@@ -125,6 +127,7 @@ class App:
 
         alarm = Alarm(code=code, message=message, **details)
         logger.warning("alarm %s: %s", alarm.code.value, message)
+        self.alarms_raised.append(alarm.code.value)
         self.publisher.event("alarm", **alarm.model_dump(mode="json", exclude_unset=True))
 
     def _limit_hit(self, output, on_s: float) -> None:
@@ -171,6 +174,11 @@ class App:
 
     def publish_telemetry(self) -> None:
         self.publisher.telemetry(self.readings(), self.outputs.states())
+
+    def busy(self) -> bool:
+        """Whether a run or a feeding is under way (an update waits until it is not):
+        here, any output on; the apps add what they know (a run soaking between cycles)."""
+        return any(self.outputs.states().values())
 
     # -- the life cycle ----------------------------------------------------------------
     def start(self) -> None:

@@ -99,6 +99,23 @@ def cmd_selftest(args) -> int:
     return 0 if verdict(checks) else 1
 
 
+def cmd_update(args) -> int:
+    from .update import Options, UpdateError, Updater
+
+    if bool(args.bundle) == bool(args.resume):
+        print("smartcity-edge update: give --bundle FILE or --resume", file=sys.stderr)
+        return 2
+    opts = Options(bundle=args.bundle, resume=args.resume, config=args.config,
+                   root=args.root, systemctl=args.systemctl, python=args.python,
+                   health_timeout_s=args.health_timeout_s, wait_idle_s=args.wait_idle_s)
+    try:
+        updater = Updater(opts)
+        return updater.resume() if args.resume else updater.run()
+    except UpdateError as exc:
+        print(f"smartcity-edge update: {exc.reason}", file=sys.stderr)
+        return 1
+
+
 def add_lang(parser) -> None:
     """``--lang``, the same on every technician command."""
     from .words import DEFAULT_LANG, LANGS
@@ -155,6 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     prov.add_argument("--no-start", dest="start", action="store_false",
                       help="enable the service but do not start it now")
     prov.set_defaults(func=cmd_provision)
+    up = sub.add_parser("update", help="install a signed release bundle, switch to it and "
+                                       "keep it only if healthy (docs/updates.md)")
+    up.add_argument("--bundle", type=Path, help="the release bundle (smartcity-<version>.bundle)")
+    up.add_argument("--resume", action="store_true",
+                    help="finish or undo an update a power cut or kill interrupted")
+    up.add_argument("--config", type=Path, help="the unit's config, as on the unit "
+                    "(default: the one in /etc/smartcity)")
+    up.add_argument("--root", type=Path, default=Path("/"), help="update the tree at DIR")
+    up.add_argument("--systemctl", default="systemctl", help="the systemctl program")
+    up.add_argument("--python", help="the Python a new environment is made with "
+                    "(default: the one running this)")
+    up.add_argument("--health-timeout-s", type=float,
+                    help="time the new version has to pass its health gate "
+                    "(default: [update] health_timeout_s)")
+    up.add_argument("--wait-idle-s", type=float, help="time to wait for a run or feeding "
+                    "to end (default: [update] wait_idle_s)")
+    up.set_defaults(func=cmd_update)
     st = sub.add_parser("selftest", help="pulse each output, read each sensor, check the "
                                          "broker, clock and disk")
     st.add_argument("--config", required=True)

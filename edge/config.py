@@ -119,6 +119,31 @@ class ClockSection(StrictModel):
     )
 
 
+class UpdateSection(StrictModel):
+    """``[update]``: which release bundles the unit installs (docs/updates.md)."""
+
+    trusted_keys: list[str] = Field(
+        default_factory=list, max_length=16,
+        description="Ed25519 public keys (raw 32 bytes, base64) whose bundles are trusted")
+    health_timeout_s: float = Field(90.0, ge=5, le=3600, description="time the new version "
+                                    "has to pass its health gate")
+    wait_idle_s: float = Field(3600.0, ge=0, le=86_400, description="time an update waits "
+                               "for a run or feeding to end before it gives up")
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys(cls, v: list[str]) -> list[str]:
+        from protocol.release import BundleError, decode_key
+
+        for i, text in enumerate(v):
+            try:
+                decode_key(text)
+            except BundleError as exc:
+                raise FieldProblem(str(i), "pydantic", msg=str(exc), type="value_error"
+                                   ) from None
+        return v
+
+
 class UnitConfig(StrictModel):
     kind: str
     unit: UnitSection
@@ -127,6 +152,7 @@ class UnitConfig(StrictModel):
     hardware: HardwareSection = HardwareSection()
     clock: ClockSection = ClockSection()
     telemetry: TelemetrySection = TelemetrySection()
+    update: UpdateSection = UpdateSection()
     state_dir: Path = Path("/var/lib/smartcity")
     outputs: list[OutputSpec] = Field(default_factory=list)
     inputs: list[InputSpec] = Field(default_factory=list)

@@ -24,10 +24,12 @@ from protocol import Event, dropped_ranges, encode
 from protocol.seqranges import runs
 
 from .clock import SystemClock
+from .health import HealthFile
 from .link import Link, LinkOptions
 from .outbox import Outbox
 from .state import StateStore
 from .timesync import make_sync_check
+from .update import UpdateReporter
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,10 @@ class Unit:
     tick_wait_s: float = 0.0
     """``tick`` first waits up to this long for a command or config (0: no wait), so
     ``run_unit`` handles a command as soon as it arrives instead of on the next tick."""
+    health: HealthFile | None = None
+    """The health file an update's gate reads (``edge.health``); ``run_unit`` sets it."""
+    updates: UpdateReporter | None = None
+    """Reports the outcome of an update from its journal (``edge.update``)."""
     _closed: bool = False
 
     def start(self) -> None:
@@ -71,12 +77,27 @@ class Unit:
                         outputs=self.app.outputs.states())
         self.link.start()
         self.app.start()
+        self._report(ready=True)
 
     def tick(self) -> None:
         if self.tick_wait_s > 0:
             self.link.wait_inbound(self.tick_wait_s)
         self.link.poll()
         self.app.tick()
+        self._report(ready=True)
+
+    def _report(self, *, ready: bool) -> None:
+        if self.updates is not None:
+            self.updates.check()
+        if self.health is not None:
+            self.health.update(ready=ready, link_connected=self.link.connected,
+                               alarms=self._alarms(), busy=ready and self.app.busy())
+
+    def _alarms(self) -> list[str]:
+        """Alarms raised since this start: the app's, and one ``invalid_event`` per event
+        the link had to replace (software that breaks the contract)."""
+        invalid = self.link.counters["invalid_events"]
+        return [*getattr(self.app, "alarms_raised", []), *["invalid_event"] * invalid]
 
     def close(self) -> None:
         """Outputs off first (the app), then say goodbye on the network; idempotent."""
@@ -85,6 +106,9 @@ class Unit:
         self._closed = True
         try:
             self.app.close()
+            if self.health is not None:
+                self.health.update(ready=False, link_connected=False,
+                                   alarms=self._alarms(), busy=False)
         finally:
             try:
                 self.link.event("stopped", app=self.link.app_kind)
@@ -141,6 +165,8 @@ def run_unit(config_path, *, pin_factory: str | None = None, app_class=None,
     unit = build_unit(config, pin_factory=factory, app_class=app_class,
                       link_options=link_options)
     unit.tick_wait_s = tick_s  # the loop's pause is spent waiting for commands
+    unit.health = HealthFile(Path(config.state_dir), version=unit.link.fw, kind=config.kind)
+    unit.updates = UpdateReporter(Path(config.state_dir), unit.link)
     stop = stop or threading.Event()
     done = threading.Event()
     # A stop (SIGTERM, SIGINT or ``stop``) must not wait for a command or the end of the

@@ -13,6 +13,8 @@
   patterns, time formats, sequence ranges.
 - :mod:`protocol.mqtt`: the MQTT client set-up and plain words for connection failures
   (the one module here that does I/O).
+- :mod:`protocol.release`: release bundles (the signed manifest, keys, platforms): what
+  the controller builds and a unit checks before it installs one.
 - :mod:`protocol.docgen`: builds docs/protocol.md from the above (its prose in
   :mod:`protocol.docsections`, its tables in :mod:`protocol.doctables`).
 - :mod:`protocol.logs`: the log set-up both sides' entry points use (journal priorities,

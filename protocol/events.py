@@ -37,6 +37,8 @@ __all__ = [
     "AlarmCleared",
     "AlarmCode",
     "AlarmSeverity",
+    "UpdateApplied",
+    "UpdateFailed",
     "details_of",
 ]
 
@@ -285,6 +287,34 @@ class LimitClamped(_Details):
     limit: str | None = Field(default=None, description="The local limit that cut it.")
 
 
+class UpdateApplied(_Details):
+    """``update_applied``: a release is installed, switched to and healthy."""
+
+    version: str = Field(max_length=64, description="The version the unit runs now.")
+    previous: str | None = Field(default=None, max_length=64,
+                                 description="The version it ran before.")
+    update_id: str | None = Field(default=None, max_length=80,
+                                  description="The update's id (one per attempt).")
+    duration_s: float | None = Field(default=None, ge=0, description="Seconds from start "
+                                     "of the update to the health gate passing.")
+
+
+class UpdateFailed(_Details):
+    """``update_failed``: a release was refused, or switched back after its health gate."""
+
+    version: str | None = Field(default=None, max_length=64,
+                                description="The version the bundle offered.")
+    running: str | None = Field(default=None, max_length=64,
+                                description="The version the unit runs now.")
+    update_id: str | None = Field(default=None, max_length=80,
+                                  description="The update's id (one per attempt).")
+    step: str | None = Field(default=None, max_length=32, description="The step that failed "
+                             "(verify, install, config, idle, switch, restart, health).")
+    reason: str = Field(max_length=500, description="Why, in plain words.")
+    rolled_back: bool = Field(default=False, description="True when the new version ran and "
+                              "the previous one was put back.")
+
+
 class Lifecycle(_Details):
     """``started`` / ``stopped`` / ``resumed`` / ``run_resumed`` / ``command_result``."""
 
@@ -309,6 +339,8 @@ DETAILS_BY_TYPE: MappingProxyType[EventType, type[BaseModel]] = MappingProxyType
     EventType.LIMIT_CLAMPED: LimitClamped,
     EventType.COMMAND_RESULT: Lifecycle,
     EventType.OUTBOX_DROPPED: OutboxDropped,
+    EventType.UPDATE_APPLIED: UpdateApplied,
+    EventType.UPDATE_FAILED: UpdateFailed,
 })
 """The details model of each event type."""
 

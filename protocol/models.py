@@ -321,6 +321,8 @@ class EventType(StrEnum):
     LIMIT_CLAMPED = "limit_clamped"
     COMMAND_RESULT = "command_result"
     OUTBOX_DROPPED = "outbox_dropped"
+    UPDATE_APPLIED = "update_applied"
+    UPDATE_FAILED = "update_failed"
 
 
 EVENT_TYPE_DESCRIPTIONS: MappingProxyType[EventType, str] = MappingProxyType({
@@ -349,6 +351,10 @@ EVENT_TYPE_DESCRIPTIONS: MappingProxyType[EventType, str] = MappingProxyType({
                               "stored in the outbox).",
     EventType.OUTBOX_DROPPED: "Messages were dropped from a full outbox; details list "
                               "their seqs.",
+    EventType.UPDATE_APPLIED: "A release bundle was installed and passed its health gate; "
+                              "the unit runs the new version.",
+    EventType.UPDATE_FAILED: "A release bundle was refused, or installed and switched back "
+                             "(reason in details); the unit runs the version it names.",
 })
 
 

@@ -166,6 +166,11 @@ class IrrigationApp(App):
         with self.lock:
             self.step_safe()
 
+    def busy(self) -> bool:
+        """A run is queued, watering or soaking between cycles, or an output is on."""
+        with self.lock:
+            return bool(self.runs) or super().busy()
+
     def close(self) -> None:
         if self._closed:
             return

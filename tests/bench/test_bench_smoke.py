@@ -67,3 +67,9 @@ def test_bench_edge_measures_memory_timing_and_drain(tmp_path):
     assert r["outputs_measured"] == 2  # both valves, each opened once
     for case in r["drain"]:
         assert case["rows"] == 71 and case["deliveries"] >= case["rows"]
+
+
+def test_bench_update_prints_bundle_size_and_update_time(tmp_path):
+    stdout, r = run_bench("update", tmp_path)
+    assert "bundle size" in stdout and "daemon downtime" in stdout
+    assert r["bundle_mb"] > 1 and r["update_s"] > 0

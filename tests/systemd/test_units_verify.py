@@ -2,7 +2,7 @@
 rely on are there, and each service's hardening exposure stays under the ceiling that
 docs/operations.md gives it.
 
-On a development machine the units' program (``/opt/smartcity/venv/bin/...``) does not
+On a development machine the units' program (``/opt/smartcity/current/bin/...``) does not
 exist, and ``verify`` says so; that is the only complaint accepted. Each unit is also
 verified as a copy whose ``ExecStart`` runs an executable that exists, which must be
 entirely clean.
