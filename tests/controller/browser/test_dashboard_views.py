@@ -6,6 +6,7 @@ protocol messages); times are fixed, so every answer is known in advance.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -284,11 +285,27 @@ def test_dashboard_static_files_served_with_a_strict_policy(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    assert "/static/app.js" in page.text
-    for name, kind in (("app.js", "text/javascript"), ("i18n.js", "text/javascript"),
-                       ("chart.js", "text/javascript"), ("style.css", "text/css")):
+    assert '<script src="/static/app.js" type="module">' in page.text
+    from controller.dashboard import STATIC_DIR
+
+    modules = sorted(p.name for p in STATIC_DIR.glob("*.js"))
+    assert {"app.js", "api.js", "format.js", "units.js", "unit.js", "schedule.js",
+            "commands.js", "reports.js", "admin.js", "i18n.js", "chart.js"} <= set(modules)
+    for name in [*modules, "style.css"]:
+        kind = "text/css" if name.endswith(".css") else "text/javascript"
         r = client.get(f"/static/{name}")
         assert r.status_code == 200 and r.headers["content-type"].startswith(kind), name
+        assert r.headers["cache-control"] == "no-cache" and r.headers["etag"], name
+        # asked again with its ETag: 304, no body
+        again = client.get(f"/static/{name}", headers={"If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304 and again.content == b"", name
+        assert again.headers["etag"] == r.headers["etag"]
+        assert client.get(f"/static/{name}",
+                          headers={"If-None-Match": '"0-0"'}).status_code == 200, name
+    # every module the page imports is one the controller serves
+    for name in modules:
+        for imported in re.findall(r'from "\./([^"]+)"', (STATIC_DIR / name).read_text()):
+            assert imported in modules, (name, imported)
     for bad in ("views.py", "__init__.py", "..%2Fstore.py", "missing.js", "APP.JS"):
         assert client.get(f"/static/{bad}").status_code == 404, bad
 
@@ -304,7 +321,9 @@ def test_dashboard_words_exist_in_both_languages():
     keys = {lang: set(re.findall(r'"([a-z_]+\.[a-z0-9_.]+)":', body))
             for lang, body in blocks.items()}
     assert keys["id"] == keys["en"] and len(keys["id"]) > 150
-    used = set(re.findall(r'\bt\("([a-z_]+\.[a-z0-9_.]*)"', (STATIC_DIR / "app.js").read_text()))
+    code = "".join(p.read_text() for p in STATIC_DIR.glob("*.js")
+                   if p.name not in ("i18n.js", "chart.js"))
+    used = set(re.findall(r'\bt\("([a-z_]+\.[a-z0-9_.]*)"', code))
     fixed = {k for k in used if not k.endswith(".")}
     assert fixed <= keys["id"], sorted(fixed - keys["id"])
     for prefix in used - fixed:  # t("state." + state): some words under that prefix
