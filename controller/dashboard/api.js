@@ -11,7 +11,12 @@ export class HttpError extends Error {
   }
 }
 
+const signedOut = [];
+/* Call fn when the user signs out (or the token is refused). */
+export function onSignOut(fn) { signedOut.push(fn); }
+
 export function signOut() {
+  signedOut.forEach((fn) => fn());
   sessionStorage.removeItem("sc.token");
   S.token = null;
   S.me = null;

@@ -11,7 +11,8 @@
 import {S, clearTimers, screen} from "./state.js";
 import {t} from "./format.js";
 import {el, icon} from "./dom.js";
-import {api} from "./api.js";
+import {api, onSignOut} from "./api.js";
+import {connectLive, disconnectLive} from "./live.js";
 import {langSwitch, mount} from "./shell.js";
 import {renderUnits} from "./units.js";
 import {renderUnit} from "./unit.js";
@@ -54,6 +55,7 @@ async function render() {
   if (!S.me) {
     try { S.me = await api("/users/me"); } catch (err) { if (!S.me) return renderLogin(); }
   }
+  connectLive();
   const hash = location.hash.replace(/^#/, "") || "/";
   const [path, query] = hash.split("?");
   const params = new URLSearchParams(query || "");
@@ -65,6 +67,7 @@ async function render() {
   return renderUnits();
 }
 screen.render = render;
+onSignOut(disconnectLive);
 window.addEventListener("hashchange", render);
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", render);
 else render();

@@ -2,11 +2,15 @@
  * accepted, done or why not) in the unit's list of commands. */
 
 import {S} from "./state.js";
-import {num, t, wita} from "./format.js";
+import {duration, grams, known, num, t, wita} from "./format.js";
 import {$, el, icon} from "./dom.js";
 import {api} from "./api.js";
 
 const FINAL = ["done", "failed", "rejected", "expired", "error"];
+const BAD = ["failed", "rejected", "expired", "error"];
+/* How a run a person ended ends (run_finished ended / run_skipped reason): "Dihentikan",
+ * in a neutral colour, not "Gagal". */
+export const STOPPED = ["stop_all", "stop_zone", "paused"];
 
 function ask(opts) {
   const dlg = $("#confirm");
@@ -64,39 +68,66 @@ function ask(opts) {
 function describe(cmd) {
   const p = cmd.params || {};
   const base = t("action." + cmd.action);
-  if (cmd.action === "run_zone") {
-    const dur = p.duration_s < 60 ? p.duration_s + " s" : num(p.duration_s / 60, 1) + " min";
-    return `${base}: ${p.zone} · ${dur}`;
-  }
-  if (cmd.action === "feed_now") return `${base}: ${p.feeder} · ${num(p.dose_g, 0)} g`;
+  if (cmd.action === "run_zone") return `${base}: ${p.zone} · ${duration(p.duration_s)}`;
+  if (cmd.action === "stop_zone") return `${base}: ${p.zone}`;
+  if (cmd.action === "feed_now") return `${base}: ${p.feeder} · ${grams(p.dose_g)}`;
   if (cmd.action === "pause") return `${base} → ${wita(p.until)}`;
-  if (cmd.action === "rain_delay") return `${base}: ${num(p.hours, 1)} h`;
+  if (cmd.action === "rain_delay") return `${base}: ${num(p.hours, 1)} ${t("u.h")}`;
   if (cmd.action === "skip_next" && (p.zone || p.feeder)) return `${base}: ${p.zone || p.feeder}`;
+  if (cmd.action === "clear_fault" && (p.feeder || p.zone)) return `${base}: ${p.feeder || p.zone}`;
   return base;
+}
+/* The outcome to show: the command's status, or "stopped" for a run a person ended. */
+function outcome(cmd, ended) {
+  const how = ended && ended[cmd.id];
+  return cmd.status === "failed" && STOPPED.includes(how) ? "stopped" : cmd.status;
 }
 function stepper(status) {
   const steps = ["sent", "accepted", "done"];
-  const failed = ["failed", "rejected", "expired", "error"].includes(status);
-  const reached = {pending: 0, sent: 1, accepted: 2, done: 3}[status] ?? (failed ? 1 : 0);
+  const failed = BAD.includes(status) || status === "stopped";
+  const reached = {pending: 0, sent: 1, accepted: 2, done: 3}[status] ?? (status === "stopped" ? 2 : failed ? 1 : 0);
   return el("ol", {class: "steps"}, steps.map((s, i) => {
     let cls = i < reached ? "ok" : "";
-    if (failed && i === reached) cls = "bad";
+    if (failed && i === reached) cls = status === "stopped" ? "stopped" : "bad";
     const label = failed && i === reached ? t("cmd." + status) : t("cmd." + s);
-    const ic = cls === "ok" ? "check" : cls === "bad" ? "cross" : "hourglass";
+    const ic = cls === "ok" ? "check" : cls === "bad" ? "cross" : cls === "stopped" ? "stop" : "hourglass";
     return el("li", {class: cls}, icon(ic), label);
   }));
 }
-function commandRow(cmd) {
-  return el("li", {class: `cmd c-${cmd.status}`, "data-command": cmd.id, "data-status": cmd.status},
-    el("div", {class: "cmd-head"}, el("b", {}, describe(cmd)),
-      el("span", {class: "muted"}, wita(cmd.issued_at))),
-    stepper(cmd.status),
-    cmd.detail ? el("div", {class: "cmd-detail" + (["failed", "rejected", "expired", "error"]
-      .includes(cmd.status) ? " bad" : "")}, cmd.detail) : null);
+/* What the unit answered, in the page's language: the reply's code with its parameters
+ * (reply.<code>) when it has one, else a sentence per status. The unit's own words
+ * (detail, English) are shown as they are in the English view only; in Indonesian they
+ * sit in a "technical detail" disclosure. */
+function replyText(cmd, shown) {
+  const last = (cmd.replies || []).filter((r) => r.code).slice(-1)[0] || {};
+  const code = cmd.code || last.code;
+  const params = cmd.code ? cmd.code_params || {} : last.params || {};
+  if (code) {
+    const words = known("reply.", code);
+    if (words !== code) return t("reply." + code, params);
+  }
+  if (shown === "pending" || shown === "sent") return null;
+  return t("reply.status." + shown);
+}
+function commandRow(cmd, ended) {
+  const shown = outcome(cmd, ended);
+  const text = replyText(cmd, shown);
+  const detail = cmd.detail && cmd.detail !== text ? cmd.detail : "";
+  const bad = BAD.includes(shown);
+  return el("li", {class: `cmd c-${shown}`, "data-command": cmd.id, "data-status": cmd.status,
+    "data-outcome": shown},
+  el("div", {class: "cmd-head"}, el("b", {}, describe(cmd)),
+    el("span", {class: "muted"}, wita(cmd.issued_at))),
+  stepper(shown),
+  text ? el("div", {class: "cmd-detail" + (bad ? " bad" : ""), "data-testid": "reply"}, text) : null,
+  detail && S.lang === "en" ? el("div", {class: "cmd-detail muted"}, detail) : null,
+  detail && S.lang !== "en" ? el("details", {class: "tech"}, el("summary", {}, t("cmd.tech")),
+    el("code", {}, detail)) : null);
 }
 export function watchCommand(list, cmd, changed) {
   const view = S.view;
-  let row = commandRow(cmd);
+  let row = commandRow(cmd, list.ended);
+  row.cmd = cmd;
   list.prepend(row);
   const empty = $(".empty", list.parentNode);
   if (empty) empty.remove();
@@ -105,13 +136,25 @@ export function watchCommand(list, cmd, changed) {
     if (view !== S.view) { clearInterval(id); return; }
     let now;
     try { now = await api("/commands/" + encodeURIComponent(cmd.id)); } catch (err) { return; }
-    const fresh = commandRow(now);
+    const fresh = commandRow(now, list.ended);
+    fresh.cmd = now;
     row.replaceWith(fresh);
     if (row.dataset.status !== now.status && changed) changed();
     row = fresh;
     if (FINAL.includes(now.status)) clearInterval(id);
   }, 700);
   S.timers.push(id);
+}
+/* Show the rows again with how their runs ended (`ended`: {cmd_id: ended}, from the
+ * unit's view), so a run a person stopped reads "Dihentikan". */
+export function markEnded(list, ended) {
+  list.ended = ended || {};
+  [...list.children].forEach((row) => {
+    if (!row.cmd) return;
+    const fresh = commandRow(row.cmd, list.ended);
+    fresh.cmd = row.cmd;
+    if (fresh.dataset.outcome !== row.dataset.outcome) row.replaceWith(fresh);
+  });
 }
 async function send(unit, list, action, params) {
   try {

@@ -41,3 +41,16 @@ export function ago(value) {
 export function num(v, digits) {
   return new Intl.NumberFormat(locale(), {maximumFractionDigits: digits ?? 1}).format(v);
 }
+
+/* A duration in the page's language: "45 dtk", "12 mnt", "1,5 jam" (id); "45 s",
+ * "12 min", "1.5 h" (en). */
+export function duration(seconds) {
+  const s = Math.max(0, seconds);
+  if (s < 60) return num(Math.round(s), 0) + " " + t("u.s");
+  if (s < 5400) return num(Math.round(s / 60), 0) + " " + t("u.min");
+  return num(s / 3600, 1) + " " + t("u.h");
+}
+/* Grams, or kilograms from 10 kg up: "2.500 g", "12,5 kg" (id). */
+export function grams(g) {
+  return Math.abs(g) >= 10000 ? num(g / 1000, 1) + " kg" : num(g, 0) + " g";
+}

@@ -11,12 +11,28 @@ export const S = {
   timers: [],
   period: "day",
   view: 0,
+  listeners: [],  // the shown screen's handlers of live changes (live.js)
 };
 
 export function clearTimers() {
   S.timers.forEach((id) => clearInterval(id));
   S.timers = [];
+  S.listeners = [];
   S.view += 1;
+}
+
+/* Call fn(change) for each live change while this screen is shown: change is
+ * {device_id, what} (what: state, events, replies, alarms), or null after the stream
+ * reconnected (changes may have been missed: read everything again). */
+export function onLive(fn) { S.listeners.push(fn); }
+
+/* fn, at most once per ms however often it is asked for (live changes come in bursts). */
+export function coalesce(ms, fn) {
+  let timer = null;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(() => { timer = null; fn(); }, ms);
+  };
 }
 export function every(ms, fn) { S.timers.push(setInterval(fn, ms)); }
 

@@ -1,12 +1,12 @@
 /* A unit's page (#/unit/<id>): its state, controls, commands, schedule and charts. */
 
-import {S, every} from "./state.js";
+import {S, coalesce, every, onLive} from "./state.js";
 import {ago, alarmText, fmt, num, t, wita} from "./format.js";
 import {el, icon, line, problem} from "./dom.js";
 import {api} from "./api.js";
 import {mount, shell} from "./shell.js";
 import {badges, nextLine, runningLine, statePill, todayLine} from "./units.js";
-import {command, watchCommand} from "./commands.js";
+import {command, markEnded, watchCommand} from "./commands.js";
 
 function controls(u, list) {
   const can = S.me.role !== "viewer";
@@ -121,6 +121,7 @@ export async function renderUnit(id) {
   } catch (err) { main.textContent = ""; main.appendChild(problem(err)); return; }
   if (view !== S.view) return;
   const list = el("ul", {class: "cmds", "data-testid": "commands"});
+  list.ended = u.runs_ended || {};
   const cmdCard = el("section", {class: "card"}, el("h2", {}, t("unit.commands")),
     commands.length ? null : el("p", {class: "muted empty"}, t("unit.commands.none")), list);
   commands.slice().reverse().forEach((c) => watchCommand(list, c, () => list.refresh()));
@@ -134,6 +135,7 @@ export async function renderUnit(id) {
   async function refresh() {
     try { u = await api(`/dashboard/units/${encodeURIComponent(id)}`); } catch (err) { return; }
     if (view !== S.view) return;
+    markEnded(list, u.runs_ended);
     const h2 = header(u), s2 = scheduleCard(u);
     head.replaceWith(h2); sched.replaceWith(s2);
     head = h2; sched = s2;
@@ -146,5 +148,7 @@ export async function renderUnit(id) {
   // A command that moves on refreshes the unit at once (and once more when the unit's
   // events and status have had time to arrive).
   list.refresh = () => { refresh(); setTimeout(() => view === S.view && refresh(), 1500); };
-  every(5000, refresh);
+  const soon = coalesce(250, refresh);
+  onLive((change) => { if (!change || change.device_id === id) soon(); });
+  every(15000, refresh);  // readings (telemetry is not pushed)
 }

@@ -1,8 +1,8 @@
 /* The units list (#/): a card per unit, alarms first, and the pieces of a card that the
  * unit's own page shows too. */
 
-import {S, every} from "./state.js";
-import {ago, alarmText, num, t, wita} from "./format.js";
+import {S, coalesce, every, onLive} from "./state.js";
+import {ago, alarmText, duration, grams, num, t, wita} from "./format.js";
 import {el, icon, line, problem} from "./dom.js";
 import {api} from "./api.js";
 import {mount, shell} from "./shell.js";
@@ -18,8 +18,9 @@ export function runningLine(u) {
   if (u.running.length) {
     return line("run", "play",
       el("b", {}, t("unit.running"), ": "),
-      u.running.map((r, i) => [i ? ", " : "", r.zone, " ",
-        el("span", {class: "muted"}, t("unit.since"), " ", wita(r.since))]));
+      u.running.map((r, i) => [i ? ", " : "", el("span", {"data-run": r.zone}, r.zone, " ",
+        el("span", {class: "muted"}, t("unit.since"), " ", wita(r.since)),
+        remaining(r))]));
   }
   if (u.outputs_on.length) {
     return line("run", "play",
@@ -28,25 +29,51 @@ export function runningLine(u) {
   }
   return line("muted", "clock", t("unit.idle"));
 }
+/* " · 4 mnt left" of a run that said how long it runs (run_started planned_s). */
+function remaining(r) {
+  if (typeof r.planned_s !== "number") return null;
+  const left = (Date.parse(r.since) + r.planned_s * 1000 - Date.now()) / 1000;
+  return el("span", {class: "remaining", "data-testid": "remaining"}, " · ",
+    t("unit.remaining", {d: duration(left)}));
+}
+/* The next start as the unit reports it (its outlook), or why there is none. */
 export function nextLine(u) {
   const n = u.next;
   let text;
   if (n.known) {
-    text = [el("b", {}, wita(n.at)), " · ", n.program || n.pond || "", n.dose_g ? ` (${num(n.dose_g, 0)} g)` : ""];
+    text = [el("b", {}, wita(n.at)), " · ", n.program || n.pond || "",
+      n.dose_g ? ` (${grams(n.dose_g)})` : ""];
+  } else if (n.reason === "paused" && u.paused_until) {
+    text = el("span", {class: "amber-text"}, t("unit.next.paused", {at: wita(u.paused_until)}));
+  } else if (n.reason === "rain_delay" && u.rain_delay_until) {
+    text = el("span", {class: "muted"}, t("unit.next.rain_delay", {at: wita(u.rain_delay_until)}));
+  } else if (n.source === "unit" && n.reason) {
+    text = el("span", {class: "muted"}, t("unit.next." + n.reason));
   } else {
     text = el("span", {class: "muted"}, n.reason === "local_schedule" ? t("unit.next.local") : t("unit.next.none"));
   }
   const out = line("", "calendar", t("unit.next"), ": ", text);
   out.dataset.testid = "next";
+  out.dataset.reason = n.known ? "" : n.reason || "";
   return out;
 }
 export function badges(u) {
   const out = [];
-  if (u.paused) out.push(el("span", {class: "tag amber"}, icon("pause"), t("unit.paused")));
-  if (u.rain) out.push(el("span", {class: "tag blue"}, icon("rain"), t("unit.rain")));
-  if (u.rain_delay_h > 0) {
-    out.push(el("span", {class: "tag blue"}, icon("rain"), t("unit.rain_delay"), " ",
-      num(u.rain_delay_h, 1), " h"));
+  if (u.paused) {
+    out.push(el("span", {class: "tag amber", "data-tag": "paused"}, icon("pause"),
+      u.paused_until ? t("unit.paused_until", {at: wita(u.paused_until)}) : t("unit.paused")));
+  }
+  if (u.rain) out.push(el("span", {class: "tag blue", "data-tag": "rain"}, icon("rain"), t("unit.rain")));
+  if (u.rain_delay_until) {
+    out.push(el("span", {class: "tag blue", "data-tag": "rain_delay"}, icon("rain"),
+      t("unit.rain_delay_until", {at: wita(u.rain_delay_until)}), " (", num(u.rain_delay_h, 0), " ", t("u.h"), ")"));
+  } else if (u.rain_delay_h > 0) {
+    out.push(el("span", {class: "tag blue", "data-tag": "rain_delay"}, icon("rain"), t("unit.rain_delay"), " ",
+      num(u.rain_delay_h, 1), " ", t("u.h")));
+  }
+  if (u.skip_next && u.skip_next.length) {
+    out.push(el("span", {class: "tag", "data-tag": "skip_next"}, icon("skip"), t("unit.skip_next", {what:
+      u.skip_next.map((x) => (x === "*" ? t("unit.skip_next.all") : x)).join(", ")})));
   }
   return out.length ? el("div", {class: "tags"}, out) : null;
 }
@@ -109,5 +136,8 @@ export async function renderUnits() {
     }
   }
   await load();
-  every(5000, load);
+  // Pushed changes at once (a burst read once); telemetry (readings, today's water or
+  // feed) is not pushed: read every 15 s.
+  onLive(coalesce(400, load));
+  every(15000, load);
 }

@@ -69,6 +69,7 @@ class RunNow(BaseModel):
     since: datetime
     trigger: str | None
     cmd_id: str | None
+    planned_s: float | None = Field(None, description="how long it runs (run_started)")
 
 
 class AlarmNow(BaseModel):
@@ -86,8 +87,14 @@ class AlarmNow(BaseModel):
 
 class NextStart(BaseModel):
     known: bool
-    reason: str | None = Field(None, description="why unknown: local_schedule (the unit "
-                               "runs its local default) or none_within_8_days")
+    source: Literal["unit", "computed"] = Field(
+        "computed", description="unit: the outlook of the unit's last status (honours "
+        "pause, rain delay and skips); computed: from the schedule the unit applied (a unit "
+        "that reports no outlook)")
+    reason: str | None = Field(None, description="why unknown; from the unit: paused, "
+                               "rain_delay, no_program, clock_not_trusted, none_soon; "
+                               "computed: local_schedule (the unit runs its local "
+                               "default) or none_within_8_days")
     version: int | None = Field(None, description="schedule version it is computed from")
     at: datetime | None = None
     start: str | None = Field(None, description="as written: 05:30, sunrise-01:00, ...")
@@ -114,13 +121,24 @@ class UnitOut(BaseModel):
     state: Literal["running", "online", "offline", "alarm"] = Field(
         description="the card's colour: running/online green, offline grey, alarm red")
     running: list[RunNow] = Field(description="runs started and not yet ended")
+    runs_ended: dict[str, str] = Field({}, description="how the runs that commands started "
+                                       "ended in the last day, by command id: completed, "
+                                       "stop_all, stop_zone, paused, max_on_time, ...")
     outputs_on: list[str]
     alarms: list[AlarmNow] = Field(description="its alarms not cleared yet, newest first")
     next: NextStart
     config: ConfigVersions
     paused: bool
+    paused_until: datetime | None = Field(None, description="end of the pause in force, "
+                                          "as the unit reports it")
     rain: bool
     rain_delay_h: float
+    rain_delay_until: datetime | None = Field(None, description="end of the rain delay in "
+                                              "force, as the unit reports it")
+    skip_next: list[str] = Field([], description="zones or feeders whose next start is "
+                                 "skipped once; * the unit's next start")
+    limits: dict[str, Any] | None = Field(None, description="the unit's reported local "
+                                          "limits (protocol.models.UnitLimits)")
     today: dict[str, float] = Field(description="water_l (watering) or feed_g (feeders)")
     readings: dict[str, bool | int | float | None]
     readings_ts: datetime | None

@@ -434,3 +434,70 @@ def test_dashboard_schedule_stays_pending_while_the_unit_is_offline(page, site):
     page.wait_for_timeout(2_500)  # polled meanwhile: an offline unit cannot apply it
     assert sync.get_attribute("data-state") == "pending"
     assert api_get(site, f"/devices/{GONE}/schedule", "op")["state"] == "pending"
+
+
+def api_command(site, action: str, params: dict | None = None, who: str = "op") -> dict:
+    r = httpx.post(site["base"] + f"/api/v1/devices/{REAL}/commands",
+                   headers=auth(site["tokens"][who]),
+                   json={"action": action, "params": params or {}}, timeout=10)
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def test_dashboard_live_a_pause_sent_elsewhere_shows_on_open_pages_without_reload(page, site):
+    real_unit_online(site)
+    sign_in(page, site, "op")
+    listing = page.context.new_page()  # the token is per tab: sign in there too
+    sign_in(listing, site, "op")
+    page.goto(site["base"] + f"/#/unit/{REAL}")
+    page.wait_for_selector(".unit-head")
+    for p in (page, listing):  # both pages follow the stream
+        playwright_api.expect(p.locator("html")).to_have_attribute("data-live", "on")
+    until = datetime.now(UTC) + timedelta(hours=2)
+    sent = time.monotonic()
+    api_command(site, "pause", {"until": until.isoformat()})
+    # Neither page reloads, and their own refresh is every 15 s: only the push shows it.
+    paused = page.locator(".unit-head [data-tag=paused]")
+    playwright_api.expect(paused).to_be_visible(timeout=2_500)
+    shown_s = time.monotonic() - sent
+    assert f"{until.astimezone(WITA):%H.%M} WITA" in paused.inner_text()
+    assert "Dijeda sampai" in paused.inner_text()
+    nxt = page.locator(".schedule-card [data-testid=next]")
+    playwright_api.expect(nxt).to_have_attribute("data-reason", "paused")
+    assert "dijeda sampai" in nxt.inner_text()
+    playwright_api.expect(listing.locator(
+        f".unit[data-device='{REAL}'] [data-tag=paused]")).to_be_visible(timeout=2_500)
+    assert shown_s < 2.5, shown_s
+    api_command(site, "resume")
+    playwright_api.expect(paused).to_have_count(0, timeout=2_500)
+    playwright_api.expect(listing.locator(
+        f".unit[data-device='{REAL}'] [data-tag=paused]")).to_have_count(0, timeout=2_500)
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    listing.close()
+
+
+def test_dashboard_a_run_stopped_by_the_operator_reads_stopped_not_failed(page, site):
+    real_unit_online(site)
+    sign_in(page, site, "op")
+    page.goto(site["base"] + f"/#/unit/{REAL}")
+    page.click("[data-action=run_zone][data-zone='bunga']")
+    page.click("dialog#confirm [data-choice='600']")
+    page.click("dialog#confirm [data-role=ok]")
+    playwright_api.expect(page.locator(".cmd").first).to_have_attribute("data-status",
+                                                                        "accepted")
+    run_id = page.locator(".cmd").first.get_attribute("data-command")
+    run = page.locator(f".cmd[data-command='{run_id}']")
+    # running: the zone and its time left, from the unit's run_started
+    playwright_api.expect(page.locator(".unit-head [data-run=bunga]")).to_contain_text(
+        "sisa", timeout=5_000)
+    assert re.search(r"sisa (9|10) mnt", page.inner_text(".unit-head [data-run=bunga]"))
+    page.click(".controls [data-action=stop_all]")
+    page.click("dialog#confirm [data-role=ok]")
+    playwright_api.expect(page.locator(".cmd").first).to_have_attribute("data-status", "done")
+    playwright_api.expect(run).to_have_attribute("data-outcome", "stopped", timeout=5_000)
+    assert run.get_attribute("data-status") == "failed"  # what the unit answered
+    assert "Dihentikan" in run.inner_text() and "Gagal" not in run.inner_text()
+    assert run.locator(".steps li.bad").count() == 0
+    assert "stop_all" not in run.inner_text()  # the unit's English detail stays folded
+    changes = valve_changes(site["pins"], "GPIO27")
+    assert [s for _, s in changes][-2:] == [1, 0], changes

@@ -16,6 +16,7 @@ from controller_support import auth
 from controller.dashboard.views import active_alarms, charts, check_schedule, unit_view
 from controller.store import Inbound
 from protocol.models import Event, FeederLimits, Status, Telemetry, UnitLimits, ZoneLimits
+from protocol.outlook import NextStart, NextStartReason, Outlook
 from protocol.topics import Channel
 
 WITA = ZoneInfo("Asia/Makassar")
@@ -49,10 +50,12 @@ class Unit:
         self._commit(Channel.TELEMETRY, Telemetry(seq=self.seq, ts=at, readings=readings,
                                                   outputs=outputs or {}), at)
 
-    def status(self, at, online=True, config_version=None, outputs=None, limits=None):
+    def status(self, at, online=True, config_version=None, outputs=None, limits=None,
+               outlook=None):
         self._commit(Channel.STATUS, Status(online=online, fw="1", ts=at, clock_synced=True,
                                             app=self.app, config_version=config_version,
-                                            outputs=outputs or {}, limits=limits), at)
+                                            outputs=outputs or {}, limits=limits,
+                                            outlook=outlook), at)
 
 
 @pytest.fixture
@@ -125,21 +128,53 @@ def test_dashboard_next_feeding_from_the_plan_times(store, ponds):
     assert evening["at"] == datetime(2026, 11, 23, 7, 0, tzinfo=WITA)
 
 
+def test_dashboard_next_start_and_holds_are_the_units_outlook(store, park):
+    store.create_desired_config("taman-01", PROGRAM, actor="test")
+    until = NOON + timedelta(hours=24)
+    # Paused: no next start, though the applied schedule has one; the telemetry (paused
+    # False, 5 minutes old) does not count against the unit's newer word.
+    park.status(NOON, config_version=1, outlook=Outlook(
+        paused_until=until, next_start_reason=NextStartReason.PAUSED))
+    view = unit_view(store, device(store, "taman-01"), NOON)
+    assert view["next"] == {"known": False, "source": "unit", "reason": "paused",
+                            "version": 1}
+    assert view["paused"] and view["paused_until"] == until
+    assert view["rain_delay_until"] is None and view["rain_delay_h"] == 0.0
+    # A rain delay and a skip: the next start the unit gives, with the program's zones.
+    at = NOON + timedelta(days=1, hours=-6, minutes=-30)
+    park.status(NOON, config_version=1, outlook=Outlook(
+        rain_delay_until=NOON + timedelta(hours=12), skip_next=["bunga"],
+        next_start=NextStart(at=at, program="pagi", start="05:30")))
+    view = unit_view(store, device(store, "taman-01"), NOON)
+    assert view["next"] == {"known": True, "source": "unit", "version": 1, "at": at,
+                            "program": "pagi", "pond": None, "start": "05:30",
+                            "zones": [{"zone": "rumput", "duration_min": 10}]}
+    assert not view["paused"] and view["rain_delay_h"] == 12.0
+    assert view["skip_next"] == ["bunga"]
+    # Once the reported start has passed (the unit went quiet), it is computed again.
+    later = unit_view(store, device(store, "taman-01"), at + timedelta(minutes=1))
+    assert later["next"]["known"] and "source" not in later["next"]
+    assert later["next"]["program"] == "sore"  # Monday's sunset start, by the planner
+
+
 # --------------------------------------------------------------------------- running, alarms
 
 def test_dashboard_running_runs_follow_the_events(store, park):
     t0 = NOON - timedelta(minutes=30)
-    park.event(t0, "run_started", run_id="r1", zone="rumput", trigger="manual")
+    park.event(t0, "run_started", run_id="r1", zone="rumput", trigger="manual",
+               cmd_id="c-1", planned_s=600)
     park.event(t0, "run_started", run_id="r2", zone="bunga", trigger="schedule")
     view = unit_view(store, device(store, "taman-01"), NOON)
     assert [r["zone"] for r in view["running"]] == ["rumput", "bunga"]
+    assert view["running"][0]["planned_s"] == 600  # the page shows the time left
     assert view["state"] == "running"
     park.event(t0 + timedelta(minutes=5), "run_finished", run_id="r1", zone="rumput",
-               ended="completed", litres=100.0, duration_s=300)
+               ended="stop_all", litres=100.0, duration_s=300, cmd_id="c-1")
     park.event(t0 + timedelta(minutes=6), "run_interrupted", run_id="r2", zone="bunga",
                action="resumed")
-    assert [r["zone"] for r in unit_view(store, device(store, "taman-01"), NOON)["running"]] \
-        == ["bunga"]
+    view = unit_view(store, device(store, "taman-01"), NOON)
+    assert [r["zone"] for r in view["running"]] == ["bunga"]
+    assert view["runs_ended"] == {"c-1": "stop_all"}  # the page: "Dihentikan", not failed
     park.event(t0 + timedelta(minutes=9), "run_finished", run_id="r2", zone="bunga",
                ended="soil_wet", litres=10.0, duration_s=60)
     view = unit_view(store, device(store, "taman-01"), NOON)
