@@ -1,9 +1,11 @@
 /* Smart City Balikpapan dashboard: one page, no build step, no outside resources.
  *
  * Routes (the part after #):  /  units   /unit/<id>  a unit   /unit/<id>/schedule  its
- * schedule editor   /reports  monthly reports   /audit  the audit log (admins).
+ * schedule editor   /alarms  alarms across units   /reports  monthly reports
+ * /audit  the audit log (admins).
  * This module boots the page, signs the user in and routes; each screen is a module:
- * units.js, unit.js, schedule.js, commands.js (dialogs), reports.js, admin.js; below
+ * units.js, unit.js, schedule.js, commands.js (dialogs), alarms.js, reports.js,
+ * admin.js; live.js follows the server's changes; below
  * them shell.js (header, tabs), api.js (fetch, auth, errors), format.js (words, WITA
  * times, numbers), dom.js and state.js. i18n.js and chart.js are plain scripts that set
  * window.I18N and window.Charts. */
@@ -19,6 +21,7 @@ import {renderUnit} from "./unit.js";
 import {renderSchedule} from "./schedule.js";
 import {renderReports} from "./reports.js";
 import {renderAudit} from "./admin.js";
+import {renderAlarms} from "./alarms.js";
 
 function renderLogin(message) {
   const input = el("input", {id: "token", type: "password", autocomplete: "off",
@@ -63,6 +66,7 @@ async function render() {
   if ((m = path.match(/^\/unit\/([^/]+)\/schedule$/))) return renderSchedule(decodeURIComponent(m[1]));
   if ((m = path.match(/^\/unit\/([^/]+)$/))) return renderUnit(decodeURIComponent(m[1]));
   if (path === "/reports") return renderReports(params);
+  if (path === "/alarms") return renderAlarms(params);
   if (path === "/audit" && S.me.role === "admin") return renderAudit();
   return renderUnits();
 }

@@ -12,33 +12,60 @@ const BAD = ["failed", "rejected", "expired", "error"];
  * in a neutral colour, not "Gagal". */
 export const STOPPED = ["stop_all", "stop_zone", "paused"];
 
-function ask(opts) {
+/* The confirmation dialog. opts: title, text, danger; choices [{label, value}] with
+ * initial, where a choice above `limit` is disabled; custom {label, min, max, step,
+ * map, limit (the text: "maks. 45 mnt")}: a number of one's own, checked before anything
+ * is sent (an empty, negative or out-of-range value gets a message next to the field);
+ * note (a label): a free text, resolved instead of a choice. Resolves null on cancel. */
+export function ask(opts) {
   const dlg = $("#confirm");
   $("#confirm-title").textContent = opts.title;
   const content = $(".dialog-content", dlg);
   content.textContent = "";
   content.appendChild(el("p", {class: "dialog-text"}, opts.text));
-  let value = opts.choices ? opts.choices[opts.initial || 0].value : true;
-  let custom = null;
+  let noteBox = null;
+  if (opts.note) {
+    noteBox = el("textarea", {rows: 2, maxlength: 500, "data-testid": "note", "aria-label": opts.note});
+    content.appendChild(el("label", {class: "field"}, el("span", {}, opts.note), noteBox));
+  }
+  const allowed = (c) => opts.limit === undefined || c.value <= opts.limit;
+  let value = true;
+  let custom = null, customBox = null;
   if (opts.choices) {
+    const first = opts.choices.findIndex(allowed);
+    const initial = allowed(opts.choices[opts.initial || 0]) ? opts.initial || 0 : first;
+    value = initial >= 0 ? opts.choices[initial].value : null;
     const chips = el("div", {class: "chips", role: "radiogroup"});
     opts.choices.forEach((c, i) => {
-      const b = el("button", {type: "button", class: "chip" + (i === (opts.initial || 0) ? " on" : ""),
-        role: "radio", "data-choice": String(c.value), onclick: () => {
+      const b = el("button", {type: "button", class: "chip" + (i === initial ? " on" : ""),
+        role: "radio", disabled: !allowed(c), "data-choice": String(c.value), onclick: () => {
           value = c.value;
           chips.querySelectorAll(".chip").forEach((x) => x.classList.remove("on"));
           b.classList.add("on");
-          if (custom) custom.value = "";
+          if (custom) { custom.value = ""; clearError(); }
         }}, c.label);
       chips.appendChild(b);
     });
     content.appendChild(chips);
-    if (opts.custom) {
-      custom = el("input", {type: "number", inputmode: "decimal", min: opts.custom.min,
-        max: opts.custom.max, step: opts.custom.step || "any", "data-testid": "custom",
-        placeholder: opts.custom.label, "aria-label": opts.custom.label});
-      content.appendChild(el("label", {class: "custom"}, opts.custom.label, custom));
-    }
+  }
+  if (opts.custom) {
+    custom = el("input", {type: "number", inputmode: "decimal", min: opts.custom.min,
+      max: opts.custom.max, step: opts.custom.step || "any", "data-testid": "custom",
+      placeholder: opts.custom.label, "aria-label": opts.custom.label,
+      "aria-describedby": "custom-limit"});
+    customBox = el("label", {class: "custom field"}, opts.custom.label, custom,
+      el("small", {class: "limit", id: "custom-limit", "data-testid": "limit"}, opts.custom.limit));
+    content.appendChild(customBox);
+  }
+  function clearError() {
+    if (customBox) customBox.querySelectorAll(".field-error").forEach((e) => e.remove());
+    if (custom) custom.removeAttribute("aria-invalid");
+  }
+  function refuse(message) {
+    clearError();
+    custom.setAttribute("aria-invalid", "true");
+    customBox.appendChild(el("small", {class: "field-error", role: "alert", "data-testid": "field-error"}, message));
+    custom.focus();
   }
   const ok = $('[data-role="ok"]', dlg), cancel = $('[data-role="cancel"]', dlg);
   ok.textContent = t("confirm.yes");
@@ -52,17 +79,33 @@ function ask(opts) {
       resolve(result);
     }
     ok.onclick = () => {
-      if (custom && custom.value !== "") {
+      if (noteBox) { done(noteBox.value.trim()); return; }
+      if (custom && (custom.value !== "" || custom.validity.badInput || value === null)) {
+        const problem = checkNumber(custom, opts.custom);
+        if (problem) { refuse(problem); return; }
         const v = Number(custom.value);
-        if (!(v >= opts.custom.min && v <= opts.custom.max)) { custom.focus(); return; }
         value = opts.custom.map ? opts.custom.map(v) : v;
       }
+      if (value === null) return;
       done(value);
     };
     cancel.onclick = () => done(null);
     dlg.onclose = () => done(null);
     dlg.showModal();
   });
+}
+
+/* Why a number field's value is refused, in the page's language, or null. spec: min,
+ * max, minText, maxText (the limits as shown: "45 mnt"), optional (empty allowed). */
+export function checkNumber(input, spec) {
+  if (input.validity && input.validity.badInput) return t("form.nan");
+  const raw = String(input.value).trim();
+  if (raw === "") return spec.optional ? null : t("form.required");
+  const v = Number(raw);
+  if (!Number.isFinite(v)) return t("form.nan");
+  if (v < spec.min) return t("form.min", {v: spec.minText ?? num(spec.min, 2)});
+  if (v > spec.max) return t("form.max", {v: spec.maxText ?? num(spec.max, 2)});
+  return null;
 }
 
 function describe(cmd) {
@@ -156,41 +199,76 @@ export function markEnded(list, ended) {
     if (fresh.dataset.outcome !== row.dataset.outcome) row.replaceWith(fresh);
   });
 }
+/* Units (or controllers) that do not know stop_zone answer 422 or 400: the page then
+ * stops offering it for that unit. */
+const noStopZone = new Set();
+export const stopZoneKnownMissing = (deviceId) => noStopZone.has(deviceId);
 async function send(unit, list, action, params) {
   try {
     const cmd = await api(`/devices/${encodeURIComponent(unit.device_id)}/commands`,
       {method: "POST", json: {action, params}});
     watchCommand(list, cmd, list.refresh);
   } catch (err) {
+    if (action === "stop_zone" && (err.status === 422 || err.status === 400)) {
+      noStopZone.add(unit.device_id);
+      watchCommand(list, {id: "x" + Date.now(), action, params, status: "error",
+        issued_at: new Date().toISOString(), code: "stop_zone_unsupported", detail: err.message});
+      if (list.refresh) list.refresh();
+      return;
+    }
     watchCommand(list, {id: "x" + Date.now(), action, params, status: "error",
       issued_at: new Date().toISOString(), detail: err.message});
   }
 }
 const hours = (list) => list.map((h) => ({label: t("dur.hours", {n: h}), value: h}));
+/* The unit's reported limits for a target: {maxS} of a zone (max_on_s), {maxG, dailyG}
+ * of a feeder, {pauseH} of the unit; undefined where the unit reports none. */
+export function limitsOf(unit, target) {
+  const l = unit.limits || {};
+  const zone = (l.zones || {})[target] || {};
+  const feeder = (l.feeders || {})[target] || {};
+  return {maxS: zone.max_on_s, maxG: feeder.max_dose_g, dailyG: feeder.max_daily_g,
+    pauseH: l.max_pause_s ? l.max_pause_s / 3600 : undefined};
+}
+const limitText = (v) => t("form.limit", {v});
+
 export async function command(unit, list, action, target) {
   let params = {};
   const title = t("action." + action);
+  const lim = limitsOf(unit, target);
   if (action === "run_zone") {
+    const maxMin = Math.min(lim.maxS ? lim.maxS / 60 : 240, 240);
     const choices = [{label: t("dur.test"), value: 10}, ...[5, 10, 20, 30].map((m) =>
       ({label: t("dur.min", {n: m}), value: m * 60}))];
     const s = await ask({title, text: t("confirm.run_zone", {zone: target}), choices, initial: 2,
-      custom: {label: t("dur.custom_min"), min: 0.5, max: 240, step: 0.5, map: (m) => Math.round(m * 60)}});
+      limit: maxMin * 60,
+      custom: {label: t("dur.custom_min"), min: 0.5, max: maxMin, step: 0.5, map: (m) => Math.round(m * 60),
+        minText: duration(30), maxText: duration(maxMin * 60), limit: limitText(duration(maxMin * 60))}});
     if (s === null) return;
     params = {zone: target, duration_s: s};
   } else if (action === "feed_now") {
-    const choices = [100, 250, 500, 1000].map((g) => ({label: g + " g", value: g}));
+    const maxG = lim.maxG || 100000;
+    const choices = [100, 250, 500, 1000].map((g) => ({label: grams(g), value: g}));
     const g = await ask({title, text: t("confirm.feed_now", {feeder: target}), choices, initial: 1,
-      custom: {label: t("dose.custom"), min: 1, max: 100000, step: 1}});
+      limit: maxG,
+      custom: {label: t("dose.custom"), min: 1, max: maxG, step: 1, minText: grams(1), maxText: grams(maxG),
+        limit: [limitText(grams(maxG)), lim.dailyG ? " · " + t("form.daily", {v: grams(lim.dailyG)}) : ""].join("")}});
     if (g === null) return;
     params = {feeder: target, dose_g: g};
   } else if (action === "pause") {
-    const h = await ask({title, text: t("confirm.pause"), choices: hours([2, 6, 12, 24, 48]), initial: 3});
+    const h = await ask({title, text: t("confirm.pause"), choices: hours([2, 6, 12, 24, 48]), initial: 3,
+      limit: lim.pauseH});
     if (h === null) return;
     params = {until: new Date(Date.now() + h * 3600e3).toISOString()};
   } else if (action === "rain_delay") {
-    const h = await ask({title, text: t("confirm.rain_delay"), choices: hours([12, 24, 48, 72]), initial: 1});
+    const h = await ask({title, text: t("confirm.rain_delay"), choices: hours([12, 24, 48, 72]), initial: 1,
+      limit: 168});
     if (h === null) return;
     params = {hours: h};
+  } else if (action === "stop_zone") {
+    const ok = await ask({title, text: t("confirm.stop_zone", {zone: target})});
+    if (ok === null) return;
+    params = {zone: target};
   } else {
     const ok = await ask({title, text: t("confirm." + action), danger: action === "stop_all"});
     if (ok === null) return;

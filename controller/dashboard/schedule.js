@@ -3,21 +3,39 @@
  * then followed until the unit applies it. */
 
 import {S} from "./state.js";
-import {t, wita} from "./format.js";
+import {duration, grams, num, t, wita} from "./format.js";
 import {$, $$, el, field, icon, problem} from "./dom.js";
 import {api} from "./api.js";
 import {mount, shell} from "./shell.js";
+import {checkNumber} from "./commands.js";
 
 const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 function splitList(text) {
   return text.split(/[,\s;]+/).map((s) => s.trim()).filter(Boolean);
 }
-function irrigationForm(body, zones) {
-  const pct = el("input", {type: "number", name: "watering_pct", min: 0, max: 250, step: 1,
-    value: body.watering_pct ?? 100});
-  const delay = el("input", {type: "number", name: "rain_delay_h", min: 0, max: 168, step: 0.5,
-    value: body.rain_delay_h ?? 24});
+/* The numeric fields of a form and their limits, checked in the page before anything
+ * is sent: each gets a message next to it (in the page's language) when it is empty,
+ * not a number, or out of range. A field not shown (another day mode, a pond on its
+ * local plan) is not checked. */
+function numbers() {
+  const list = [];
+  return {
+    add(input, spec) { list.push({input, spec}); return input; },
+    problems() {
+      return list.filter(({input}) => input.isConnected).map(({input, spec}) =>
+        [input, spec.check ? spec.check(input) : checkNumber(input, spec)]).filter(([, p]) => p);
+    },
+  };
+}
+const limitHint = (text) => el("small", {class: "limit", "data-testid": "limit"}, t("form.limit", {v: text}));
+
+function irrigationForm(body, zones, limits) {
+  const checks = numbers();
+  const pct = checks.add(el("input", {type: "number", name: "watering_pct", min: 0, max: 250, step: 1,
+    value: body.watering_pct ?? 100}), {min: 0, max: 250, maxText: "250 %"});
+  const delay = checks.add(el("input", {type: "number", name: "rain_delay_h", min: 0, max: 168, step: 0.5,
+    value: body.rain_delay_h ?? 24}), {min: 0, max: 168, maxText: duration(168 * 3600)});
   const progBox = el("div", {class: "programs"});
   const programs = [];
   function addProgram(p) {
@@ -37,8 +55,8 @@ function irrigationForm(body, zones) {
         "data-day": d, onclick: () => b.classList.toggle("on")}, t("wd." + d));
       return b;
     }));
-    const n = el("input", {type: "number", name: "interval_days", min: 1, max: 31, step: 1,
-      value: p.interval_days || 2});
+    const n = checks.add(el("input", {type: "number", name: "interval_days", min: 1, max: 31, step: 1,
+      value: p.interval_days || 2}), {min: 1, max: 31});
     const dayExtra = el("div", {class: "day-extra"});
     function showDays() {
       dayExtra.textContent = "";
@@ -50,9 +68,18 @@ function irrigationForm(body, zones) {
     const minutes = {};
     const zoneRows = el("div", {class: "zone-minutes"}, zones.map((z) => {
       const cur = (p.zones || []).find((x) => x.zone === z);
-      minutes[z] = el("input", {type: "number", min: 0, max: 720, step: 1, "data-zone": z,
-        value: cur ? cur.duration_min : "", "aria-label": z});
-      return el("label", {}, el("span", {}, z), minutes[z], el("small", {}, "min"));
+      const maxS = ((limits.zones || {})[z] || {}).max_on_s;
+      const maxMin = maxS ? Math.min(720, maxS / 60) : 720;
+      minutes[z] = checks.add(el("input", {type: "number", min: 1, max: maxMin, step: 1, "data-zone": z,
+        value: cur ? cur.duration_min : "", "aria-label": z}), {optional: true, max: maxMin,
+        maxText: duration(maxMin * 60), check: (input) => {
+          const problem = checkNumber(input, {optional: true, min: -Infinity, max: maxMin,
+            maxText: duration(maxMin * 60)});
+          if (problem) return problem;
+          return input.value !== "" && Number(input.value) <= 0 ? t("form.positive") : null;
+        }});
+      return el("label", {class: "zone-row"}, el("span", {}, z), minutes[z], el("small", {}, t("u.min")),
+        limitHint(duration(maxMin * 60)));
     }));
     // zones named in the program but not reported by the unit stay as they are
     const kept = (p.zones || []).filter((x) => !zones.includes(x.zone));
@@ -69,7 +96,7 @@ function irrigationForm(body, zones) {
     const entry = {card, read: () => {
       const out = {...extra, name: name.value.trim(), enabled: enabled.checked,
         start_times: splitList(starts.value),
-        zones: [...zones.filter((z) => minutes[z].value !== "" && Number(minutes[z].value) > 0)
+        zones: [...zones.filter((z) => minutes[z].value !== "")
           .map((z) => ({zone: z, duration_min: Number(minutes[z].value)})), ...kept]};
       if (modeSel.value === "weekdays") {
         out.weekdays = [...wdBox.querySelectorAll(".chip.on")].map((b) => b.dataset.day);
@@ -82,7 +109,8 @@ function irrigationForm(body, zones) {
   }
   (body.programs || []).forEach(addProgram);
   const form = el("div", {class: "sched-form"},
-    el("div", {class: "row"}, field(t("sched.watering_pct"), pct), field(t("sched.rain_delay_h"), delay)),
+    el("div", {class: "row"}, field(t("sched.watering_pct"), pct, t("form.limit", {v: "250 %"})),
+      field(t("sched.rain_delay_h"), delay, t("form.limit", {v: duration(168 * 3600)}))),
     el("h3", {}, t("sched.program")), progBox,
     el("button", {type: "button", class: "btn ghost", "data-testid": "add-program", onclick: () =>
       addProgram({name: "program-" + (programs.length + 1), start_times: ["05:30"], zones: []})},
@@ -100,10 +128,13 @@ function irrigationForm(body, zones) {
     return (sub && prog.card.querySelector(sub === "zones" ? ".zone-minutes" : sub === "odd_even"
       ? "[name=days]" : `[name="${sub}"]`)) || prog.card;
   }
-  return {form, read, locate};
+  return {form, read, locate, problems: checks.problems};
 }
-function fishForm(body, ponds) {
+function fishForm(body, ponds, limits) {
+  const checks = numbers();
   const cards = ponds.map((pond) => {
+    const feeder = Object.values(limits.feeders || {}).find((f) => f.pond === pond) || {};
+    const maxG = feeder.max_dose_g || 100000;
     const cur = (body.ponds || {})[pond];
     const plan = (cur && cur.plan) || {times: ["07:00", "16:00"], doses_g: [500, 500]};
     const local = el("input", {type: "checkbox", name: "use_local"});
@@ -112,22 +143,36 @@ function fishForm(body, ponds) {
     const mode = el("select", {name: "mode"}, ["doses", "biomass"].map((m) =>
       el("option", {value: m}, t("sched.mode." + m))));
     mode.value = plan.doses_g ? "doses" : "biomass";
-    const doses = el("input", {type: "text", name: "doses_g", value: (plan.doses_g || []).join(", ")});
-    const count = el("input", {type: "number", name: "fish_count", min: 1, step: 1, value: plan.fish_count || ""});
-    const weight = el("input", {type: "number", name: "avg_weight_g", min: 0.1, step: 0.1, value: plan.avg_weight_g || ""});
-    const rate = el("input", {type: "number", name: "feeding_rate_pct", min: 0.1, max: 30, step: 0.1,
-      value: plan.feeding_rate_pct || ""});
+    const doses = checks.add(el("input", {type: "text", name: "doses_g", value: (plan.doses_g || []).join(", ")}),
+      {check: (input) => {
+        const list = splitList(input.value);
+        if (!list.length) return t("form.required");
+        for (const d of list) {
+          const problem = checkNumber({value: d}, {min: 0.5, max: maxG, minText: grams(0.5), maxText: grams(maxG)});
+          if (problem) return `${d}: ${problem}`;
+        }
+        return null;
+      }});
+    const count = checks.add(el("input", {type: "number", name: "fish_count", min: 1, step: 1,
+      value: plan.fish_count || ""}), {min: 1, max: 10000000});
+    const weight = checks.add(el("input", {type: "number", name: "avg_weight_g", min: 0.1, step: 0.1,
+      value: plan.avg_weight_g || ""}), {min: 0.1, max: 100000, maxText: grams(100000)});
+    const rate = checks.add(el("input", {type: "number", name: "feeding_rate_pct", min: 0.1, max: 30, step: 0.1,
+      value: plan.feeding_rate_pct || ""}), {optional: true, min: 0.1, max: 30, maxText: "30 %"});
     const detail = el("div", {class: "pond-plan"});
     function show() {
       detail.textContent = "";
       if (local.checked) return;
       detail.appendChild(field(t("sched.times"), times, t("sched.times.hint")));
       detail.appendChild(field(t("sched.mode"), mode));
-      if (mode.value === "doses") detail.appendChild(field(t("sched.doses_g"), doses));
+      if (mode.value === "doses") {
+        detail.appendChild(field(t("sched.doses_g"), doses, [t("form.limit", {v: grams(maxG)}),
+          feeder.max_daily_g ? " · " + t("form.daily", {v: grams(feeder.max_daily_g)}) : ""].join("")));
+      }
       else {
         detail.appendChild(el("div", {class: "row"}, field(t("sched.fish_count"), count),
           field(t("sched.avg_weight_g"), weight)));
-        detail.appendChild(field(t("sched.feeding_rate_pct"), rate));
+        detail.appendChild(field(t("sched.feeding_rate_pct"), rate, t("form.limit", {v: "30 %"})));
       }
     }
     local.addEventListener("change", show);
@@ -161,7 +206,8 @@ function fishForm(body, ponds) {
     const c = cards.find((x) => x.pond === pond);
     return c && ((sub && c.card.querySelector(`[name="${sub}"]`)) || c.card);
   }
-  return {form: el("div", {class: "sched-form"}, cards.map((c) => c.card)), read, locate};
+  return {form: el("div", {class: "sched-form"}, cards.map((c) => c.card)), read, locate,
+    problems: checks.problems};
 }
 export async function renderSchedule(id) {
   const main = el("div", {class: "schedule-page"}, el("p", {class: "muted"}, t("common.loading")));
@@ -178,7 +224,9 @@ export async function renderSchedule(id) {
   if (view !== S.view) return;
   const base = sched.desired ? sched.desired.body
     : u.kind === "irrigation" ? {watering_pct: 100, rain_delay_h: 24, programs: [], zones: []} : {ponds: {}};
-  let editor = u.kind === "irrigation" ? irrigationForm(base, u.zones || []) : fishForm(base, u.ponds || []);
+  const limits = u.limits || {};
+  let editor = u.kind === "irrigation" ? irrigationForm(base, u.zones || [], limits)
+    : fishForm(base, u.ponds || [], limits);
   const formHolder = el("div", {}, editor.form);
   const json = el("textarea", {class: "json", rows: 14, spellcheck: "false", "aria-label": "JSON"});
   const jsonBox = el("details", {class: "json-box", ontoggle: () => {
@@ -210,7 +258,27 @@ export async function renderSchedule(id) {
   }
   const bodyProblems = (detail) => (Array.isArray(detail) ? detail : []).map((d) =>
     [d.loc.slice(2).join("."), d.msg]);
+  // The page's own checks (empty, not a number, out of the unit's limits), each message
+  // next to its field: nothing goes to the server while one remains.
+  function refuseFields(list) {
+    out.textContent = "";
+    $$(".field-error", formHolder).forEach((e) => e.remove());
+    out.appendChild(el("div", {class: "problems", role: "alert", "data-testid": "problems"},
+      el("b", {}, icon("alert"), t("form.fix"))));
+    list.forEach(([input, message]) => {
+      input.setAttribute("aria-invalid", "true");
+      const box = input.closest(".field, label") || input.parentNode;
+      box.appendChild(el("small", {class: "field-error", "data-testid": "field-error",
+        "data-field": input.name || input.dataset.zone || ""}, message));
+    });
+    list[0][0].focus();
+  }
   async function validate() {
+    if (!jsonBox.open) {
+      $$("[aria-invalid]", formHolder).forEach((e) => e.removeAttribute("aria-invalid"));
+      const wrong = editor.problems();
+      if (wrong.length) { refuseFields(wrong); return null; }
+    }
     const body = current();
     if (body.__bad) { showProblems([["JSON", t("err.json")]]); return null; }
     const res = await api(`/dashboard/units/${encodeURIComponent(id)}/schedule/check`,

@@ -5,6 +5,7 @@ import {S, screen} from "./state.js";
 import {t} from "./format.js";
 import {$, el, icon} from "./dom.js";
 import {signOut} from "./api.js";
+import {alarmBadge} from "./alarms.js";
 
 function setLang(lang) {
   S.lang = lang;
@@ -19,7 +20,8 @@ export function langSwitch() {
 }
 export function shell(active, main) {
   const me = S.me;
-  const links = [["units", "#/", "grid"], ["reports", "#/reports", "report"]];
+  const links = [["units", "#/", "grid"], ["alarms", "#/alarms", "alert"],
+    ["reports", "#/reports", "report"]];
   if (me.role === "admin") links.push(["audit", "#/audit", "list"]);
   return el("div", {class: "shell"},
     el("header", {class: "top"},
@@ -33,7 +35,7 @@ export function shell(active, main) {
         icon("logout")))),
     el("nav", {class: "tabs"}, links.map(([key, href, ic]) =>
       el("a", {href, class: active === key ? "on" : "", "data-nav": key}, icon(ic),
-        el("span", {}, t("nav." + key))))),
+        el("span", {}, t("nav." + key)), key === "alarms" ? alarmBadge() : null))),
     el("main", {id: "main"}, main));
 }
 export function mount(node) {

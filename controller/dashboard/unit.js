@@ -1,12 +1,12 @@
 /* A unit's page (#/unit/<id>): its state, controls, commands, schedule and charts. */
 
 import {S, coalesce, every, onLive} from "./state.js";
-import {ago, alarmText, fmt, num, t, wita} from "./format.js";
+import {ago, alarmText, duration, fmt, grams, num, t, wita} from "./format.js";
 import {el, icon, line, problem} from "./dom.js";
 import {api} from "./api.js";
 import {mount, shell} from "./shell.js";
 import {badges, nextLine, runningLine, statePill, todayLine} from "./units.js";
-import {command, markEnded, watchCommand} from "./commands.js";
+import {command, limitsOf, markEnded, stopZoneKnownMissing, watchCommand} from "./commands.js";
 
 function controls(u, list) {
   const can = S.me.role !== "viewer";
@@ -19,12 +19,18 @@ function controls(u, list) {
     box.appendChild(el("ul", {class: "targets"}, (u.zones || []).map((z) => {
       const running = u.running.some((x) => x.zone === z);
       const m = r["moisture_pct." + z];
+      const lim = limitsOf(u, z);
       return el("li", {class: running ? "on" : ""},
         el("span", {class: "target-name"}, icon(running ? "play" : "drop"), z),
         el("span", {class: "target-info muted"}, [
-          m !== undefined ? `${t("unit.moisture")} ${num(m, 0)}%` : "",
+          m !== undefined ? `${t("unit.moisture")} ${num(m, 0)} %` : "",
           r["water_l_today." + z] !== undefined ? `${num(r["water_l_today." + z], 0)} L` : "",
+          lim.maxS ? t("form.limit", {v: duration(lim.maxS)}) : "",
         ].filter(Boolean).join(" · ")),
+        // stop one zone: offered while it runs, unless this unit refused stop_zone before
+        running && !stopZoneKnownMissing(u.device_id) ? el("button", {type: "button", class: "btn",
+          "data-action": "stop_zone", "data-zone": z, onclick: () => command(u, list, "stop_zone", z)},
+        icon("stop"), t("action.stop_zone")) : null,
         el("button", {type: "button", class: "btn go", "data-action": "run_zone", "data-zone": z,
           onclick: () => command(u, list, "run_zone", z)}, icon("play"), t("action.run_zone")));
     })));
@@ -35,7 +41,8 @@ function controls(u, list) {
         el("span", {class: "target-name"}, icon("fish"), f),
         el("span", {class: "target-info muted"}, [
           r["feed_g_today." + f] !== undefined ? `${num(r["feed_g_today." + f] / 1000, 2)} kg` : "",
-          r["hopper_pct." + f] !== undefined ? `${num(r["hopper_pct." + f], 0)}%` : "",
+          r["hopper_pct." + f] !== undefined ? `${num(r["hopper_pct." + f], 0)} %` : "",
+          limitsOf(u, f).maxG ? t("form.limit", {v: grams(limitsOf(u, f).maxG)}) : "",
         ].filter(Boolean).join(" · ")),
         el("button", {type: "button", class: "btn go", "data-action": "feed_now", "data-feeder": f,
           onclick: () => command(u, list, "feed_now", f)}, icon("feed"), t("action.feed_now"))))));

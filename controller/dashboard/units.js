@@ -8,7 +8,6 @@ import {api} from "./api.js";
 import {mount, shell} from "./shell.js";
 
 const STATE_ICON = {running: "play", online: "wifi", offline: "offline", alarm: "alert"};
-const STATE_ORDER = {alarm: 0, running: 1, online: 2, offline: 3};
 export function statePill(state, big) {
   return el("span", {class: `pill s-${state}${big ? " big" : ""}`, "data-state": state},
     icon(STATE_ICON[state]), t("state." + state));
@@ -98,15 +97,16 @@ function unitCard(u) {
     statePill(u.state)),
   runningLine(u),
   nextLine(u),
-  u.alarms.length ? line("alarm", "alert",
-    u.alarms.map((a) => alarmText(a.code) + (a.subject ? ` (${a.subject})` : "")).join(", ")) : null,
+  u.alarms.length ? line("alarm", "alert", u.alarms.map((a) => el("span", {class: `tag sev-${a.severity}`,
+    "data-alarm": a.code}, alarmText(a.code) + (a.subject ? ` (${a.subject})` : "")))) : null,
   badges(u),
   u.online ? todayLine(u) : line("muted", "clock", t("unit.last_seen"), ": ",
     u.last_seen ? ago(u.last_seen) : t("unit.never")));
 }
 function summary(units) {
   const counts = {running: 0, online: 0, offline: 0, alarm: 0};
-  units.forEach((u) => { counts[u.state] += 1; });
+  // a unit with an alarm counts as one, offline or not
+  units.forEach((u) => { counts[u.alarms.length ? "alarm" : u.state] += 1; });
   return el("div", {class: "summary"}, Object.entries(counts).map(([state, n]) =>
     el("div", {class: `count s-${state}`, "data-count": state}, icon(STATE_ICON[state]),
       el("b", {}, n), el("span", {}, t("units.count." + state)))));
@@ -130,9 +130,9 @@ export async function renderUnits() {
     for (const opd of opds) {
       if (opds.length > 1) box.appendChild(el("h2", {class: "opd"}, opd.toUpperCase()));
       box.appendChild(el("div", {class: "grid", "data-opd": opd},
-        data.units.filter((u) => u.opd === opd)
-          .sort((a, b) => STATE_ORDER[a.state] - STATE_ORDER[b.state] || a.name.localeCompare(b.name))
-          .map(unitCard)));
+        // in the API's order: units with alarms first (critical first), offline or not,
+      // then offline ones, then the rest
+      data.units.filter((u) => u.opd === opd).map(unitCard)));
     }
   }
   await load();

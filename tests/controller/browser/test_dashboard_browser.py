@@ -501,3 +501,115 @@ def test_dashboard_a_run_stopped_by_the_operator_reads_stopped_not_failed(page, 
     assert "stop_all" not in run.inner_text()  # the unit's English detail stays folded
     changes = valve_changes(site["pins"], "GPIO27")
     assert [s for _, s in changes][-2:] == [1, 0], changes
+
+
+def open_alarms(site, who: str = "op") -> list[dict]:
+    return api_get(site, "/alarms", who)
+
+
+def test_dashboard_alarms_page_acknowledges_and_the_header_counts_live(page, site):
+    wait_until(lambda: any(a["device_id"] == GONE and a["code"] == "unit_offline"
+                           for a in open_alarms(site)), timeout=15, what="unit_offline raised")
+    sign_in(page, site, "op")
+    # the offline unit with an alarm and the leaking park come first, before healthy units
+    page.wait_for_selector(f".unit[data-device='{GONE}'] [data-alarm=unit_offline]")
+    order = page.locator(".grid[data-opd=dlh] .unit").evaluate_all(
+        "els => els.map(e => e.dataset.device)")
+    assert order.index(REAL) > max(order.index(GONE), order.index(PARK)), order
+    assert page.get_attribute(f".unit[data-device='{GONE}']", "data-state") == "offline"
+    counts = api_get(site, "/alarms/counts", "op")
+    badge = page.locator("[data-testid=alarm-count]")
+    playwright_api.expect(badge).to_have_text(str(counts["open"]))
+    page.click("[data-nav=alarms]")
+    rows = page.locator("[data-testid=alarms] .alarm-row")
+    playwright_api.expect(rows.first).to_be_visible()
+    leak = page.locator(f".alarm-row[data-device='{PARK}'][data-code=leak]")
+    assert "Kebocoran air" in leak.inner_text() and "Taman Bekapai" in leak.inner_text()
+    offline = page.locator(f".alarm-row[data-device='{GONE}'][data-code=unit_offline]")
+    assert "Unit luring terlalu lama" in offline.inner_text()
+    severities = rows.evaluate_all("els => els.map(e => e.className.match(/sev-(\\w+)/)[1])")
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    assert [rank[s] for s in severities] == sorted(rank[s] for s in severities)
+    shot(page, "dashboard-alarms.png")
+    leak.locator("[data-act=ack]").click()
+    page.fill("dialog#confirm [data-testid=note]", "petugas menuju lokasi")
+    page.click("dialog#confirm [data-role=ok]")
+    playwright_api.expect(page.locator("[data-testid=alarm-done]")).to_contain_text("diakui")
+    playwright_api.expect(leak).to_have_attribute("data-state", "acknowledged")
+    assert "petugas menuju lokasi" in leak.inner_text()
+    # the header follows at once (other alarms may open meanwhile: the API's count)
+    wait_until(lambda: badge.inner_text() == str(api_get(site, "/alarms/counts", "op")["open"]),
+               timeout=2.5, what="the header's count follows the acknowledgement")
+    stored = next(a for a in open_alarms(site) if a["device_id"] == PARK and a["code"] == "leak")
+    assert stored["state"] == "acknowledged" and stored["acked_by"] == "op-taman"
+    assert stored["ack_note"] == "petugas menuju lokasi"
+
+
+def test_dashboard_command_dialogs_show_limits_and_refuse_out_of_range(page, site):
+    real_unit_online(site)
+    sign_in(page, site, "op")
+    page.goto(site["base"] + f"/#/unit/{REAL}")
+    max_s = api_get(site, f"/dashboard/units/{REAL}", "op")["limits"]["zones"]["bunga"]["max_on_s"]
+    page.click("[data-action=run_zone][data-zone='bunga']")
+    dialog = page.locator("dialog#confirm")
+    limit = dialog.locator("[data-testid=limit]")
+    assert limit.inner_text() == f"maks. {round(min(max_s, 14_400) / 60)} mnt", limit.inner_text()
+    before = count_commands(site)
+    for bad, words in (("-5", "Minimal"), ("99999", "Maksimal"), ("", None)):
+        page.fill("dialog#confirm [data-testid=custom]", bad)
+        if words is None:  # empty: the chosen duration is sent (chips), so pick none
+            break
+        page.click("dialog#confirm [data-role=ok]")
+        error = dialog.locator("[data-testid=field-error]")
+        playwright_api.expect(error).to_contain_text(words)
+        assert dialog.is_visible() and count_commands(site) == before  # nothing sent
+    page.click("dialog#confirm [data-role=cancel]")
+    assert count_commands(site) == before
+
+
+def test_dashboard_feed_dialog_refuses_a_dose_over_the_feeders_limit(page, site):
+    sign_in(page, site, "op_dp3")
+    page.goto(site["base"] + f"/#/unit/{PONDS}")
+    page.click("[data-action=feed_now][data-feeder='pakan-nila']")
+    dialog = page.locator("dialog#confirm")
+    limit = dialog.locator("[data-testid=limit]").inner_text()
+    before = count_commands(site)
+    page.fill("dialog#confirm [data-testid=custom]", "200000")
+    page.click("dialog#confirm [data-role=ok]")
+    playwright_api.expect(dialog.locator("[data-testid=field-error]")).to_contain_text("Maksimal")
+    assert limit.startswith("maks. ") and (" g" in limit or " kg" in limit), limit
+    assert count_commands(site) == before
+    page.click("dialog#confirm [data-role=cancel]")
+
+
+def test_dashboard_schedule_editor_refuses_minus_five_minutes_and_an_empty_adjustment(page, site):
+    real_unit_online(site)
+    sign_in(page, site, "op")
+    page.goto(site["base"] + f"/#/unit/{REAL}/schedule")
+    page.wait_for_selector("[data-testid=add-program]")
+
+    def versions():
+        with sqlite3.connect(site["db"]) as db:
+            return db.execute("SELECT count(*) FROM desired_configs WHERE device_id = ?",
+                              [REAL]).fetchone()[0]
+
+    before = versions()
+    page.click("[data-testid=add-program]")
+    program = page.locator(".program").last
+    program.locator("input[name=start_times]").fill("05:30")
+    program.locator("input[data-zone='bunga']").fill("-5")
+    # every zone's limit is shown beside its minutes
+    assert program.locator(".zone-row [data-testid=limit]").first.inner_text().startswith("maks.")
+    page.click("[data-testid=save]")
+    error = program.locator("[data-testid=field-error][data-field=bunga]")
+    playwright_api.expect(error).to_contain_text("lebih dari 0")
+    playwright_api.expect(page.locator("[data-testid=problems]")).to_contain_text(
+        "belum ada yang dikirim")
+    shot(page, "dashboard-schedule-refused.png", full_page=False)
+    program.locator("input[data-zone='bunga']").fill("4")
+    page.fill("input[name=watering_pct]", "")
+    page.click("[data-testid=check]")
+    pct_error = page.locator("[data-testid=field-error][data-field=watering_pct]")
+    playwright_api.expect(pct_error).to_contain_text("Wajib diisi")
+    assert page.locator(".sched-result .ok").count() == 0  # not "Jadwal valid"
+    assert versions() == before
