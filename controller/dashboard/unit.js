@@ -6,6 +6,7 @@ import {el, icon, line, problem} from "./dom.js";
 import {api} from "./api.js";
 import {mount, shell} from "./shell.js";
 import {badges, nextLine, runningLine, statePill, todayLine} from "./units.js";
+import {activityCard, pondsCard} from "./activity.js";
 import {command, limitsOf, markEnded, stopZoneKnownMissing, watchCommand} from "./commands.js";
 
 function controls(u, list) {
@@ -90,7 +91,7 @@ function chartsCard(u) {
       box.appendChild(el("figure", {class: "chart"},
         el("figcaption", {}, t("chart." + c.key), el("span", {class: "muted"}, " (" + c.unit + ")")), holder));
       const common = {unit: c.unit, since: data.since, until: data.until, label, tip,
-        emptyText: t("chart.empty"), bucketS: data.bucket_s};
+        emptyText: t("chart.empty"), bucketS: data.bucket_s, num: (v, d) => num(v, d)};
       if (c.kind === "line") window.Charts.line(holder, {...common, series: c.series});
       else window.Charts.bar(holder, {...common, points: c.points, per: data.bars_per});
     }
@@ -136,9 +137,10 @@ export async function renderUnit(id) {
   main.textContent = "";
   main.appendChild(el("a", {class: "back", href: "#/"}, icon("back"), t("unit.back")));
   main.appendChild(head);
+  let ponds = u.kind === "fish_feeder" ? pondsCard(u) : null;
   main.appendChild(el("div", {class: "cols"},
     el("div", {class: "col"}, ctl, cmdCard, sched),
-    el("div", {class: "col wide"}, chartsCard(u))));
+    el("div", {class: "col wide"}, ponds, chartsCard(u), activityCard(u))));
   async function refresh() {
     try { u = await api(`/dashboard/units/${encodeURIComponent(id)}`); } catch (err) { return; }
     if (view !== S.view) return;
@@ -146,6 +148,7 @@ export async function renderUnit(id) {
     const h2 = header(u), s2 = scheduleCard(u);
     head.replaceWith(h2); sched.replaceWith(s2);
     head = h2; sched = s2;
+    if (ponds) { const p2 = pondsCard(u); ponds.replaceWith(p2); ponds = p2; }
     if (!document.querySelector("dialog[open]")) {
       const c2 = controls(u, list);
       ctl.replaceWith(c2);

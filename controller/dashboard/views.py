@@ -300,6 +300,50 @@ def next_from_body(kind: str, body: dict, now: datetime) -> dict[str, Any] | Non
     return best
 
 
+# --------------------------------------------------------------------------- activity
+
+ACTIVITY_TYPES = ("run_started", "run_finished", "run_skipped", "run_interrupted",
+                  "limit_clamped", "feed_dispensed", "feeding_postponed", "feeding_skipped",
+                  "alarm", "alarm_cleared", "config_applied", "config_rejected")
+ACTIVITY_WINDOW = timedelta(days=3)
+
+
+def activity(store: Store, device: dict, limit: int = 40, now: datetime | None = None
+             ) -> list[dict[str, Any]]:
+    """The unit's recent events that say what it did and what decided it, newest first:
+    ``{"ts", "type", "details"}``. A run skipped because the soil was wet gets the
+    threshold it was held against (``skip_above_pct``, from the schedule the unit
+    applied) when the unit did not send it."""
+    now = now or utcnow()
+    rows = store.recent_events(device["device_id"], now - ACTIVITY_WINDOW, ACTIVITY_TYPES,
+                               limit)
+    program = None
+    out = []
+    for row in rows:
+        details = dict(row["details"] or {})
+        if (row["type"] == "run_skipped" and details.get("reason") == "soil_wet"
+                and "skip_above_pct" not in details and details.get("zone")):
+            if program is None:
+                program = _applied_program(store, device) or False
+            if program:
+                rule = program.rules_for(details["zone"]).moisture
+                if rule is not None:
+                    details["skip_above_pct"] = rule.skip_above_pct
+        out.append({"ts": row["ts"], "type": row["type"], "details": details})
+    return out
+
+
+def _applied_program(store: Store, device: dict) -> IrrigationProgramConfig | None:
+    version = device["reported_config_version"]
+    config = store.desired_config(device["device_id"], version) if version else None
+    if config is None or device["kind"] != "irrigation":
+        return None
+    try:
+        return IrrigationProgramConfig.model_validate(config["body"])
+    except (ValidationError, ValueError):
+        return None
+
+
 # --------------------------------------------------------------------------- charts
 
 def charts(store: Store, device: dict, period: Period, now: datetime | None = None

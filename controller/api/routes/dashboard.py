@@ -19,7 +19,13 @@ from controller import alarms
 from controller.api.deps import CurrentUser, LangDep, StoreDep, VisibleDevice, Writer, not_found
 from controller.api.schemas import _In
 from controller.dashboard import STATIC_DIR
-from controller.dashboard.views import charts, check_schedule, order_cards, unit_view
+from controller.dashboard.views import (
+    activity,
+    charts,
+    check_schedule,
+    order_cards,
+    unit_view,
+)
 from controller.store import utcnow
 
 router = APIRouter(tags=["dashboard"])
@@ -192,6 +198,19 @@ class ChartsOut(BaseModel):
     charts: list[Chart]
 
 
+class ActivityItem(BaseModel):
+    ts: datetime
+    type: str = Field(description="the event's type (run_finished, run_skipped, "
+                      "limit_clamped, feed_dispensed, feeding_postponed, ...)")
+    details: dict[str, Any] = Field(description="the event's details (a soil_wet skip "
+                                    "also with skip_above_pct from the applied schedule)")
+
+
+class ActivityOut(BaseModel):
+    device_id: str
+    items: list[ActivityItem] = Field(description="newest first, the last 3 days")
+
+
 class ScheduleCheckIn(_In):
     body: dict[str, Any]
 
@@ -228,6 +247,14 @@ def unit_charts(store: StoreDep, device: VisibleDevice,
                 period: Annotated[Literal["day", "week", "month"], Query()] = "day") -> dict:
     """Sensor lines (averages per bucket) and water or feed bars over the period."""
     return charts(store, device, period)
+
+
+@router.get("/api/v1/dashboard/units/{device_id}/activity", response_model=ActivityOut)
+def unit_activity(store: StoreDep, device: VisibleDevice,
+                  limit: Annotated[int, Query(ge=1, le=200)] = 40) -> dict:
+    """What the unit did lately and what decided it (runs, skips and why, cuts to its
+    limits, feedings, postponements, alarms, schedules applied), newest first."""
+    return {"device_id": device["device_id"], "items": activity(store, device, limit)}
 
 
 @router.post("/api/v1/dashboard/units/{device_id}/schedule/check",

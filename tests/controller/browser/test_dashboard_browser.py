@@ -613,3 +613,25 @@ def test_dashboard_schedule_editor_refuses_minus_five_minutes_and_an_empty_adjus
     playwright_api.expect(pct_error).to_contain_text("Wajib diisi")
     assert page.locator(".sched-result .ok").count() == 0  # not "Jadwal valid"
     assert versions() == before
+
+
+def test_dashboard_pond_page_shows_water_now_and_feedings_in_words(page, site):
+    sign_in(page, site, "op_dp3")
+    page.goto(site["base"] + f"/#/unit/{PONDS}")
+    ponds = page.locator("[data-testid=ponds]")
+    playwright_api.expect(ponds.locator("[data-reading=do]").first).to_contain_text("mg/L")
+    do_text = ponds.locator("[data-reading=do]").first.inner_text()
+    assert re.search(r"\d(,\d)? mg/L", do_text) and "." not in do_text, do_text  # comma
+    assert "." not in ponds.locator("[data-reading=temp]").first.inner_text()
+    assert "°C" in ponds.inner_text()
+    assert "Diukur" in ponds.locator("[data-testid=readings-age]").inner_text()
+    activity = page.locator("[data-testid=activity]")
+    fed = activity.locator("li[data-type=feed_dispensed]").first
+    playwright_api.expect(fed).to_contain_text("Pakan ")
+    assert re.search(r"\d+( g|,\d kg| kg)$", fed.inner_text()), fed.inner_text()
+    # the chart's axis numbers are Indonesian too (no decimal point)
+    page.click("[data-period=week]")
+    page.wait_for_selector(".charts[data-period=week]")
+    labels = page.locator("[data-chart=do_mg_l] svg text.ylab").evaluate_all(
+        "els => els.map(e => e.textContent)")
+    assert labels and not any("." in x for x in labels), labels

@@ -13,7 +13,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from controller_support import auth
 
-from controller.dashboard.views import active_alarms, charts, check_schedule, unit_view
+from controller.dashboard.views import (
+    active_alarms,
+    activity,
+    charts,
+    check_schedule,
+    unit_view,
+)
 from controller.store import Inbound
 from protocol.models import Event, FeederLimits, Status, Telemetry, UnitLimits, ZoneLimits
 from protocol.outlook import NextStart, NextStartReason, Outlook
@@ -155,6 +161,21 @@ def test_dashboard_next_start_and_holds_are_the_units_outlook(store, park):
     later = unit_view(store, device(store, "taman-01"), at + timedelta(minutes=1))
     assert later["next"]["known"] and "source" not in later["next"]
     assert later["next"]["program"] == "sore"  # Monday's sunset start, by the planner
+
+
+def test_dashboard_activity_says_what_decided_a_skip(store, park):
+    body = {**PROGRAM, "zones": [{"zone": "rumput", "moisture": {"skip_above_pct": 30}}]}
+    store.create_desired_config("taman-01", body, actor="test")
+    park.status(NOON, config_version=1)
+    park.event(NOON - timedelta(hours=2), "run_skipped", run_id="r9", zone="rumput",
+               reason="soil_wet", moisture_pct=34.2)
+    park.event(NOON - timedelta(hours=1), "limit_clamped", field="duration_s", asked=3600,
+               allowed=2700, limit="max_on_s", zone="bunga")
+    park.telemetry(NOON, {"x": 1.0})  # telemetry is not activity
+    items = activity(store, device(store, "taman-01"), now=NOON)
+    assert [i["type"] for i in items] == ["limit_clamped", "run_skipped"]  # newest first
+    assert items[1]["details"] == {"run_id": "r9", "zone": "rumput", "reason": "soil_wet",
+                                   "moisture_pct": 34.2, "skip_above_pct": 30}
 
 
 # --------------------------------------------------------------------------- running, alarms
