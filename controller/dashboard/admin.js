@@ -26,8 +26,10 @@ export async function renderAudit() {
       rows = await api("/audit?limit=50" + (before ? "&before_id=" + before : ""));
     } catch (err) { main.appendChild(problem(err)); return; }
     rows.forEach((a) => body.appendChild(el("tr", {"data-action": a.action},
-      el("td", {}, wita(a.ts)), el("td", {}, a.actor), el("td", {}, el("b", {}, a.action)),
-      el("td", {}, a.target), el("td", {class: "change"}, compact(a.before), " → ", compact(a.after)))));
+      // the record as stored (names, actions, values): not words of the page
+      el("td", {}, wita(a.ts)), el("td", {translate: "no"}, a.actor),
+      el("td", {translate: "no"}, el("b", {}, a.action)), el("td", {translate: "no"}, a.target),
+      el("td", {class: "change", translate: "no"}, compact(a.before), " → ", compact(a.after)))));
     if (rows.length) before = rows[rows.length - 1].id;
     more.hidden = rows.length < 50;
   }

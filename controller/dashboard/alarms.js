@@ -52,7 +52,7 @@ function alarmCard(a, act) {
     a.count > 1 ? [" · ", t("alarms.count", {n: a.count}), " · ", t("alarms.last", {at: wita(a.last_raised_at)})] : null),
   el("div", {class: "line"}, el("span", {class: "tag st", "data-testid": "alarm-state"}, t("alarms.state." + a.state)),
     a.acked_at ? el("span", {class: "muted"}, " ", t("alarms.acked_by", {who: who(a.acked_by), at: wita(a.acked_at)}),
-      a.ack_note ? [" — ", el("q", {}, a.ack_note)] : null) : null,
+      a.ack_note ? [" — ", el("q", {translate: "no"}, a.ack_note)] : null) : null,  // as written
     a.cleared_at ? el("span", {class: "muted"}, " ", t("alarms.cleared_by", {who: who(a.cleared_by), at: wita(a.cleared_at)})) : null),
   a.clear_command && a.state !== "cleared" ? el("p", {class: "hint", "data-testid": "clear-requested"}, icon("hourglass"), t("alarms.clear_requested")) : null,
   can ? el("div", {class: "actions"},

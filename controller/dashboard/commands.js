@@ -10,7 +10,7 @@ const FINAL = ["done", "failed", "rejected", "expired", "error"];
 const BAD = ["failed", "rejected", "expired", "error"];
 /* How a run a person ended ends (run_finished ended / run_skipped reason): "Dihentikan",
  * in a neutral colour, not "Gagal". */
-export const STOPPED = ["stop_all", "stop_zone", "paused"];
+export const STOPPED = ["stopped", "stop_all", "stop_zone", "paused"];
 
 /* The confirmation dialog. opts: title, text, danger; choices [{label, value}] with
  * initial, where a choice above `limit` is disabled; custom {label, min, max, step,
@@ -120,10 +120,36 @@ function describe(cmd) {
   if (cmd.action === "clear_fault" && (p.feeder || p.zone)) return `${base}: ${p.feeder || p.zone}`;
   return base;
 }
-/* The outcome to show: the command's status, or "stopped" for a run a person ended. */
+/* The outcome to show: the command's status, or "stopped" for a run a person ended
+ * (the reply's run_ended with how it ended, or the run's end event). */
 function outcome(cmd, ended) {
-  const how = ended && ended[cmd.id];
+  const reply = lastReply(cmd);
+  const how = (reply.code === "run_ended" && reply.params && reply.params.ended) || (ended && ended[cmd.id]);
   return cmd.status === "failed" && STOPPED.includes(how) ? "stopped" : cmd.status;
+}
+/* The code and params of the answer that set the command's status (reply_code on the
+ * command), else of its last reply with a code. */
+function lastReply(cmd) {
+  if (cmd.reply_code) return {code: cmd.reply_code, params: cmd.reply_params || {}};
+  const r = (cmd.replies || []).filter((x) => x.code).slice(-1)[0];
+  return r ? {code: r.code, params: r.params || {}} : {code: cmd.code, params: cmd.code_params || {}};
+}
+/* A reply's params in the page's language: durations, grams, times, reasons. */
+function shownParams(params) {
+  const out = {};
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v === null || v === undefined) out[k] = "?";
+    else if (k === "duration_s") out[k] = duration(v);
+    else if (/_g$/.test(k) && typeof v === "number") out[k] = grams(v);
+    else if (k === "hours") out[k] = num(v, 1) + " " + t("u.h");
+    else if (k === "max_daily_water_min") out[k] = duration(v * 60);
+    else if ((k === "until" || k === "expires_at") && typeof v === "string") out[k] = wita(v);
+    else if (k === "ended" || k === "reason" || k === "fault") out[k] = known("reason.", String(v));
+    else if (k === "target" && v === "*") out[k] = t("unit.skip_next.all");
+    else if (Array.isArray(v)) out[k] = v.join(", ");
+    else out[k] = typeof v === "number" ? num(v, 1) : String(v);
+  }
+  return out;
 }
 function stepper(status) {
   const steps = ["sent", "accepted", "done"];
@@ -142,12 +168,10 @@ function stepper(status) {
  * (detail, English) are shown as they are in the English view only; in Indonesian they
  * sit in a "technical detail" disclosure. */
 function replyText(cmd, shown) {
-  const last = (cmd.replies || []).filter((r) => r.code).slice(-1)[0] || {};
-  const code = cmd.code || last.code;
-  const params = cmd.code ? cmd.code_params || {} : last.params || {};
-  if (code) {
-    const words = known("reply.", code);
-    if (words !== code) return t("reply." + code, params);
+  const reply = lastReply(cmd);
+  if (reply.code && shown !== "stopped") {
+    const words = known("reply.", reply.code);
+    if (words !== reply.code) return t("reply." + reply.code, shownParams(reply.params));
   }
   if (shown === "pending" || shown === "sent") return null;
   return t("reply.status." + shown);

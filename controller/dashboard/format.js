@@ -25,8 +25,10 @@ export function fmt(value, opts) {
 export function wita(value) {
   const d = typeof value === "number" ? value : Date.parse(value);
   const sameDay = fmt(d, {dateStyle: "short"}) === fmt(Date.now(), {dateStyle: "short"});
+  // Indonesian short weekdays read as other words ("Min" is Minggu): written in full
   const opts = sameDay ? {hour: "2-digit", minute: "2-digit"}
-    : {weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit"};
+    : {weekday: S.lang === "id" ? "long" : "short", day: "numeric", month: "short",
+      hour: "2-digit", minute: "2-digit"};
   return fmt(d, opts) + " WITA";
 }
 export function ago(value) {

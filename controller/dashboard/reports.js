@@ -66,7 +66,7 @@ function reportView(r) {
     parts.push(el("section", {class: "rep-section", "data-section": "watering"},
       el("h2", {}, icon("drop"), t("rep.watering"), " ", el("span", {class: "tag pillar"}, w.pillar)),
       el("p", {class: "muted"}, w.programme),
-      table([t("rep.site"), t("rep.zone"), t("rep.water") + " (L)", t("rep.water_time") + " (min)",
+      table([t("rep.site"), t("rep.zone"), t("rep.water") + " (L)", t("rep.water_time") + " (" + t("u.min") + ")",
         t("rep.runs_done"), t("rep.runs_stopped"), t("rep.runs_skipped"), t("rep.runs_failed")], rows),
       el("div", {class: "reason-cols"}, reasons(t("rep.reasons_stopped"), w.stopped_reasons),
         reasons(t("rep.reasons_skipped"), w.skipped_reasons), reasons(t("rep.reasons_failed"), w.failed_reasons))));

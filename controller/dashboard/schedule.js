@@ -241,19 +241,26 @@ export async function renderSchedule(id) {
   }
   // The server's problems ([field, reason], in the page's language): listed, and each
   // shown next to the field it names.
+  // A reason the server could only give in English (a rule's own words) reads "tidak
+  // sah" in Indonesian, its words folded under "technical detail".
+  function reason(r) {
+    const m = S.lang === "id" && /^tidak sah: (.+)$/s.exec(r);
+    return m ? ["tidak sah ", el("details", {class: "tech"}, el("summary", {}, t("cmd.tech")),
+      el("code", {}, m[1]))] : r;
+  }
   function showProblems(list) {
     out.textContent = "";
     $$(".field-error", formHolder).forEach((e) => e.remove());
     out.appendChild(el("div", {class: "problems", role: "alert", "data-testid": "problems"},
       el("b", {}, icon("alert"), t("sched.invalid")),
-      el("ul", {}, list.map(([f, r]) => el("li", {}, el("code", {}, f), " ", r)))));
+      el("ul", {}, list.map(([f, r]) => el("li", {}, el("code", {}, f), " ", reason(r))))));
     if (jsonBox.open) return;
     list.forEach(([f, r]) => {
       const at = editor.locate(f);
       if (!at) return;
       const box = at.closest(".field, label") || at;
       box.appendChild(el("small", {class: "field-error", "data-testid": "field-error",
-        "data-field": f}, r));
+        "data-field": f}, reason(r)));
     });
   }
   const bodyProblems = (detail) => (Array.isArray(detail) ? detail : []).map((d) =>

@@ -118,8 +118,11 @@ def site(tmp_path_factory):
                                                    "bunga": ("valve-bunga", 27)})
     pins = tmp / "pins.log"
     log = (tmp / "unit.log").open("w")
+    # the unit runs this tree's code (not whatever the environment's install points at)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     unit = subprocess.Popen([sys.executable, str(UNIT_PROCESS), str(config), str(pins)],
-                            stdout=log, stderr=log, start_new_session=True)
+                            stdout=log, stderr=log, start_new_session=True, env=env)
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -635,3 +638,167 @@ def test_dashboard_pond_page_shows_water_now_and_feedings_in_words(page, site):
     labels = page.locator("[data-chart=do_mg_l] svg text.ylab").evaluate_all(
         "els => els.map(e => e.textContent)")
     assert labels and not any("." in x for x in labels), labels
+
+
+# --------------------------------------------------------------------------- one language
+
+VISIBLE_TEXT = """() => {
+  const out = [];
+  function walk(node) {
+    if (node.nodeType === 3) { out.push(node.textContent); return; }
+    if (node.nodeType !== 1) return;
+    const e = node;
+    if (e.closest('[translate="no"]') || e.matches('code, script, style, noscript')) return;
+    if (e.tagName === 'DIALOG' && !e.open) return;
+    const cs = getComputedStyle(e);
+    if (cs.display === 'none' || cs.visibility === 'hidden') return;
+    for (const a of ['placeholder', 'title', 'aria-label']) {
+      if (e.getAttribute(a)) out.push(e.getAttribute(a));
+    }
+    if (e.tagName === 'DETAILS' && !e.open) {
+      const s = e.querySelector('summary');
+      if (s) walk(s);
+      return;
+    }
+    for (const c of e.childNodes) walk(c);
+  }
+  walk(document.body);
+  return out.join(' ');
+}"""
+I18N_JS = ROOT / "controller" / "dashboard" / "i18n.js"
+
+
+def _table(lang: str) -> dict[str, str]:
+    text = I18N_JS.read_text()
+    block = re.search(r"\n  " + lang + r": \{(.*?)\n  \},", text, re.S).group(1)
+    return dict(re.findall(r'\n    "([^"]+)": "((?:[^"\\]|\\.)*)",', block))
+
+
+def _words(text: str) -> set[str]:
+    text = re.sub(r"\{[a-z_]+\}", " ", text)  # a value's placeholders are not words
+    return {w.lower() for w in re.findall(r"[A-Za-zÀ-ÿ]+", text)}
+
+
+def tell_tales(shown: str, other: str) -> set[str]:
+    """Words of the `other` language's table (3 letters or more) that the shown
+    language's table never uses, plus short tell-tales."""
+    mine, theirs = _table(shown), _table(other)
+    own = _words(" ".join(mine.values()))
+    found = set()
+    for key, value in theirs.items():
+        if mine.get(key) != value:
+            found |= {w for w in _words(value) if len(w) >= 3} - own
+    extra = ({"min", "h", "stopped", "failed", "clamped", "feeding", "skipped", "until",
+              "next", "left"} if other == "en" else {"mnt", "jam", "dtk", "sejak", "sampai"})
+    return found | (extra - own)
+
+
+def english_in(page, words: set[str]) -> dict[str, str]:
+    """Each tell-tale word on the page, with the text around it."""
+    text = page.evaluate(VISIBLE_TEXT)
+    out = {}
+    for word in sorted(_words(text) & words):
+        at = re.search(r"(?i)(?<![A-Za-zÀ-ÿ])" + word + r"(?![A-Za-zÀ-ÿ])", text)
+        out[word] = text[max(0, at.start() - 40):at.end() + 40] if at else ""
+    return out
+
+
+def test_dashboard_every_page_and_dialog_in_indonesian_has_no_english(page, site):
+    english = tell_tales("id", "en") - data_words(site)
+    assert {"stopped", "failed", "next", "min"} <= english and "dijeda" not in english
+    seen: dict[str, set[str]] = {}
+
+    def check(where: str) -> None:
+        page.wait_for_timeout(300)  # let the last fetches land
+        found = english_in(page, english)
+        if found:
+            seen[where] = found
+
+    def dialogs(actions: list[str]) -> None:
+        for action in actions:
+            page.click(f".controls [data-action={action}] >> nth=0")
+            playwright_api.expect(page.locator("dialog#confirm")).to_be_visible()
+            check(f"dialog {action}")
+            page.click("dialog#confirm [data-role=cancel]")
+
+    real_unit_online(site)
+    sign_in(page, site, "admin")
+    page.wait_for_selector(f".unit[data-device='{PARK}']")
+    check("units")
+    page.goto(site["base"] + f"/#/unit/{PARK}")
+    page.wait_for_selector("[data-testid=activity] li")
+    check("unit park")
+    page.goto(site["base"] + f"/#/unit/{REAL}")
+    page.wait_for_selector(".controls [data-action=run_zone]")
+    check("unit real")
+    dialogs(["run_zone", "stop_all", "skip_next", "pause", "rain_delay", "resume"])
+    page.click(".controls [data-action=run_zone] >> nth=0")
+    page.fill("dialog#confirm [data-testid=custom]", "-5")
+    page.click("dialog#confirm [data-role=ok]")
+    page.wait_for_selector("dialog#confirm [data-testid=field-error]")
+    check("dialog run_zone refused")
+    page.click("dialog#confirm [data-role=cancel]")
+    page.goto(site["base"] + f"/#/unit/{PONDS}")
+    page.wait_for_selector("[data-testid=ponds]")
+    check("unit pond")
+    dialogs(["feed_now", "stop_all", "skip_next", "pause", "resume"])
+    for device in (REAL, PONDS):
+        page.goto(site["base"] + f"/#/unit/{device}/schedule")
+        page.wait_for_selector("[data-testid=save]")
+        check(f"schedule {device}")
+    page.goto(site["base"] + f"/#/unit/{REAL}/schedule")
+    page.click("[data-testid=add-program]")
+    page.locator(".program").last.locator("input[name=start_times]").fill("25:00")
+    page.locator(".program").last.locator("input[data-zone='bunga']").fill("5")
+    page.click("[data-testid=check]")
+    page.wait_for_selector("[data-testid=problems]")
+    check("schedule refused by the server")
+    page.goto(site["base"] + "/#/alarms")
+    page.wait_for_selector(".alarm-row")
+    check("alarms")
+    page.locator(".alarm-row [data-act=clear]").first.click()
+    check("dialog clear alarm")
+    page.click("dialog#confirm [data-role=cancel]")
+    page.goto(site["base"] + "/#/alarms?state=cleared")
+    page.wait_for_selector("[data-testid=alarms] li")
+    check("alarms cleared")
+    month = datetime.now(WITA).strftime("%Y-%m")
+    for opd in ("dlh", "dp3"):
+        page.goto(site["base"] + f"/#/reports?opd={opd}&month={month}")
+        page.wait_for_selector("[data-testid=report-title]")
+        check(f"report {opd}")
+    page.goto(site["base"] + "/#/audit")
+    page.wait_for_selector("table[data-testid=audit] tbody tr")
+    check("audit")
+    if seen:
+        pytest.fail("English on Indonesian pages: " + json.dumps(seen, ensure_ascii=False, indent=1))
+
+
+def data_words(site) -> set[str]:
+    """Words of the names the units and their schedules carry (data, not the page's)."""
+    names = []
+    for u in api_get(site, "/dashboard/units")["units"]:
+        names += [u["name"], u["device_id"], *(u.get("zones") or []),
+                  *(u.get("feeders") or []), *(u.get("ponds") or []),
+                  u["next"].get("program") or ""]
+    return _words(" ".join(names))
+
+
+def test_dashboard_english_pages_have_no_indonesian(page, site):
+    indonesian = tell_tales("en", "id") - data_words(site)
+    assert {"dijeda", "berikutnya", "mnt"} <= indonesian
+    sign_in(page, site, "admin")
+    page.click("[data-lang=en]")
+    seen = {}
+    for where, path, ready in (("units", "/#/", f".unit[data-device='{PARK}']"),
+                               ("unit park", f"/#/unit/{PARK}", "[data-testid=activity] li"),
+                               ("unit pond", f"/#/unit/{PONDS}", "[data-testid=ponds]"),
+                               ("alarms", "/#/alarms", ".alarm-row")):
+        page.goto(site["base"] + path)
+        page.wait_for_selector(ready)
+        page.wait_for_timeout(300)
+        found = english_in(page, indonesian)
+        if found:
+            seen[where] = found
+    if seen:
+        pytest.fail("Indonesian on English pages: " + json.dumps(seen, ensure_ascii=False, indent=1))
