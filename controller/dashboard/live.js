@@ -2,7 +2,7 @@
  * someone is signed in. EventSource cannot send the bearer token, so each connection
  * starts with a one-time ticket (POST /api/v1/stream/tickets). On an error or the end
  * of a stream the page asks for a new ticket and connects again (1 s, 2 s, ... 15 s
- * apart) and tells the screen to read everything again. The screen's handlers are
+ * apart); each time a stream opens the screen reads everything again. The screen's handlers are
  * registered with onLive (state.js). `document.documentElement.dataset.live` is "on"
  * while the stream is open. */
 
@@ -12,7 +12,6 @@ import {api} from "./api.js";
 let source = null;
 let timer = null;
 let failures = 0;
-let opened = false;
 
 function tell(change) {
   S.listeners.slice().forEach((fn) => {
@@ -37,8 +36,9 @@ export async function connectLive() {
   source.onopen = () => {
     document.documentElement.dataset.live = "on";
     failures = 0;
-    if (opened) tell(null);  // a reconnection: what changed meanwhile is not known
-    opened = true;
+    // what changed between the screen's first reading (or the last stream) and now is
+    // not known: the screen reads again
+    tell(null);
   };
   source.onmessage = (ev) => {
     let change;
@@ -59,6 +59,5 @@ export function disconnectLive() {
   source = null;
   timer = null;
   failures = 0;
-  opened = false;
   document.documentElement.dataset.live = "off";
 }
