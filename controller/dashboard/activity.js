@@ -84,7 +84,7 @@ export function activityCard(u) {
     if (!data.items.length) list.appendChild(el("li", {class: "muted"}, t("act.none")));
     data.items.forEach((ev) => {
       const [words, tone] = describeEvent(ev);
-      list.appendChild(el("li", {class: "act " + tone, "data-type": ev.type, "data-tone": tone},
+      list.appendChild(el("li", {class: "act tone-" + tone, "data-type": ev.type, "data-tone": tone},
         el("span", {class: "muted when"}, wita(ev.ts)), " ", el("span", {class: "what"}, words)));
     });
   }
