@@ -207,3 +207,23 @@ def test_live_stream_refuses_without_a_valid_ticket_or_token(served):
     # the token is not accepted in the address
     r = httpx.get(f"{base}?token={served['tokens'].admin}", timeout=5)
     assert r.status_code == 401
+
+
+def test_live_streams_end_when_the_server_is_told_to_stop(store):
+    from types import SimpleNamespace
+
+    from controller.cli import end_streams_on_exit
+
+    async def scenario():
+        hub = LiveHub(store)
+        sub = hub.subscribe(None)
+        exits = []
+        server = SimpleNamespace(handle_exit=lambda sig, frame: exits.append(sig))
+        state = SimpleNamespace(live=hub, loop=asyncio.get_running_loop())
+        end_streams_on_exit(server, SimpleNamespace(state=SimpleNamespace(controller=state)))
+        server.handle_exit(15, None)  # SIGTERM, as uvicorn's handler gets it
+        assert exits == [15]  # uvicorn's own handling still runs
+        assert await asyncio.wait_for(sub.queue.get(), 1) is None  # the stream's end
+        assert hub.subscribers == 0
+
+    asyncio.run(scenario())
