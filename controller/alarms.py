@@ -246,6 +246,16 @@ def counts(store: Store, opd: str | None = None) -> dict[str, Any]:
     return out
 
 
+def active_marks(store: Store) -> dict[int, tuple[str, str, str, int, str | None]]:
+    """Each alarm not cleared: ``id -> (device_id, opd, state, count, clear_command)``;
+    what `controller.live` compares to see an alarm raised, repeated, acknowledged,
+    asked to clear or cleared (gone from the map)."""
+    with store._lock:
+        return {r[0]: tuple(r[1:]) for r in store.db.execute(
+            "SELECT id, device_id, opd, state, count, clear_command FROM alarms "
+            "WHERE state != 'cleared'")}
+
+
 # --------------------------------------------------------------------------- changes
 
 def _changed(store: Store, alarm_id: int, change: Change, now: datetime, *, opd: str,

@@ -27,6 +27,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from controller.auth import MAX_TOKEN_TTL_DAYS, hash_token, new_token
 from controller.broker_files import mosquitto_hash, new_password
@@ -176,6 +177,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def end_streams_on_exit(server: Any, app: Any) -> None:
+    """End the open live-update streams (GET /api/v1/stream) the moment SIGTERM or SIGINT
+    arrives: uvicorn waits for responses in progress before it stops, and a stream would
+    otherwise only end with its client."""
+    handle_exit = server.handle_exit
+
+    def on_exit_signal(sig: int, frame: Any) -> None:
+        handle_exit(sig, frame)
+        state = getattr(app.state, "controller", None)
+        if state is not None and state.live is not None and state.loop is not None:
+            state.loop.call_soon_threadsafe(state.live.end_streams)
+
+    server.handle_exit = on_exit_signal
+
+
 def serve(settings: Settings) -> int:
     """Run the controller until SIGTERM or SIGINT."""
     import uvicorn
@@ -190,10 +206,12 @@ def serve(settings: Settings) -> int:
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
                             log_config=None, lifespan="on", access_log=False,
-                            proxy_headers=False)  # the app trusts [api] trusted_proxies only
+                            proxy_headers=False,  # the app trusts [api] trusted_proxies only
+                            timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     notifier = ServiceNotifier(server, app)  # READY, WATCHDOG and STOPPING for systemd
     notifier.watch_exit_signals()
+    end_streams_on_exit(server, app)
     notifier.start()
     try:
         server.run()

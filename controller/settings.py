@@ -167,6 +167,10 @@ class ApiSettings(_Section):
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or network") from None
         return value
+    live_poll_s: float = Field(
+        0.5, ge=0.05, le=10,
+        description="how often the API looks in the database for changes to push to open "
+        "dashboards (GET /api/v1/stream); one query round for all of them")
     health_broker_grace_s: float = Field(
         60.0, ge=0, le=86_400,
         description="/healthz answers 503 once the broker has been unreachable this long")

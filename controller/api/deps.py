@@ -25,6 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from controller.auth import FailedLogins, Principal, hash_token
 from controller.checks import Lang, request_lang
 from controller.ingest import Ingest
+from controller.live import LiveHub, Tickets
 from controller.metrics import Metrics
 from controller.publisher import Publisher
 from controller.settings import Settings
@@ -41,6 +42,8 @@ class AppState:
     ingest: Ingest | None
     logins: FailedLogins = field(default_factory=FailedLogins)
     loop: asyncio.AbstractEventLoop | None = None  # the server's event loop (liveness)
+    live: LiveHub | None = None  # changes pushed to open pages (controller.live)
+    tickets: Tickets = field(default_factory=Tickets)  # to open the stream with
 
 
 def get_state(request: Request) -> AppState:

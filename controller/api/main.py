@@ -2,7 +2,7 @@
 
 Nothing is built at import time. ``create_app`` makes the app and its metrics registry;
 the lifespan opens the store, starts the alarm notifications' delivery
-(`controller.notify`), the MQTT ingest (unless ``mqtt`` is given or MQTT is disabled) and
+(`controller.notify`), the live updates' poller (`controller.live`), the MQTT ingest (unless ``mqtt`` is given or MQTT is disabled) and
 the publisher, and stops them in reverse order.
 
 Tests pass their own parts: ``create_app(settings, store=store, mqtt=MemoryTransport())``
@@ -32,12 +32,14 @@ from controller.api.routes import (
     notify,
     reports,
     schedules,
+    stream,
     users,
 )
 from controller.api.schemas import Problem
 from controller.auth import FailedLogins
 from controller.errors import Conflict, Invalid, NotFound
 from controller.ingest import Ingest
+from controller.live import LiveHub
 from controller.metrics import Metrics
 from controller.notify.worker import start as start_notify
 from controller.publisher import MemoryTransport, Publisher, Transport
@@ -88,14 +90,17 @@ def create_app(settings: Settings, *, store: Store | None = None,
             logger.warning("MQTT is disabled: commands and configs are not sent anywhere")
             transport = MemoryTransport(auto_sent=False)
         publisher = Publisher(app_store, transport)
+        live = LiveHub(app_store, interval_s=settings.api.live_poll_s)
         app.state.controller = AppState(settings, app_store, metrics, publisher, ingest,
-                                        logins, asyncio.get_running_loop())
+                                        logins, asyncio.get_running_loop(), live)
+        live.start()
         republished = publisher.republish_open()
         if republished:
             logger.info("published %d pending command(s) again", republished)
         try:
             yield
         finally:
+            await live.stop()
             if ingest is not None:
                 ingest.stop()
             notifier.stop()
@@ -114,7 +119,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     if settings.api.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.api.trusted_proxies)
     for module in (devices, history, schedules, commands, alarms, users, reports, dashboard,
-                   notify):
+                   notify, stream):
         app.include_router(module.router, responses=ERROR_RESPONSES | CONFLICT)
     app.include_router(health.router)
     app.include_router(enrol.router)  # no bearer token: the enrolment token is the proof

@@ -6,7 +6,9 @@
  *                          label(t), tip(t)})
  *
  * Times are ISO strings (UTC); `label` and `tip` format them (the page passes WITA
- * formatters). Values get a <title> so a tap or hover shows the number. No library. */
+ * formatters), `num(value, digits)` the numbers (the page passes its language's). Values
+ * get a <title> so a tap or hover shows the number. A series of one point shows as a
+ * dot; no data at all shows emptyText. No library. */
 "use strict";
 
 (function () {
@@ -33,8 +35,12 @@
     return ticks;
   }
 
-  function fmtNum(v) {
+  // A number with as many decimals as its size needs, by the page's formatter (o.num:
+  // a decimal comma in Indonesian) when it gives one.
+  function fmtNum(v, o) {
     const a = Math.abs(v);
+    const digits = a >= 100 ? 0 : a >= 10 ? 1 : 2;
+    if (o && o.num) return o.num(v, digits);
     return a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1).replace(/\.0$/, "")
       : v.toFixed(2).replace(/0$/, "").replace(/\.0$/, "");
   }
@@ -53,7 +59,7 @@
       root.appendChild(svg("line", {x1: PAD.l, x2: W - PAD.r, y1: y(v), y2: y(v),
         class: "grid"}));
       root.appendChild(svg("text", {x: PAD.l - 6, y: y(v) + 4, class: "ylab",
-        "text-anchor": "end"}, fmtNum(v)));
+        "text-anchor": "end"}, fmtNum(v, o)));
     }
     root.appendChild(svg("text", {x: PAD.l - 6, y: 11, class: "unit", "text-anchor": "end"}, o.unit || ""));
     // x labels: about one per 110 px
@@ -94,7 +100,7 @@
       for (const [ts, v] of s.points) {
         const c = svg("circle", {cx: f.x(Date.parse(ts)), cy: f.y(v), r: 3.5,
           fill: color, class: "pt"});
-        c.appendChild(svg("title", {}, `${s.name}: ${fmtNum(v)} ${o.unit} — ${o.tip(Date.parse(ts))}`));
+        c.appendChild(svg("title", {}, `${s.name}: ${fmtNum(v, o)} ${o.unit} — ${o.tip(Date.parse(ts))}`));
         f.root.appendChild(c);
       }
     });
@@ -126,7 +132,7 @@
       const w = Math.max(2, (b - a) * 0.78);
       const r = svg("rect", {x: a + (b - a - w) / 2, y: f.y(v), width: w,
         height: Math.max(0, f.y(f.ylo) - f.y(v)), rx: 2, class: "bar"});
-      r.appendChild(svg("title", {}, `${o.tip(t)}: ${fmtNum(v)} ${o.unit}`));
+      r.appendChild(svg("title", {}, `${o.tip(t)}: ${fmtNum(v, o)} ${o.unit}`));
       f.root.appendChild(r);
     });
   }

@@ -10,11 +10,15 @@
   (the kind's schedule model in `protocol.kinds`) plus the zone, pond and sensor names
   the unit reports, before anything is sent.
 
-"Next start" is honest about where it comes from: it is computed from the schedule
-version the unit *reports applied* (the desired config it accepted), with the same
-planner the unit uses (`protocol.planner.StartPlanner`); sunrise and sunset starts
-use Balikpapan's coordinates. A unit on its local default schedule (it never accepted a
-remote one) has no next start here: the page says the schedule is local.
+"Next start" is the unit's own word: the ``outlook`` of its last status (the holds in
+force: pause, rain delay, skips; the next start honouring them, or why there is none),
+which a unit publishes as soon as it changes. For a unit that does not report an
+outlook (older firmware), or whose reported next start has passed (it is offline), it
+is computed from the schedule version the unit *reports applied* (the desired config it
+accepted), with the same planner the unit uses (`protocol.planner.StartPlanner`);
+sunrise and sunset starts use Balikpapan's coordinates. A unit on its local default
+schedule (it never accepted a remote one) then has no next start here: the page says
+the schedule is local.
 """
 
 from __future__ import annotations
@@ -70,7 +74,9 @@ def unit_view(store: Store, device: dict, now: datetime | None = None) -> dict[s
     dev = device["device_id"]
     latest = store.latest_telemetry(dev)
     readings = latest["readings"] if latest else {}
-    running = _running(store, dev, now) if device["online"] else []
+    running, ended = _runs(store, dev, now)
+    if not device["online"]:
+        running = []
     alarms = active_alarms(store, dev, now)
     outputs_on = sorted(k for k, v in (device["outputs"] or {}).items() if v)
     if not device["online"]:
@@ -95,14 +101,41 @@ def unit_view(store: Store, device: dict, now: datetime | None = None) -> dict[s
         "kind": device["kind"], "online": device["online"], "last_seen": device["last_seen"],
         "icon": KINDS[device["kind"]].icon if device["kind"] in KINDS else "drop",
         "state": state, "running": running, "outputs_on": outputs_on, "alarms": alarms,
+        "runs_ended": ended,
         "next": next_start(store, device, now),
         "config": {"desired": desired, "reported": reported,
                    "state": config_state(store, dev, desired, reported)[0]},
-        "paused": bool(readings.get("paused")), "rain": bool(readings.get("rain")),
-        "rain_delay_h": _number(readings.get("rain_delay_h")),
+        **holds(device, readings, now),
+        "limits": device.get("limits"),
         "today": today, "readings": readings, "readings_ts": latest["ts"] if latest else None,
         **names,
     }
+
+
+def holds(device: dict, readings: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Pause, rain and rain delay: from the unit's outlook when it reports one (at once),
+    else from its last telemetry."""
+    outlook = device.get("outlook") or {}
+    paused_until = _future(outlook.get("paused_until"), now)
+    rain_until = _future(outlook.get("rain_delay_until"), now)
+    out = {"paused_until": paused_until, "rain_delay_until": rain_until,
+           "skip_next": list(outlook.get("skip_next") or []),
+           "rain": bool(readings.get("rain"))}
+    if outlook:
+        out["paused"] = paused_until is not None
+        out["rain_delay_h"] = (round((rain_until - now).total_seconds() / 3600, 1)
+                               if rain_until else 0.0)
+    else:
+        out["paused"] = bool(readings.get("paused"))
+        out["rain_delay_h"] = _number(readings.get("rain_delay_h"))
+    return out
+
+
+def _future(value: str | None, now: datetime) -> datetime | None:
+    if not value:
+        return None
+    at = _ts(value)
+    return at if at > now else None
 
 
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
@@ -136,24 +169,31 @@ def _names(kind: str, readings: dict[str, Any]) -> dict[str, list[str]]:
     return {"feeders": feeders, "ponds": ponds}
 
 
-def _running(store: Store, device_id: str, now: datetime) -> list[dict[str, Any]]:
-    """Runs started and not yet ended (an interrupted run that resumes stays running)."""
+def _runs(store: Store, device_id: str, now: datetime
+          ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Runs started and not yet ended (an interrupted run that resumes stays running),
+    and how the runs of commands ended (``{cmd_id: ended}``: completed, stop_all,
+    paused, ...) within the last day."""
     events = store.recent_events(device_id, now - RUN_WINDOW,
                                  ("run_started", "run_finished", "run_skipped",
                                   "run_interrupted"))
     runs: dict[str, dict[str, Any]] = {}
+    ended: dict[str, str] = {}
     for event in reversed(events):  # oldest first
         d = typed_details(event)
         if d is None or not d.run_id or not d.zone:
             continue
         if isinstance(d, RunStarted):
             runs[d.run_id] = {"zone": d.zone, "since": event["ts"], "trigger": d.trigger,
-                              "cmd_id": d.cmd_id}
+                              "cmd_id": d.cmd_id, "planned_s": d.planned_s}
         elif isinstance(d, RunInterrupted) and d.action == "resumed":
             continue
         else:
             runs.pop(d.run_id, None)
-    return sorted(runs.values(), key=lambda r: r["since"])
+            if d.cmd_id:
+                how = getattr(d, "ended", None) or getattr(d, "reason", None)
+                ended[d.cmd_id] = how or event["type"]
+    return sorted(runs.values(), key=lambda r: r["since"]), ended
 
 
 def active_alarms(store: Store, device_id: str, now: datetime | None = None
@@ -173,13 +213,29 @@ def active_alarms(store: Store, device_id: str, now: datetime | None = None
 # --------------------------------------------------------------------------- next start
 
 def next_start(store: Store, device: dict, now: datetime | None = None) -> dict[str, Any]:
-    """The next scheduled start (or feeding) by the schedule the unit reports applied.
+    """The next scheduled start (or feeding) as the unit reports it in its outlook, or
+    else by the schedule the unit reports applied (see the module doc).
 
-    ``{"known": false, "reason": "local_schedule"}`` when the unit runs its local default,
-    ``"none_within_8_days"`` when the schedule has no start soon.
+    From the outlook: ``{"known": true, "source": "unit", "at", "program" | "pond",
+    "start"}`` (with the program's zones or the feeding's dose when the applied schedule
+    has them), or ``{"known": false, "source": "unit", "reason"}`` with the unit's reason
+    (``paused``, ``rain_delay``, ``no_program``, ``clock_not_trusted``, ``none_soon``).
+    Computed: ``{"known": false, "reason": "local_schedule"}`` when the unit runs its
+    local default, ``"none_within_8_days"`` when the schedule has no start soon.
     """
     now = now or utcnow()
     version = device["reported_config_version"]
+    outlook = device.get("outlook") or {}
+    reported = outlook.get("next_start")
+    if reported and _ts(reported["at"]) > now:
+        found = {"known": True, "source": "unit", "version": version,
+                 "at": _ts(reported["at"]),
+                 **{k: reported.get(k) for k in ("program", "pond", "start")}}
+        found.update(_plan_details(store, device, version, reported))
+        return found
+    if not reported and outlook.get("next_start_reason") and device["online"]:
+        return {"known": False, "source": "unit", "reason": outlook["next_start_reason"],
+                "version": version}
     config = store.desired_config(device["device_id"], version) if version else None
     if config is None:
         return {"known": False, "reason": "local_schedule", "version": version}
@@ -187,6 +243,27 @@ def next_start(store: Store, device: dict, now: datetime | None = None) -> dict[
     if found is None:
         return {"known": False, "reason": "none_within_8_days", "version": version}
     return {"known": True, "version": version, **found}
+
+
+def _plan_details(store: Store, device: dict, version: int | None, reported: dict
+                  ) -> dict[str, Any]:
+    """The zones of the program, or the dose of the feeding, the unit says starts next,
+    from the schedule version it applied (nothing when it runs its local one)."""
+    config = store.desired_config(device["device_id"], version) if version else None
+    if config is None:
+        return {}
+    body = config["body"]
+    if reported.get("program"):
+        for program in body.get("programs") or []:
+            if program.get("name") == reported["program"]:
+                return {"zones": [{"zone": z.get("zone"), "duration_min": z.get("duration_min")}
+                                  for z in program.get("zones") or []]}
+    if reported.get("pond"):
+        plan = ((body.get("ponds") or {}).get(reported["pond"]) or {}).get("plan") or {}
+        times, doses = plan.get("times") or [], plan.get("doses_g") or []
+        if reported.get("start") in times and len(doses) == len(times):
+            return {"dose_g": doses[times.index(reported["start"])]}
+    return {}
 
 
 def next_from_body(kind: str, body: dict, now: datetime) -> dict[str, Any] | None:
@@ -221,6 +298,50 @@ def next_from_body(kind: str, body: dict, now: datetime) -> dict[str, Any] | Non
                             "dose_g": dose}
                     break
     return best
+
+
+# --------------------------------------------------------------------------- activity
+
+ACTIVITY_TYPES = ("run_started", "run_finished", "run_skipped", "run_interrupted",
+                  "limit_clamped", "feed_dispensed", "feeding_postponed", "feeding_skipped",
+                  "alarm", "alarm_cleared", "config_applied", "config_rejected")
+ACTIVITY_WINDOW = timedelta(days=3)
+
+
+def activity(store: Store, device: dict, limit: int = 40, now: datetime | None = None
+             ) -> list[dict[str, Any]]:
+    """The unit's recent events that say what it did and what decided it, newest first:
+    ``{"ts", "type", "details"}``. A run skipped because the soil was wet gets the
+    threshold it was held against (``skip_above_pct``, from the schedule the unit
+    applied) when the unit did not send it."""
+    now = now or utcnow()
+    rows = store.recent_events(device["device_id"], now - ACTIVITY_WINDOW, ACTIVITY_TYPES,
+                               limit)
+    program = None
+    out = []
+    for row in rows:
+        details = dict(row["details"] or {})
+        if (row["type"] == "run_skipped" and details.get("reason") == "soil_wet"
+                and "skip_above_pct" not in details and details.get("zone")):
+            if program is None:
+                program = _applied_program(store, device) or False
+            if program:
+                rule = program.rules_for(details["zone"]).moisture
+                if rule is not None:
+                    details["skip_above_pct"] = rule.skip_above_pct
+        out.append({"ts": row["ts"], "type": row["type"], "details": details})
+    return out
+
+
+def _applied_program(store: Store, device: dict) -> IrrigationProgramConfig | None:
+    version = device["reported_config_version"]
+    config = store.desired_config(device["device_id"], version) if version else None
+    if config is None or device["kind"] != "irrigation":
+        return None
+    try:
+        return IrrigationProgramConfig.model_validate(config["body"])
+    except (ValidationError, ValueError):
+        return None
 
 
 # --------------------------------------------------------------------------- charts

@@ -50,6 +50,31 @@ class DevicesMixin(StoreBase):
         public = {k: v for k, v in row.items() if k != "mqtt_password_hash"}
         self._audit(actor, "device.add", f"device:{device_id}", opd, None, public, now)
 
+    def change_marks(self) -> dict:
+        """Cheap markers of what the ingest committed, for `controller.live`: per device
+        its OPD, when its status was last stored and the highest seq stored (telemetry or
+        event), and the last command reply's id."""
+        with self._lock:
+            devices = {r[0]: (r[1], r[2], r[3]) for r in self.db.execute(
+                "SELECT d.device_id, d.opd, s.status_at, q.max_seq FROM devices d "
+                "LEFT JOIN device_state s USING (device_id) "
+                "LEFT JOIN device_seq q USING (device_id)")}
+            reply = self.db.execute("SELECT max(id) FROM command_replies").fetchone()[0]
+        return {"devices": devices, "reply_id": reply or 0}
+
+    def events_stored(self, device_id: str, after_seq: int, upto_seq: int) -> bool:
+        """Whether any event of the device has a seq in (after_seq, upto_seq]."""
+        with self._lock:
+            return self.db.execute(
+                "SELECT 1 FROM events WHERE device_id = ? AND seq > ? AND seq <= ? LIMIT 1",
+                [device_id, after_seq, upto_seq]).fetchone() is not None
+
+    def replies_since(self, reply_id: int) -> list[str]:
+        """The devices that answered a command after reply ``reply_id``."""
+        with self._lock:
+            return [r[0] for r in self.db.execute(
+                "SELECT DISTINCT device_id FROM command_replies WHERE id > ?", [reply_id])]
+
     _DEVICE_SQL = """
         SELECT d.device_id, d.opd, d.kind, d.name, d.mqtt_username, d.created_at,
                s.online, s.last_seen, s.status_at, s.status_ts, s.fw, s.app,

@@ -58,6 +58,14 @@ def test_bench_fleet_stores_every_message_and_lists_the_same_devices(tmp_path):
                          "same_as_plain": True}
 
 
+def test_bench_live_times_every_change_to_the_open_streams(tmp_path):
+    stdout, r = run_bench("live", tmp_path)
+    assert "controller CPU" in stdout
+    assert r["units"] == 100 and r["streams"] == 10
+    assert r["latency_ms"]["samples"] == 30 and r["latency_ms"]["lost"] == 0
+    assert r["delivered_per_s"] > 0
+
+
 def test_bench_edge_measures_memory_timing_and_drain(tmp_path):
     stdout, r = run_bench("edge", tmp_path)
     assert "Output on-time" in stdout and "Catch-up" in stdout

@@ -32,6 +32,10 @@ BODIES = {
 }
 QUERIES = {("GET", "/api/v1/reports/monthly"): {"opd": "dp3", "month": "2026-11"}}
 ADMIN_READS = {("GET", "/api/v1/notify/channels")}  # the controller's own set-up
+# A ticket to open the live stream with changes nothing stored: every role may have one.
+NOT_CHANGES = {("POST", "/api/v1/stream/tickets")}
+# Endless answers: the stream's roles and filters are in tests/controller/test_live.py.
+STREAMS = {("GET", "/api/v1/stream")}
 
 
 def _flat_routes(app):
@@ -57,7 +61,8 @@ def _routes() -> list[tuple[str, str]]:
 ROUTES = _routes()
 API_ROUTES = [r for r in ROUTES if r[1] not in PUBLIC]
 DEVICE_ROUTES = [r for r in API_ROUTES if any(p in r[1] for p in DEVICE_PARAMS)]
-CHANGES = [r for r in API_ROUTES if r[0] in ("POST", "PUT", "PATCH", "DELETE")]
+CHANGES = [r for r in API_ROUTES if r[0] in ("POST", "PUT", "PATCH", "DELETE")
+           and r not in NOT_CHANGES]
 
 
 # One app for the whole module: the calls below change nothing the others look at
@@ -146,7 +151,14 @@ def test_matrix_viewer_gets_403_for_every_change(client, seeded: Tokens, foreign
     assert len(store.list_audit()) == before
 
 
-READS = [r for r in API_ROUTES if r[0] == "GET" and r not in ADMIN_READS]
+READS = [r for r in API_ROUTES if r[0] == "GET" and r not in ADMIN_READS | STREAMS]
+assert STREAMS | NOT_CHANGES <= set(API_ROUTES)
+
+
+def test_matrix_every_role_may_open_the_live_stream(client, seeded: Tokens):
+    for token in (seeded.viewer, seeded.op_dlh, seeded.op_dp3, seeded.admin):
+        r = client.post("/api/v1/stream/tickets", headers=auth(token))
+        assert r.status_code == 201 and r.json()["ticket"], r.text
 
 
 @pytest.mark.parametrize(("method", "path"), READS, ids=[f"{m} {p}" for m, p in READS])

@@ -111,6 +111,25 @@ def list_alarms(store: StoreDep, user: CurrentUser,
                               limit=limit)
 
 
+class AlarmsBySeverity(BaseModel):
+    critical: int
+    warning: int
+    info: int
+
+
+class AlarmCounts(BaseModel):
+    open: int = Field(description="alarms nobody acknowledged yet")
+    acknowledged: int = Field(description="acknowledged, not cleared yet")
+    by_severity: AlarmsBySeverity = Field(description="not cleared (both states)")
+
+
+@router.get("/alarms/counts", response_model=AlarmCounts)
+def alarm_counts(store: StoreDep, user: CurrentUser) -> dict:
+    """How many alarms the caller may see are not cleared (offline units'
+    ``unit_offline`` included): the dashboard's header reads it on every page."""
+    return alarms.counts(store, user.opd_scope)
+
+
 @router.get("/alarms/{alarm_id}", response_model=AlarmOut)
 def get_alarm(store: StoreDep, user: CurrentUser, alarm_id: AlarmId, lang: LangDep) -> dict:
     """One alarm record."""

@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
@@ -19,7 +19,13 @@ from controller import alarms
 from controller.api.deps import CurrentUser, LangDep, StoreDep, VisibleDevice, Writer, not_found
 from controller.api.schemas import _In
 from controller.dashboard import STATIC_DIR
-from controller.dashboard.views import charts, check_schedule, order_cards, unit_view
+from controller.dashboard.views import (
+    activity,
+    charts,
+    check_schedule,
+    order_cards,
+    unit_view,
+)
 from controller.store import utcnow
 
 router = APIRouter(tags=["dashboard"])
@@ -37,22 +43,29 @@ SECURITY_HEADERS = {
 }
 
 
-def _file(name: str) -> FileResponse:
+def _file(name: str, request: Request) -> Response:
+    """The file with its ETag; ``no-cache`` makes the browser ask again each time, and an
+    unchanged file is answered 304 without a body (the page loads a dozen modules)."""
     path = STATIC_DIR / name
     if not STATIC_NAME.fullmatch(name) or not path.is_file():
         raise not_found(f"file {name!r}")
+    stat = path.stat()
+    etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+    headers = {**SECURITY_HEADERS, "ETag": etag}
+    if etag in (t.strip() for t in request.headers.get("if-none-match", "").split(",")):
+        return Response(status_code=304, headers=headers)
     return FileResponse(path, media_type=MEDIA_TYPES[name.rsplit(".", 1)[1]],
-                        headers=SECURITY_HEADERS)
+                        headers=headers, stat_result=stat)
 
 
 @router.get("/", include_in_schema=False)
-def index() -> Response:
-    return _file("index.html")
+def index(request: Request) -> Response:
+    return _file("index.html", request)
 
 
 @router.get("/static/{name}", include_in_schema=False)
-def static(name: str) -> Response:
-    return _file(name)
+def static(name: str, request: Request) -> Response:
+    return _file(name, request)
 
 
 # --------------------------------------------------------------------------- views
@@ -62,6 +75,7 @@ class RunNow(BaseModel):
     since: datetime
     trigger: str | None
     cmd_id: str | None
+    planned_s: float | None = Field(None, description="how long it runs (run_started)")
 
 
 class AlarmNow(BaseModel):
@@ -79,8 +93,14 @@ class AlarmNow(BaseModel):
 
 class NextStart(BaseModel):
     known: bool
-    reason: str | None = Field(None, description="why unknown: local_schedule (the unit "
-                               "runs its local default) or none_within_8_days")
+    source: Literal["unit", "computed"] = Field(
+        "computed", description="unit: the outlook of the unit's last status (honours "
+        "pause, rain delay and skips); computed: from the schedule the unit applied (a unit "
+        "that reports no outlook)")
+    reason: str | None = Field(None, description="why unknown; from the unit: paused, "
+                               "rain_delay, no_program, clock_not_trusted, none_soon; "
+                               "computed: local_schedule (the unit runs its local "
+                               "default) or none_within_8_days")
     version: int | None = Field(None, description="schedule version it is computed from")
     at: datetime | None = None
     start: str | None = Field(None, description="as written: 05:30, sunrise-01:00, ...")
@@ -107,13 +127,24 @@ class UnitOut(BaseModel):
     state: Literal["running", "online", "offline", "alarm"] = Field(
         description="the card's colour: running/online green, offline grey, alarm red")
     running: list[RunNow] = Field(description="runs started and not yet ended")
+    runs_ended: dict[str, str] = Field({}, description="how the runs that commands started "
+                                       "ended in the last day, by command id: completed, "
+                                       "stop_all, stop_zone, paused, max_on_time, ...")
     outputs_on: list[str]
     alarms: list[AlarmNow] = Field(description="its alarms not cleared yet, newest first")
     next: NextStart
     config: ConfigVersions
     paused: bool
+    paused_until: datetime | None = Field(None, description="end of the pause in force, "
+                                          "as the unit reports it")
     rain: bool
     rain_delay_h: float
+    rain_delay_until: datetime | None = Field(None, description="end of the rain delay in "
+                                              "force, as the unit reports it")
+    skip_next: list[str] = Field([], description="zones or feeders whose next start is "
+                                 "skipped once; * the unit's next start")
+    limits: dict[str, Any] | None = Field(None, description="the unit's reported local "
+                                          "limits (protocol.models.UnitLimits)")
     today: dict[str, float] = Field(description="water_l (watering) or feed_g (feeders)")
     readings: dict[str, bool | int | float | None]
     readings_ts: datetime | None
@@ -167,6 +198,19 @@ class ChartsOut(BaseModel):
     charts: list[Chart]
 
 
+class ActivityItem(BaseModel):
+    ts: datetime
+    type: str = Field(description="the event's type (run_finished, run_skipped, "
+                      "limit_clamped, feed_dispensed, feeding_postponed, ...)")
+    details: dict[str, Any] = Field(description="the event's details (a soil_wet skip "
+                                    "also with skip_above_pct from the applied schedule)")
+
+
+class ActivityOut(BaseModel):
+    device_id: str
+    items: list[ActivityItem] = Field(description="newest first, the last 3 days")
+
+
 class ScheduleCheckIn(_In):
     body: dict[str, Any]
 
@@ -203,6 +247,14 @@ def unit_charts(store: StoreDep, device: VisibleDevice,
                 period: Annotated[Literal["day", "week", "month"], Query()] = "day") -> dict:
     """Sensor lines (averages per bucket) and water or feed bars over the period."""
     return charts(store, device, period)
+
+
+@router.get("/api/v1/dashboard/units/{device_id}/activity", response_model=ActivityOut)
+def unit_activity(store: StoreDep, device: VisibleDevice,
+                  limit: Annotated[int, Query(ge=1, le=200)] = 40) -> dict:
+    """What the unit did lately and what decided it (runs, skips and why, cuts to its
+    limits, feedings, postponements, alarms, schedules applied), newest first."""
+    return {"device_id": device["device_id"], "items": activity(store, device, limit)}
 
 
 @router.post("/api/v1/dashboard/units/{device_id}/schedule/check",

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from controller_support import add_device, auth, broker_settings, make_token, wait_until
+from notify_fakes import PUBLIC_URL, TOKEN, HttpReceiver
 from support.unit_toml import write_unit_toml
 
 from controller.api.main import create_app
@@ -57,6 +58,8 @@ WITA = ZoneInfo("Asia/Makassar")
 REAL, PARK, GONE, PONDS = ("dlh-taman-kota-01", "dlh-taman-bekapai-01",
                            "dlh-median-sudirman-01", "dp3-tambak-manggar-01")
 RUN_S = 10  # the irrigation app's shortest manual run
+VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+on_both_screens = pytest.mark.parametrize("screen", list(VIEWPORTS))
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian's chromium is not installed "
@@ -81,7 +84,16 @@ def site(tmp_path_factory):
         pytest.skip("mosquitto is not installed")
     tmp = tmp_path_factory.mktemp("site")
     broker = MosquittoBroker(workdir=tmp / "broker").start()
-    settings = broker_settings(tmp, broker)
+    # alarms reach a local webhook and a fake Telegram Bot API
+    hook, bot = HttpReceiver().__enter__(), HttpReceiver(telegram=True).__enter__()
+    token_file = tmp / "bot-token"
+    token_file.write_text(TOKEN + "\n")
+    settings = broker_settings(
+        tmp, broker, api={"public_url": PUBLIC_URL},
+        notify={"flap_hold_s": 0, "poll_interval_s": 0.1,
+                "webhooks": [{"url": hook.url + "/alarm"}],
+                "telegram": [{"chat_id": "-100123", "bot_token_file": str(token_file),
+                              "api_base": bot.url}]})
     store = Store.open(settings.database.path)
     now = datetime.now(UTC)
     start = now - timedelta(days=10)
@@ -118,13 +130,16 @@ def site(tmp_path_factory):
                                                    "bunga": ("valve-bunga", 27)})
     pins = tmp / "pins.log"
     log = (tmp / "unit.log").open("w")
+    # the unit runs this tree's code (not whatever the environment's install points at)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     unit = subprocess.Popen([sys.executable, str(UNIT_PROCESS), str(config), str(pins)],
-                            stdout=log, stderr=log, start_new_session=True)
+                            stdout=log, stderr=log, start_new_session=True, env=env)
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield {"base": base, "tokens": tokens, "db": settings.database.path, "pins": pins,
-                   "browser": browser, "unit": unit, "tmp": tmp}
+                   "browser": browser, "unit": unit, "tmp": tmp, "hook": hook, "bot": bot}
         finally:
             browser.close()
             unit.terminate()
@@ -137,6 +152,8 @@ def site(tmp_path_factory):
             thread.join(15)
             store.close()
             broker.close()
+            hook.__exit__(None, None, None)
+            bot.__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -434,3 +451,408 @@ def test_dashboard_schedule_stays_pending_while_the_unit_is_offline(page, site):
     page.wait_for_timeout(2_500)  # polled meanwhile: an offline unit cannot apply it
     assert sync.get_attribute("data-state") == "pending"
     assert api_get(site, f"/devices/{GONE}/schedule", "op")["state"] == "pending"
+
+
+def api_command(site, action: str, params: dict | None = None, who: str = "op") -> dict:
+    r = httpx.post(site["base"] + f"/api/v1/devices/{REAL}/commands",
+                   headers=auth(site["tokens"][who]),
+                   json={"action": action, "params": params or {}}, timeout=10)
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+@on_both_screens
+def test_dashboard_live_a_pause_sent_elsewhere_shows_on_open_pages_without_reload(page, site,
+                                                                                 screen):
+    real_unit_online(site)
+    page.set_viewport_size(VIEWPORTS[screen])
+    sign_in(page, site, "op")
+    listing = page.context.new_page()  # the token is per tab: sign in there too
+    listing.set_viewport_size(VIEWPORTS[screen])
+    sign_in(listing, site, "op")
+    page.goto(site["base"] + f"/#/unit/{REAL}")
+    page.wait_for_selector(".unit-head")
+    for p in (page, listing):  # both pages follow the stream
+        playwright_api.expect(p.locator("html")).to_have_attribute("data-live", "on")
+    until = datetime.now(UTC) + timedelta(hours=2)
+    sent = time.monotonic()
+    api_command(site, "pause", {"until": until.isoformat()})
+    # Neither page reloads, and their own refresh is every 15 s: only the push shows it.
+    paused = page.locator(".unit-head [data-tag=paused]")
+    playwright_api.expect(paused).to_be_visible(timeout=2_500)
+    shown_s = time.monotonic() - sent
+    assert f"{until.astimezone(WITA):%H.%M} WITA" in paused.inner_text()
+    assert "Dijeda sampai" in paused.inner_text()
+    nxt = page.locator(".schedule-card [data-testid=next]")
+    playwright_api.expect(nxt).to_have_attribute("data-reason", "paused")
+    assert "dijeda sampai" in nxt.inner_text()
+    playwright_api.expect(listing.locator(
+        f".unit[data-device='{REAL}'] [data-tag=paused]")).to_be_visible(timeout=2_500)
+    assert shown_s < 2.5, shown_s
+    api_command(site, "resume")
+    playwright_api.expect(paused).to_have_count(0, timeout=2_500)
+    playwright_api.expect(listing.locator(
+        f".unit[data-device='{REAL}'] [data-tag=paused]")).to_have_count(0, timeout=2_500)
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    listing.close()
+
+
+@on_both_screens
+def test_dashboard_a_run_stopped_by_the_operator_reads_stopped_not_failed(page, site, screen):
+    real_unit_online(site)
+    page.set_viewport_size(VIEWPORTS[screen])
+    sign_in(page, site, "op")
+    page.goto(site["base"] + f"/#/unit/{REAL}")
+    page.click("[data-action=run_zone][data-zone='bunga']")
+    page.click("dialog#confirm [data-choice='600']")
+    page.click("dialog#confirm [data-role=ok]")
+    playwright_api.expect(page.locator(".cmd").first).to_have_attribute("data-status",
+                                                                        "accepted")
+    run_id = page.locator(".cmd").first.get_attribute("data-command")
+    run = page.locator(f".cmd[data-command='{run_id}']")
+    # running: the zone and its time left, from the unit's run_started
+    playwright_api.expect(page.locator(".unit-head [data-run=bunga]")).to_contain_text(
+        "sisa", timeout=5_000)
+    assert re.search(r"sisa (9|10) mnt", page.inner_text(".unit-head [data-run=bunga]"))
+    page.click(".controls [data-action=stop_all]")
+    page.click("dialog#confirm [data-role=ok]")
+    playwright_api.expect(page.locator(".cmd").first).to_have_attribute("data-status", "done")
+    playwright_api.expect(run).to_have_attribute("data-outcome", "stopped", timeout=5_000)
+    assert run.get_attribute("data-status") == "failed"  # what the unit answered
+    assert "Dihentikan" in run.inner_text() and "Gagal" not in run.inner_text()
+    assert run.locator(".steps li.bad").count() == 0
+    assert "stop_all" not in run.inner_text()  # the unit's English detail stays folded
+    changes = valve_changes(site["pins"], "GPIO27")
+    assert [s for _, s in changes][-2:] == [1, 0], changes
+
+
+def open_alarms(site, who: str = "op") -> list[dict]:
+    return api_get(site, "/alarms", who)
+
+
+# each screen acknowledges another alarm: the leak on the desktop, the offline unit's on
+# the phone
+ACK = {"desktop": (PARK, "leak", "Kebocoran air", "Taman Bekapai"),
+       "phone": (GONE, "unit_offline", "Unit luring terlalu lama", "Median Jl. Sudirman")}
+
+
+@on_both_screens
+def test_dashboard_alarm_appears_is_acknowledged_and_reaches_webhook_and_telegram(
+        page, site, screen):
+    device, code, words, name = ACK[screen]
+    wait_until(lambda: any(a["device_id"] == GONE and a["code"] == "unit_offline"
+                           for a in open_alarms(site)), timeout=15, what="unit_offline raised")
+    alarm = next(a for a in open_alarms(site) if a["device_id"] == device and a["code"] == code)
+    raised = None
+    if code == "unit_offline":  # raised by the running controller (the leak's came with
+        # the history, stored before it started): the raise was notified too
+        raised = wait_until(lambda: [r.body for r in site["hook"].answered
+                                     if r.body["alarm_id"] == alarm["id"]], timeout=15,
+                            what="the raise at the webhook")[0]
+        assert (raised["code"], raised["state"], raised["device_id"]) == (code, "open", device)
+    page.set_viewport_size(VIEWPORTS[screen])
+    sign_in(page, site, "op")
+    # the offline unit with an alarm and the leaking park come first, before healthy units
+    page.wait_for_selector(f".unit[data-device='{GONE}'] [data-alarm=unit_offline]")
+    order = page.locator(".grid[data-opd=dlh] .unit").evaluate_all(
+        "els => els.map(e => e.dataset.device)")
+    assert order.index(REAL) > max(order.index(GONE), order.index(PARK)), order
+    assert page.get_attribute(f".unit[data-device='{GONE}']", "data-state") == "offline"
+    counts = api_get(site, "/alarms/counts", "op")
+    badge = page.locator("[data-testid=alarm-count]")
+    playwright_api.expect(badge).to_have_text(str(counts["open"]))
+    assert counts["open"] >= 1 and badge.is_visible()
+    page.click("[data-nav=alarms]")
+    rows = page.locator("[data-testid=alarms] .alarm-row")
+    playwright_api.expect(rows.first).to_be_visible()
+    row = page.locator(f".alarm-row[data-device='{device}'][data-code={code}]")
+    assert words in row.inner_text() and name in row.inner_text()
+    severities = rows.evaluate_all("els => els.map(e => e.className.match(/sev-(\\w+)/)[1])")
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    assert [rank[s] for s in severities] == sorted(rank[s] for s in severities)
+    if screen == "desktop":
+        shot(page, "dashboard-alarms.png")
+    playwright_api.expect(page.locator("html")).to_have_attribute("data-live", "on")
+    row.locator("[data-act=ack]").click()
+    page.fill("dialog#confirm [data-testid=note]", "petugas menuju lokasi")
+    page.click("dialog#confirm [data-role=ok]")
+    playwright_api.expect(page.locator("[data-testid=alarm-done]")).to_contain_text("diakui")
+    playwright_api.expect(row).to_have_attribute("data-state", "acknowledged")
+    assert "petugas menuju lokasi" in row.inner_text()
+    # the header follows at once (other alarms may open meanwhile: the API's count)
+    # (hidden at 0: its text is read, not what is shown)
+    wait_until(lambda: badge.text_content() == str(api_get(site, "/alarms/counts", "op")["open"]),
+               timeout=2.5, what="the header's count follows the acknowledgement")
+    stored = next(a for a in open_alarms(site) if a["id"] == alarm["id"])
+    assert stored["state"] == "acknowledged" and stored["acked_by"] == "op-taman"
+    assert stored["ack_note"] == "petugas menuju lokasi"
+    # the acknowledgement reaches the webhook and Telegram, in Indonesian, with the link
+    acked = wait_until(lambda: [r.body for r in site["hook"].answered
+                                if r.body["alarm_id"] == alarm["id"]
+                                and r.body["state"] == "acknowledged"], timeout=10,
+                       what="the acknowledgement at the webhook")[0]
+    assert acked["url"] == f"{PUBLIC_URL}/#/unit/{device}" and "op-taman" in acked["text"]
+    assert raised is None or acked["notification_id"] != raised["notification_id"]
+    assert acked["code"] == code and acked["opd"] == "dlh"
+    wait_until(lambda: any(acked["text"] in r.body["text"] for r in site["bot"].answered),
+               timeout=10, what="the acknowledgement on Telegram")
+
+
+def test_dashboard_command_dialogs_show_limits_and_refuse_out_of_range(page, site):
+    real_unit_online(site)
+    sign_in(page, site, "op")
+    page.goto(site["base"] + f"/#/unit/{REAL}")
+    max_s = api_get(site, f"/dashboard/units/{REAL}", "op")["limits"]["zones"]["bunga"]["max_on_s"]
+    page.click("[data-action=run_zone][data-zone='bunga']")
+    dialog = page.locator("dialog#confirm")
+    limit = dialog.locator("[data-testid=limit]")
+    assert limit.inner_text() == f"maks. {round(min(max_s, 14_400) / 60)} mnt", limit.inner_text()
+    before = count_commands(site)
+    for bad, words in (("-5", "Minimal"), ("99999", "Maksimal"), ("", None)):
+        page.fill("dialog#confirm [data-testid=custom]", bad)
+        if words is None:  # empty: the chosen duration is sent (chips), so pick none
+            break
+        page.click("dialog#confirm [data-role=ok]")
+        error = dialog.locator("[data-testid=field-error]")
+        playwright_api.expect(error).to_contain_text(words)
+        assert dialog.is_visible() and count_commands(site) == before  # nothing sent
+    page.click("dialog#confirm [data-role=cancel]")
+    assert count_commands(site) == before
+
+
+def test_dashboard_feed_dialog_refuses_a_dose_over_the_feeders_limit(page, site):
+    sign_in(page, site, "op_dp3")
+    page.goto(site["base"] + f"/#/unit/{PONDS}")
+    page.click("[data-action=feed_now][data-feeder='pakan-nila']")
+    dialog = page.locator("dialog#confirm")
+    limit = dialog.locator("[data-testid=limit]").inner_text()
+    before = count_commands(site)
+    page.fill("dialog#confirm [data-testid=custom]", "200000")
+    page.click("dialog#confirm [data-role=ok]")
+    playwright_api.expect(dialog.locator("[data-testid=field-error]")).to_contain_text("Maksimal")
+    assert limit.startswith("maks. ") and (" g" in limit or " kg" in limit), limit
+    assert count_commands(site) == before
+    page.click("dialog#confirm [data-role=cancel]")
+
+
+@on_both_screens
+def test_dashboard_schedule_editor_refuses_minus_five_minutes_and_an_empty_adjustment(
+        page, site, screen):
+    real_unit_online(site)
+    page.set_viewport_size(VIEWPORTS[screen])
+    sign_in(page, site, "op")
+    page.goto(site["base"] + f"/#/unit/{REAL}/schedule")
+    page.wait_for_selector("[data-testid=add-program]")
+
+    def versions():
+        with sqlite3.connect(site["db"]) as db:
+            return db.execute("SELECT count(*) FROM desired_configs WHERE device_id = ?",
+                              [REAL]).fetchone()[0]
+
+    before = versions()
+    page.click("[data-testid=add-program]")
+    program = page.locator(".program").last
+    program.locator("input[name=start_times]").fill("05:30")
+    program.locator("input[data-zone='bunga']").fill("-5")
+    # every zone's limit is shown beside its minutes
+    assert program.locator(".zone-row [data-testid=limit]").first.inner_text().startswith("maks.")
+    page.click("[data-testid=save]")
+    error = program.locator("[data-testid=field-error][data-field=bunga]")
+    playwright_api.expect(error).to_contain_text("lebih dari 0")
+    playwright_api.expect(page.locator("[data-testid=problems]")).to_contain_text(
+        "belum ada yang dikirim")
+    if screen == "desktop":
+        shot(page, "dashboard-schedule-refused.png", full_page=False)
+    program.locator("input[data-zone='bunga']").fill("4")
+    page.fill("input[name=watering_pct]", "")
+    page.click("[data-testid=check]")
+    pct_error = page.locator("[data-testid=field-error][data-field=watering_pct]")
+    playwright_api.expect(pct_error).to_contain_text("Wajib diisi")
+    assert page.locator(".sched-result .ok").count() == 0  # not "Jadwal valid"
+    assert versions() == before
+
+
+def test_dashboard_pond_page_shows_water_now_and_feedings_in_words(page, site):
+    sign_in(page, site, "op_dp3")
+    page.goto(site["base"] + f"/#/unit/{PONDS}")
+    ponds = page.locator("[data-testid=ponds]")
+    playwright_api.expect(ponds.locator("[data-reading=do]").first).to_contain_text("mg/L")
+    do_text = ponds.locator("[data-reading=do]").first.inner_text()
+    assert re.search(r"\d(,\d)? mg/L", do_text) and "." not in do_text, do_text  # comma
+    assert "." not in ponds.locator("[data-reading=temp]").first.inner_text()
+    assert "°C" in ponds.inner_text()
+    assert "Diukur" in ponds.locator("[data-testid=readings-age]").inner_text()
+    activity = page.locator("[data-testid=activity]")
+    fed = activity.locator("li[data-type=feed_dispensed]").first
+    playwright_api.expect(fed).to_contain_text("Pakan ")
+    assert re.search(r"\d+( g|,\d kg| kg)$", fed.inner_text()), fed.inner_text()
+    # the chart's axis numbers are Indonesian too (no decimal point)
+    page.click("[data-period=week]")
+    page.wait_for_selector(".charts[data-period=week]")
+    labels = page.locator("[data-chart=do_mg_l] svg text.ylab").evaluate_all(
+        "els => els.map(e => e.textContent)")
+    assert labels and not any("." in x for x in labels), labels
+
+
+# --------------------------------------------------------------------------- one language
+
+VISIBLE_TEXT = """() => {
+  const out = [];
+  function walk(node) {
+    if (node.nodeType === 3) { out.push(node.textContent); return; }
+    if (node.nodeType !== 1) return;
+    const e = node;
+    if (e.closest('[translate="no"]') || e.matches('code, script, style, noscript')) return;
+    if (e.tagName === 'DIALOG' && !e.open) return;
+    const cs = getComputedStyle(e);
+    if (cs.display === 'none' || cs.visibility === 'hidden') return;
+    for (const a of ['placeholder', 'title', 'aria-label']) {
+      if (e.getAttribute(a)) out.push(e.getAttribute(a));
+    }
+    if (e.tagName === 'DETAILS' && !e.open) {
+      const s = e.querySelector('summary');
+      if (s) walk(s);
+      return;
+    }
+    for (const c of e.childNodes) walk(c);
+  }
+  walk(document.body);
+  return out.join(' ');
+}"""
+I18N_JS = ROOT / "controller" / "dashboard" / "i18n.js"
+
+
+def _table(lang: str) -> dict[str, str]:
+    text = I18N_JS.read_text()
+    block = re.search(r"\n  " + lang + r": \{(.*?)\n  \},", text, re.S).group(1)
+    return dict(re.findall(r'\n    "([^"]+)": "((?:[^"\\]|\\.)*)",', block))
+
+
+def _words(text: str) -> set[str]:
+    text = re.sub(r"\{[a-z_]+\}", " ", text)  # a value's placeholders are not words
+    return {w.lower() for w in re.findall(r"[A-Za-zÀ-ÿ]+", text)}
+
+
+def tell_tales(shown: str, other: str) -> set[str]:
+    """Words of the `other` language's table (3 letters or more) that the shown
+    language's table never uses, plus short tell-tales."""
+    mine, theirs = _table(shown), _table(other)
+    own = _words(" ".join(mine.values()))
+    found = set()
+    for key, value in theirs.items():
+        if mine.get(key) != value:
+            found |= {w for w in _words(value) if len(w) >= 3} - own
+    extra = ({"min", "h", "stopped", "failed", "clamped", "feeding", "skipped", "until",
+              "next", "left"} if other == "en" else {"mnt", "jam", "dtk", "sejak", "sampai"})
+    return found | (extra - own)
+
+
+def english_in(page, words: set[str]) -> dict[str, str]:
+    """Each tell-tale word on the page, with the text around it."""
+    text = page.evaluate(VISIBLE_TEXT)
+    out = {}
+    for word in sorted(_words(text) & words):
+        at = re.search(r"(?i)(?<![A-Za-zÀ-ÿ])" + word + r"(?![A-Za-zÀ-ÿ])", text)
+        out[word] = text[max(0, at.start() - 40):at.end() + 40] if at else ""
+    return out
+
+
+def test_dashboard_every_page_and_dialog_in_indonesian_has_no_english(page, site):
+    english = tell_tales("id", "en") - data_words(site)
+    assert {"stopped", "failed", "next", "min"} <= english and "dijeda" not in english
+    seen: dict[str, set[str]] = {}
+
+    def check(where: str) -> None:
+        page.wait_for_timeout(300)  # let the last fetches land
+        found = english_in(page, english)
+        if found:
+            seen[where] = found
+
+    def dialogs(actions: list[str]) -> None:
+        for action in actions:
+            page.click(f".controls [data-action={action}] >> nth=0")
+            playwright_api.expect(page.locator("dialog#confirm")).to_be_visible()
+            check(f"dialog {action}")
+            page.click("dialog#confirm [data-role=cancel]")
+
+    real_unit_online(site)
+    sign_in(page, site, "admin")
+    page.wait_for_selector(f".unit[data-device='{PARK}']")
+    check("units")
+    page.goto(site["base"] + f"/#/unit/{PARK}")
+    page.wait_for_selector("[data-testid=activity] li")
+    check("unit park")
+    page.goto(site["base"] + f"/#/unit/{REAL}")
+    page.wait_for_selector(".controls [data-action=run_zone]")
+    check("unit real")
+    dialogs(["run_zone", "stop_all", "skip_next", "pause", "rain_delay", "resume"])
+    page.click(".controls [data-action=run_zone] >> nth=0")
+    page.fill("dialog#confirm [data-testid=custom]", "-5")
+    page.click("dialog#confirm [data-role=ok]")
+    page.wait_for_selector("dialog#confirm [data-testid=field-error]")
+    check("dialog run_zone refused")
+    page.click("dialog#confirm [data-role=cancel]")
+    page.goto(site["base"] + f"/#/unit/{PONDS}")
+    page.wait_for_selector("[data-testid=ponds]")
+    check("unit pond")
+    dialogs(["feed_now", "stop_all", "skip_next", "pause", "resume"])
+    for device in (REAL, PONDS):
+        page.goto(site["base"] + f"/#/unit/{device}/schedule")
+        page.wait_for_selector("[data-testid=save]")
+        check(f"schedule {device}")
+    page.goto(site["base"] + f"/#/unit/{REAL}/schedule")
+    page.click("[data-testid=add-program]")
+    page.locator(".program").last.locator("input[name=start_times]").fill("25:00")
+    page.locator(".program").last.locator("input[data-zone='bunga']").fill("5")
+    page.click("[data-testid=check]")
+    page.wait_for_selector("[data-testid=problems]")
+    check("schedule refused by the server")
+    page.goto(site["base"] + "/#/alarms")
+    page.wait_for_selector(".alarm-row")
+    check("alarms")
+    page.locator(".alarm-row [data-act=clear]").first.click()
+    check("dialog clear alarm")
+    page.click("dialog#confirm [data-role=cancel]")
+    page.goto(site["base"] + "/#/alarms?state=cleared")
+    page.wait_for_selector("[data-testid=alarms] li")
+    check("alarms cleared")
+    month = datetime.now(WITA).strftime("%Y-%m")
+    for opd in ("dlh", "dp3"):
+        page.goto(site["base"] + f"/#/reports?opd={opd}&month={month}")
+        page.wait_for_selector("[data-testid=report-title]")
+        check(f"report {opd}")
+    page.goto(site["base"] + "/#/audit")
+    page.wait_for_selector("table[data-testid=audit] tbody tr")
+    check("audit")
+    if seen:
+        pytest.fail("English on Indonesian pages: " + json.dumps(seen, ensure_ascii=False, indent=1))
+
+
+def data_words(site) -> set[str]:
+    """Words of the names the units and their schedules carry (data, not the page's)."""
+    names = []
+    for u in api_get(site, "/dashboard/units")["units"]:
+        names += [u["name"], u["device_id"], *(u.get("zones") or []),
+                  *(u.get("feeders") or []), *(u.get("ponds") or []),
+                  u["next"].get("program") or ""]
+    return _words(" ".join(names))
+
+
+def test_dashboard_english_pages_have_no_indonesian(page, site):
+    indonesian = tell_tales("en", "id") - data_words(site)
+    assert {"dijeda", "berikutnya", "mnt"} <= indonesian
+    sign_in(page, site, "admin")
+    page.click("[data-lang=en]")
+    seen = {}
+    for where, path, ready in (("units", "/#/", f".unit[data-device='{PARK}']"),
+                               ("unit park", f"/#/unit/{PARK}", "[data-testid=activity] li"),
+                               ("unit pond", f"/#/unit/{PONDS}", "[data-testid=ponds]"),
+                               ("alarms", "/#/alarms", ".alarm-row")):
+        page.goto(site["base"] + path)
+        page.wait_for_selector(ready)
+        page.wait_for_timeout(300)
+        found = english_in(page, indonesian)
+        if found:
+            seen[where] = found
+    if seen:
+        pytest.fail("Indonesian on English pages: " + json.dumps(seen, ensure_ascii=False, indent=1))

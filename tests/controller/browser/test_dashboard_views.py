@@ -6,15 +6,23 @@ protocol messages); times are fixed, so every answer is known in advance.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from controller_support import auth
 
-from controller.dashboard.views import active_alarms, charts, check_schedule, unit_view
+from controller.dashboard.views import (
+    active_alarms,
+    activity,
+    charts,
+    check_schedule,
+    unit_view,
+)
 from controller.store import Inbound
 from protocol.models import Event, FeederLimits, Status, Telemetry, UnitLimits, ZoneLimits
+from protocol.outlook import NextStart, NextStartReason, Outlook
 from protocol.topics import Channel
 
 WITA = ZoneInfo("Asia/Makassar")
@@ -48,10 +56,12 @@ class Unit:
         self._commit(Channel.TELEMETRY, Telemetry(seq=self.seq, ts=at, readings=readings,
                                                   outputs=outputs or {}), at)
 
-    def status(self, at, online=True, config_version=None, outputs=None, limits=None):
+    def status(self, at, online=True, config_version=None, outputs=None, limits=None,
+               outlook=None):
         self._commit(Channel.STATUS, Status(online=online, fw="1", ts=at, clock_synced=True,
                                             app=self.app, config_version=config_version,
-                                            outputs=outputs or {}, limits=limits), at)
+                                            outputs=outputs or {}, limits=limits,
+                                            outlook=outlook), at)
 
 
 @pytest.fixture
@@ -124,21 +134,68 @@ def test_dashboard_next_feeding_from_the_plan_times(store, ponds):
     assert evening["at"] == datetime(2026, 11, 23, 7, 0, tzinfo=WITA)
 
 
+def test_dashboard_next_start_and_holds_are_the_units_outlook(store, park):
+    store.create_desired_config("taman-01", PROGRAM, actor="test")
+    until = NOON + timedelta(hours=24)
+    # Paused: no next start, though the applied schedule has one; the telemetry (paused
+    # False, 5 minutes old) does not count against the unit's newer word.
+    park.status(NOON, config_version=1, outlook=Outlook(
+        paused_until=until, next_start_reason=NextStartReason.PAUSED))
+    view = unit_view(store, device(store, "taman-01"), NOON)
+    assert view["next"] == {"known": False, "source": "unit", "reason": "paused",
+                            "version": 1}
+    assert view["paused"] and view["paused_until"] == until
+    assert view["rain_delay_until"] is None and view["rain_delay_h"] == 0.0
+    # A rain delay and a skip: the next start the unit gives, with the program's zones.
+    at = NOON + timedelta(days=1, hours=-6, minutes=-30)
+    park.status(NOON, config_version=1, outlook=Outlook(
+        rain_delay_until=NOON + timedelta(hours=12), skip_next=["bunga"],
+        next_start=NextStart(at=at, program="pagi", start="05:30")))
+    view = unit_view(store, device(store, "taman-01"), NOON)
+    assert view["next"] == {"known": True, "source": "unit", "version": 1, "at": at,
+                            "program": "pagi", "pond": None, "start": "05:30",
+                            "zones": [{"zone": "rumput", "duration_min": 10}]}
+    assert not view["paused"] and view["rain_delay_h"] == 12.0
+    assert view["skip_next"] == ["bunga"]
+    # Once the reported start has passed (the unit went quiet), it is computed again.
+    later = unit_view(store, device(store, "taman-01"), at + timedelta(minutes=1))
+    assert later["next"]["known"] and "source" not in later["next"]
+    assert later["next"]["program"] == "sore"  # Monday's sunset start, by the planner
+
+
+def test_dashboard_activity_says_what_decided_a_skip(store, park):
+    body = {**PROGRAM, "zones": [{"zone": "rumput", "moisture": {"skip_above_pct": 30}}]}
+    store.create_desired_config("taman-01", body, actor="test")
+    park.status(NOON, config_version=1)
+    park.event(NOON - timedelta(hours=2), "run_skipped", run_id="r9", zone="rumput",
+               reason="soil_wet", moisture_pct=34.2)
+    park.event(NOON - timedelta(hours=1), "limit_clamped", field="duration_s", asked=3600,
+               allowed=2700, limit="max_on_s", zone="bunga")
+    park.telemetry(NOON, {"x": 1.0})  # telemetry is not activity
+    items = activity(store, device(store, "taman-01"), now=NOON)
+    assert [i["type"] for i in items] == ["limit_clamped", "run_skipped"]  # newest first
+    assert items[1]["details"] == {"run_id": "r9", "zone": "rumput", "reason": "soil_wet",
+                                   "moisture_pct": 34.2, "skip_above_pct": 30}
+
+
 # --------------------------------------------------------------------------- running, alarms
 
 def test_dashboard_running_runs_follow_the_events(store, park):
     t0 = NOON - timedelta(minutes=30)
-    park.event(t0, "run_started", run_id="r1", zone="rumput", trigger="manual")
+    park.event(t0, "run_started", run_id="r1", zone="rumput", trigger="manual",
+               cmd_id="c-1", planned_s=600)
     park.event(t0, "run_started", run_id="r2", zone="bunga", trigger="schedule")
     view = unit_view(store, device(store, "taman-01"), NOON)
     assert [r["zone"] for r in view["running"]] == ["rumput", "bunga"]
+    assert view["running"][0]["planned_s"] == 600  # the page shows the time left
     assert view["state"] == "running"
     park.event(t0 + timedelta(minutes=5), "run_finished", run_id="r1", zone="rumput",
-               ended="completed", litres=100.0, duration_s=300)
+               ended="stop_all", litres=100.0, duration_s=300, cmd_id="c-1")
     park.event(t0 + timedelta(minutes=6), "run_interrupted", run_id="r2", zone="bunga",
                action="resumed")
-    assert [r["zone"] for r in unit_view(store, device(store, "taman-01"), NOON)["running"]] \
-        == ["bunga"]
+    view = unit_view(store, device(store, "taman-01"), NOON)
+    assert [r["zone"] for r in view["running"]] == ["bunga"]
+    assert view["runs_ended"] == {"c-1": "stop_all"}  # the page: "Dihentikan", not failed
     park.event(t0 + timedelta(minutes=9), "run_finished", run_id="r2", zone="bunga",
                ended="soil_wet", litres=10.0, duration_s=60)
     view = unit_view(store, device(store, "taman-01"), NOON)
@@ -284,11 +341,27 @@ def test_dashboard_static_files_served_with_a_strict_policy(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    assert "/static/app.js" in page.text
-    for name, kind in (("app.js", "text/javascript"), ("i18n.js", "text/javascript"),
-                       ("chart.js", "text/javascript"), ("style.css", "text/css")):
+    assert '<script src="/static/app.js" type="module">' in page.text
+    from controller.dashboard import STATIC_DIR
+
+    modules = sorted(p.name for p in STATIC_DIR.glob("*.js"))
+    assert {"app.js", "api.js", "format.js", "units.js", "unit.js", "schedule.js",
+            "commands.js", "reports.js", "admin.js", "i18n.js", "chart.js"} <= set(modules)
+    for name in [*modules, "style.css"]:
+        kind = "text/css" if name.endswith(".css") else "text/javascript"
         r = client.get(f"/static/{name}")
         assert r.status_code == 200 and r.headers["content-type"].startswith(kind), name
+        assert r.headers["cache-control"] == "no-cache" and r.headers["etag"], name
+        # asked again with its ETag: 304, no body
+        again = client.get(f"/static/{name}", headers={"If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304 and again.content == b"", name
+        assert again.headers["etag"] == r.headers["etag"]
+        assert client.get(f"/static/{name}",
+                          headers={"If-None-Match": '"0-0"'}).status_code == 200, name
+    # every module the page imports is one the controller serves
+    for name in modules:
+        for imported in re.findall(r'from "\./([^"]+)"', (STATIC_DIR / name).read_text()):
+            assert imported in modules, (name, imported)
     for bad in ("views.py", "__init__.py", "..%2Fstore.py", "missing.js", "APP.JS"):
         assert client.get(f"/static/{bad}").status_code == 404, bad
 
@@ -304,7 +377,9 @@ def test_dashboard_words_exist_in_both_languages():
     keys = {lang: set(re.findall(r'"([a-z_]+\.[a-z0-9_.]+)":', body))
             for lang, body in blocks.items()}
     assert keys["id"] == keys["en"] and len(keys["id"]) > 150
-    used = set(re.findall(r'\bt\("([a-z_]+\.[a-z0-9_.]*)"', (STATIC_DIR / "app.js").read_text()))
+    code = "".join(p.read_text() for p in STATIC_DIR.glob("*.js")
+                   if p.name not in ("i18n.js", "chart.js"))
+    used = set(re.findall(r'\bt\("([a-z_]+\.[a-z0-9_.]*)"', code))
     fixed = {k for k in used if not k.endswith(".")}
     assert fixed <= keys["id"], sorted(fixed - keys["id"])
     for prefix in used - fixed:  # t("state." + state): some words under that prefix
