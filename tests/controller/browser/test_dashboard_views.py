@@ -385,3 +385,22 @@ def test_dashboard_words_exist_in_both_languages():
     for prefix in used - fixed:  # t("state." + state): some words under that prefix
         assert any(k.startswith(prefix) for k in keys["id"]), prefix
     assert json.dumps(sorted(keys["id"]))  # plain keys only
+
+
+def test_dashboard_has_words_for_every_code_the_protocol_sends():
+    """Units and controller send codes, the page makes the sentences: every reply code,
+    alarm code and next-start reason of the protocol has its words in both languages."""
+    import re
+
+    from controller.dashboard import STATIC_DIR
+    from protocol.events import AlarmCode
+    from protocol.outlook import NextStartReason
+    from protocol.replies import ReplyCode
+
+    text = (STATIC_DIR / "i18n.js").read_text()
+    blocks = dict(re.findall(r"\n  (id|en): \{(.*?)\n  \},", text, re.S))
+    wanted = ({f"reply.{c.value}" for c in ReplyCode} | {f"alarm.{c.value}" for c in AlarmCode}
+              | {f"unit.next.{r.value}" for r in NextStartReason})
+    for lang, body in blocks.items():
+        keys = set(re.findall(r'"([a-z_]+\.[a-z0-9_.]+)":', body))
+        assert wanted <= keys, (lang, sorted(wanted - keys))
