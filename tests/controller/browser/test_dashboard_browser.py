@@ -58,6 +58,10 @@ WITA = ZoneInfo("Asia/Makassar")
 REAL, PARK, GONE, PONDS = ("dlh-taman-kota-01", "dlh-taman-bekapai-01",
                            "dlh-median-sudirman-01", "dp3-tambak-manggar-01")
 RUN_S = 10  # the irrigation app's shortest manual run
+LIVE_WAIT_MS = 10_000
+"""How long a pushed change may take to show on an open page in these tests: under the
+page's own 15 s refresh, so only the push can show it; generous for a loaded machine (how
+long it really takes is measured by bench/live.py, not asserted here)."""
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 on_both_screens = pytest.mark.parametrize("screen", list(VIEWPORTS))
 
@@ -479,7 +483,7 @@ def test_dashboard_live_a_pause_sent_elsewhere_shows_on_open_pages_without_reloa
     api_command(site, "pause", {"until": until.isoformat()})
     # Neither page reloads, and their own refresh is every 15 s: only the push shows it.
     paused = page.locator(".unit-head [data-tag=paused]")
-    playwright_api.expect(paused).to_be_visible(timeout=2_500)
+    playwright_api.expect(paused).to_be_visible(timeout=LIVE_WAIT_MS)
     shown_s = time.monotonic() - sent
     assert f"{until.astimezone(WITA):%H.%M} WITA" in paused.inner_text()
     assert "Dijeda sampai" in paused.inner_text()
@@ -487,12 +491,12 @@ def test_dashboard_live_a_pause_sent_elsewhere_shows_on_open_pages_without_reloa
     playwright_api.expect(nxt).to_have_attribute("data-reason", "paused")
     assert "dijeda sampai" in nxt.inner_text()
     playwright_api.expect(listing.locator(
-        f".unit[data-device='{REAL}'] [data-tag=paused]")).to_be_visible(timeout=2_500)
+        f".unit[data-device='{REAL}'] [data-tag=paused]")).to_be_visible(timeout=LIVE_WAIT_MS)
     assert shown_s < 2.5, shown_s
     api_command(site, "resume")
-    playwright_api.expect(paused).to_have_count(0, timeout=2_500)
+    playwright_api.expect(paused).to_have_count(0, timeout=LIVE_WAIT_MS)
     playwright_api.expect(listing.locator(
-        f".unit[data-device='{REAL}'] [data-tag=paused]")).to_have_count(0, timeout=2_500)
+        f".unit[data-device='{REAL}'] [data-tag=paused]")).to_have_count(0, timeout=LIVE_WAIT_MS)
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
     listing.close()
 
@@ -582,7 +586,7 @@ def test_dashboard_alarm_appears_is_acknowledged_and_reaches_webhook_and_telegra
     # the header follows at once (other alarms may open meanwhile: the API's count)
     # (hidden at 0: its text is read, not what is shown)
     wait_until(lambda: badge.text_content() == str(api_get(site, "/alarms/counts", "op")["open"]),
-               timeout=2.5, what="the header's count follows the acknowledgement")
+               timeout=LIVE_WAIT_MS / 1000, what="the header's count follows the acknowledgement")
     stored = next(a for a in open_alarms(site) if a["id"] == alarm["id"])
     assert stored["state"] == "acknowledged" and stored["acked_by"] == "op-taman"
     assert stored["ack_note"] == "petugas menuju lokasi"
