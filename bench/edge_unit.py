@@ -1,6 +1,6 @@
-"""The edge bench's unit under test: the example irrigation config adapted to this
-machine, a copy of the project's packages it runs from (compiled or not), and starting
-and stopping its process."""
+"""The edge benches' unit under test: an example config (irrigation, or the fish
+feeder's for bench/writes.py) adapted to this machine, a copy of the project's packages
+it runs from (compiled or not), and starting and stopping its process."""
 
 from __future__ import annotations
 
@@ -16,18 +16,24 @@ from pathlib import Path
 from bench.common import ROOT
 
 EXAMPLE = ROOT / "config" / "irrigation.example.toml"
+FISH_FEEDER_EXAMPLE = ROOT / "config" / "fish_feeder.example.toml"
 PACKAGES = ("edge", "protocol")  # the project's packages a unit runs
 
 
-def unit_config(workdir: Path, broker, name: str, *, master: bool = True) -> Path:
-    """The example config with this machine's state dir, the bench broker and a trusted
-    clock (a Pi with NTP; a command needs one). ``master=False`` drops the pump."""
-    text = EXAMPLE.read_text()
+def unit_config(workdir: Path, broker, name: str, *, master: bool = True,
+                example: Path = EXAMPLE, telemetry_s: float | None = None) -> Path:
+    """The example config (irrigation unless ``example``) with this machine's state dir,
+    the bench broker and a trusted clock (a Pi with NTP; a command needs one).
+    ``master=False`` drops the pump; ``telemetry_s`` replaces the telemetry interval."""
+    text = example.read_text()
     text = re.sub(r'(?m)^state_dir = .*$', f'state_dir = "{workdir / name}"', text)
     text = re.sub(r'(?m)^device_id = "(.*)"$', rf'device_id = "\1-{name}"', text)
     text = re.sub(r"(?ms)^\[broker\]\n.*?\n\n",
                   f'[broker]\nhost = "{broker.host}"\nport = {broker.port}\n\n', text)
     text = re.sub(r'(?m)^sync_check = .*$', 'sync_check = "assume_synced"', text)
+    if telemetry_s is not None:
+        text = re.sub(r"(?ms)^(\[telemetry\]\ninterval_s = ).*?$", rf"\g<1>{telemetry_s:g}",
+                      text)
     if not master:
         text = re.sub(r"(?ms)^\[master\]\n.*?\n\n", "", text)
     path = workdir / f"{name}.toml"

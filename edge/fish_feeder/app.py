@@ -120,6 +120,7 @@ class FishFeederApp(RemoteControl, App):
         self.holds = self._load_holds()
         self._planner = self._feeding_planner()
         self._mark: datetime | None = None  # feeding times up to here are handled
+        self._alive: datetime | None = None  # the mark as saved (``ff.alive``)
 
     # -- effective plan ----------------------------------------------------------------------
     def thresholds(self, pond: str):
@@ -221,6 +222,7 @@ class FishFeederApp(RemoteControl, App):
         # Feeding times that passed while the daemon was down (power cut, reboot) are
         # taken from the last moment it was alive (on a trusted clock).
         alive = self.state.get("ff.alive")
+        self._alive = parse_utc(alive) if alive else None
         self._mark = now
         if alive and self.clock_synced():
             self._mark = max(parse_utc(alive), now - MAX_CATCH_UP)
@@ -258,7 +260,7 @@ class FishFeederApp(RemoteControl, App):
                            late=("unit_down" if catching_up else "missed") if late else None)
         self._save_pending()
         if self.clock_synced():
-            self.state.set("ff.alive", iso_utc(now))  # these slots are handled: no catch-up
+            self._save_alive(now)  # these slots are handled: no catch-up
 
     def _slot_due(self, pond: str, hhmm: str, due: datetime, now: datetime,
                   late: str | None) -> None:
@@ -455,7 +457,17 @@ class FishFeederApp(RemoteControl, App):
             if self.clock_synced() and self._mark is not None:
                 # For catching up after a power cut: feeding times up to the mark are
                 # handled (not ``now``: one may have fallen due since the last tick).
-                self.state.set("ff.alive", iso_utc(self._mark))
+                self._save_alive(self._mark)
+
+    def _save_alive(self, mark: datetime) -> None:
+        """Save ``mark`` as the catch-up mark if a feeding time lies between the saved
+        one and it (a restart from the saved one would take that feeding up again).
+        Otherwise a restart from either finds the same feeding times: the state file is
+        not written (a unit's storage wears with every write)."""
+        if self._alive is not None and not self._planner.between(self._alive, mark):
+            return
+        self.state.set("ff.alive", iso_utc(mark))
+        self._alive = mark
 
     def water_quality(self, pond: str) -> WaterQuality:
         return self.inputs.water_quality(self._ponds[pond].sensors)

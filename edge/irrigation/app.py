@@ -145,7 +145,7 @@ class IrrigationApp(App):
     def _docs(self) -> dict[str, Any]:
         return state_docs(Saved(holds=self.holds, faults=self.faults, today=self.ledger.today,
                                 runs=self.queue.runs, zone_state=self.inputs.zone_state,
-                                mark=self.planning.mark))
+                                mark=self.planning.restart_mark))
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:

@@ -39,6 +39,17 @@ class Planning:
         self.next_start = None  # the next planned start after next_from (a cache)
         self.next_from: datetime | None = None  # None: not computed yet
 
+    @property
+    def restart_mark(self) -> datetime | None:
+        """The mark to save: where starts were last looked for.
+
+        Between two looks ``mark`` follows every step, but no start lies between the
+        last look and it (``check_schedule`` looks again at the next start), so a restart
+        from the last look finds the same starts as one from ``mark``. Saving this one
+        writes the state file when starts were looked at, not at every checkpoint.
+        """
+        return self.next_from if self.next_from is not None else self.mark
+
     def outlook(self, now: datetime):
         """Holds in force and the next program start, for the status (``edge.outlook``)."""
         app = self._app

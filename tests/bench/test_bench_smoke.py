@@ -18,11 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
 
 
-def run_bench(name: str, tmp_path: Path) -> tuple[str, dict]:
+def run_bench(name: str, tmp_path: Path, timeout: float = 90) -> tuple[str, dict]:
     out = tmp_path / f"{name}.json"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}.py"), "--quick",
                            "--json", str(out)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=90)
+                          text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     figures = json.loads(out.read_text())
     assert "Figures" in proc.stdout
@@ -81,3 +81,18 @@ def test_bench_update_prints_bundle_size_and_update_time(tmp_path):
     stdout, r = run_bench("update", tmp_path)
     assert "bundle size" in stdout and "daemon downtime" in stdout
     assert r["bundle_mb"] > 1 and r["update_s"] > 0
+
+
+def test_bench_writes_measures_each_daemon_on_a_real_disk(tmp_path):
+    stdout, r = run_bench("writes", tmp_path, timeout=180)
+    assert "Bytes written to storage a day" in stdout
+    assert r["filesystem"] not in ("tmpfs", "ramfs")
+    for kind in ("irrigation", "fish_feeder"):
+        windows = r["results"][kind]
+        assert windows["fast"]["samples"] > windows["idle"]["samples"]
+        assert windows["fast"]["write_bytes"] > 0  # each sample is written to the disk
+        assert r["days"][kind]["total"] > 0
+    assert [w["replies"][-1] for w in (r["results"]["irrigation"]["run_short"],
+                                       r["results"]["irrigation"]["run_long"],
+                                       r["results"]["fish_feeder"]["feeding"])] == \
+        ["done", "done", "done"]

@@ -4,6 +4,8 @@ and the probes are the field simulator."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 
@@ -299,3 +301,42 @@ def test_feeding_times_either_side_of_midnight_are_caught_up_in_order(unit_confi
     h.run(600)
     assert len(h.events("feed_dispensed", feeder="pakan-nila")) == 2
     assert h.events("feeding_skipped", feeder="pakan-nila") == []
+
+
+def test_catch_up_mark_is_saved_when_it_passes_a_feeding_time_not_at_every_poll(
+        unit_config, harness):
+    """Between feeding times a restart from the saved mark finds the same feeding times
+    as one from the latest, so the state file is not written at every poll."""
+    config = unit_config(ponds={"kolam-nila": {"plan": {"times": ["09:00", "12:00"],
+                                                        "doses_g": [700, 700]}}})
+    h = harness(config, start_local="08:30")  # the vaname pond feeds at 10:00 and 14:00
+    h.run_until_local("10:10")
+    saved = h.state.get("ff.alive")
+    assert 10.0 <= h.local(datetime.fromisoformat(saved)) < 10.1
+    h.run_until_local("11:55")  # about 100 water-quality polls
+    assert h.state.get("ff.alive") == saved
+    h.run_until_local("12:30")
+    assert h.local(datetime.fromisoformat(h.state.get("ff.alive"))) >= 12.0
+    assert [e.data["slot"] for e in h.events("feed_dispensed", feeder="pakan-nila")] == \
+        ["09:00", "12:00"]
+
+
+def test_feeding_skipped_on_an_untrusted_clock_is_not_fed_after_a_restart(
+        unit_config, harness):
+    """The 12:00 feeding falls due while the clock is not trusted (skipped); once it is
+    again, the next poll saves a mark past 12:00, so a restart inside the feeding's
+    window does not take it up."""
+    config = unit_config(ponds={"kolam-nila": {"plan": {"times": ["09:00", "12:00"],
+                                                        "doses_g": [700, 700]}}})
+    h = harness(config, start_local="08:30")
+    h.run_until_local("11:30")  # the 09:00 and 10:00 feedings
+    h.synced = False
+    h.run_until_local("12:10")
+    h.synced = True
+    h.run(180)
+    h.down_for(10 * 60)
+    h.run(600)
+    assert [e.data["reason"] for e in h.events("feeding_skipped", slot="12:00")] == \
+        ["clock_not_synced"]
+    assert [e.data["slot"] for e in h.events("feed_dispensed", feeder="pakan-nila")] == \
+        ["09:00"]

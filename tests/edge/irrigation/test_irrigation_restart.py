@@ -230,3 +230,36 @@ def test_what_a_command_reply_reports_is_on_disk_before_the_reply(tmp_path):
     b.app.handle_command("c-3", "pause", {"until": until}, reply)
     status, _, holds = on_disk[-1]
     assert status == "done" and holds["paused_until"] is not None
+
+
+class CountingStore(StateStore):
+    """A state store that counts its write transactions (each one wears the SD card)."""
+
+    writes = 0
+
+    def set(self, key, value):
+        self.writes += 1
+        super().set(key, value)
+
+    def set_many(self, docs):
+        self.writes += 1
+        super().set_many(docs)
+
+
+def test_idle_unit_writes_no_state_yet_a_restart_finds_every_start_once(tmp_path):
+    """The schedule's mark moves with every step, but is saved only when starts were
+    looked at: between two starts nothing is written, and a restart from the saved mark
+    neither runs a start again nor misses one that fell due while the unit was down."""
+    path = tmp_path / "state.db"
+    a = Bench(make_config(program=DAILY), start=MON.replace(hour=5, minute=50),
+              state=CountingStore(path)).start()
+    a.run_until(MON.replace(hour=12), step=30)
+    assert [e["planned_at"] for e in a.events("run_started")] == \
+        [MON.replace(hour=6).isoformat()]
+    before = a.state.writes
+    a.run_until(MON.replace(hour=18), step=30)  # 720 steps, 720 checkpoints due
+    assert a.state.writes == before
+    b = restart(a, path, gap_s=12 * 3600 + 60).start()  # no close(): a power cut; TUE 06:01
+    b.run(600, step=30)
+    assert [e["planned_at"] for e in b.events("run_started")] == \
+        [(MON + timedelta(days=1)).replace(hour=6).isoformat()]

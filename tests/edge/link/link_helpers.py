@@ -199,10 +199,12 @@ class AckingController:
 
     It reconnects on its own (the broker is killed under it). A seq delivered again must
     carry the same payload as the first time (``conflicts`` lists any that did not).
+    ``opd`` and ``device`` name the unit it serves (default: the test unit).
     """
 
-    def __init__(self, broker, client_id="controller-standin"):
+    def __init__(self, broker, client_id="controller-standin", *, opd=OPD, device=DEVICE):
         self.broker = broker
+        self.topic = lambda channel: topic(opd, device, channel)
         self.stored: dict[int, bytes] = {}
         self.dropped: set[int] = set()
         self.conflicts: list[int] = []
@@ -230,7 +232,7 @@ class AckingController:
         self.client.loop_stop()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
-        client.subscribe([(unit_topic(Channel.EVENT), 1), (unit_topic(Channel.TELEMETRY), 1)])
+        client.subscribe([(self.topic(Channel.EVENT), 1), (self.topic(Channel.TELEMETRY), 1)])
 
     def _on_message(self, client, userdata, msg):
         channel = Channel.EVENT if msg.topic.endswith("/event") else Channel.TELEMETRY
@@ -250,7 +252,7 @@ class AckingController:
             while self.upto + 1 in self.stored or self.upto + 1 in self.dropped:
                 self.upto += 1
             upto = self.upto
-        client.publish(unit_topic(Channel.ACK),
+        client.publish(self.topic(Channel.ACK),
                        encode(Ack(seq=upto, ts=datetime.now(UTC))), qos=1)
         self.acks_sent += 1
 
