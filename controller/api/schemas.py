@@ -308,3 +308,17 @@ class Health(BaseModel):
 
 
 AfterSeq = Annotated[int, Field(ge=0, le=MAX_INT)]
+
+
+# --------------------------------------------------------------------------- alarms
+
+class AlarmsBySeverity(BaseModel):
+    critical: int
+    warning: int
+    info: int
+
+
+class AlarmCounts(BaseModel):
+    open: int = Field(description="alarms nobody acknowledged yet")
+    acknowledged: int = Field(description="acknowledged, not cleared yet")
+    by_severity: AlarmsBySeverity = Field(description="not cleared (both states)")

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from controller import alarms
 from controller.api.deps import CurrentUser, LangDep, StateDep, StoreDep, Writer
-from controller.api.schemas import CommandOut, Ident, _In
+from controller.api.schemas import AlarmCounts, CommandOut, Ident, _In
 from controller.checks import Lang, check_command, detail
 from controller.errors import Conflict, NotFound
 from controller.store import utcnow
@@ -109,18 +109,6 @@ def list_alarms(store: StoreDep, user: CurrentUser,
         opd = user.opd_scope
     return alarms.list_alarms(store, state=state or "active", opd=opd, device_id=device_id,
                               limit=limit)
-
-
-class AlarmsBySeverity(BaseModel):
-    critical: int
-    warning: int
-    info: int
-
-
-class AlarmCounts(BaseModel):
-    open: int = Field(description="alarms nobody acknowledged yet")
-    acknowledged: int = Field(description="acknowledged, not cleared yet")
-    by_severity: AlarmsBySeverity = Field(description="not cleared (both states)")
 
 
 @router.get("/alarms/counts", response_model=AlarmCounts)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from controller import alarms
 from controller.api.deps import CurrentUser, LangDep, StoreDep, VisibleDevice, Writer, not_found
-from controller.api.schemas import _In
+from controller.api.schemas import AlarmCounts, _In
 from controller.dashboard import STATIC_DIR
 from controller.dashboard.views import (
     activity,
@@ -152,18 +152,6 @@ class UnitOut(BaseModel):
     probed_zones: list[str] | None = None
     feeders: list[str] | None = None
     ponds: list[str] | None = None
-
-
-class AlarmsBySeverity(BaseModel):
-    critical: int
-    warning: int
-    info: int
-
-
-class AlarmCounts(BaseModel):
-    open: int = Field(description="alarms nobody acknowledged yet")
-    acknowledged: int = Field(description="acknowledged, not cleared yet")
-    by_severity: AlarmsBySeverity = Field(description="not cleared (both states)")
 
 
 class UnitsOut(BaseModel):
