@@ -11,7 +11,7 @@ with its link up).
 
     .venv/bin/python bench/update.py [--quick] [--json FILE]
 
-A Pi bundle (aarch64 and armv7l) is larger: two sets of compiled wheels.
+A Pi bundle (aarch64) holds that platform's compiled wheels instead of the host's.
 """
 
 from __future__ import annotations

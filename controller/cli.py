@@ -11,7 +11,7 @@
     smartcity-controller mqtt-acl  --config FILE [--acl-file PATH] [--password-file PATH]
     smartcity-controller enrol     create --config FILE --opd CODE --device-id ID --kind KIND [--ttl-h H] [--name NAME] [--broker-host HOST] [--broker-port PORT] [--tls|--no-tls]
     smartcity-controller release   keygen --out DIR
-    smartcity-controller release   build  --key KEY --out DIR [--platform aarch64|armv7l|host ...] [--wheel FILE] [--find-links DIR] [--no-index]
+    smartcity-controller release   build  --key KEY --out DIR [--platform aarch64|host ...] [--wheel FILE] [--find-links DIR] [--no-index]
 
 ``--config`` may also come from ``SMARTCITY_CONFIG``; ``release`` needs none (it runs
 on any machine with a checkout: docs/updates.md). Exit codes: 0 done, 1 refused (e.g.
@@ -119,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--platform", action="append", dest="platforms",
                        choices=["aarch64", "armv7l", "host"],
                        help="platforms of the wheelhouse; repeat for several (default: "
-                       "aarch64 and armv7l; host: this machine's, for tests)")
+                       "aarch64; host: this machine's, for tests; armv7l is refused with "
+                       "the reason)")
     build.add_argument("--source", default=None, help="the checkout to build from "
                        "(default: the one this program runs from)")
     build.add_argument("--wheel", help="the project's wheel, built already (default: built "
@@ -330,7 +331,7 @@ def _release(args: argparse.Namespace) -> int:
             print(f'[update]\ntrusted_keys = ["{text}"]')
             return 0
         built = build_bundle(
-            Path(args.key), Path(args.out), platforms=args.platforms or ["aarch64", "armv7l"],
+            Path(args.key), Path(args.out), platforms=args.platforms or ["aarch64"],
             source=Path(args.source) if args.source else REPO,
             project_wheel=Path(args.wheel) if args.wheel else None,
             find_links=[Path(p) for p in args.find_links], no_index=args.no_index)

@@ -146,6 +146,10 @@ function shownParams(params) {
     else if ((k === "until" || k === "expires_at") && typeof v === "string") out[k] = wita(v);
     else if (k === "ended" || k === "reason" || k === "fault") out[k] = known("reason.", String(v));
     else if (k === "target" && v === "*") out[k] = t("unit.skip_next.all");
+    else if (k === "cleared") {  // what a resume ended: "pause,rain_delay,faults,leak"
+      out[k] = String(v).split(",").map(s => s.trim()).filter(Boolean)
+        .map(s => known("hold.", s)).join(", ");
+    }
     else if (Array.isArray(v)) out[k] = v.join(", ");
     else out[k] = typeof v === "number" ? num(v, 1) : String(v);
   }

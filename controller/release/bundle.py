@@ -108,7 +108,7 @@ def _wheel_version(wheel: Path) -> str:
     return match.group(1)
 
 
-def build_bundle(key_path: Path, out: Path, *, platforms: Sequence[str] = ("aarch64", "armv7l"),
+def build_bundle(key_path: Path, out: Path, *, platforms: Sequence[str] = ("aarch64",),
                  source: Path = REPO, project_wheel: Path | None = None,
                  find_links: Sequence[Path] = (), no_index: bool = False) -> Built:
     """Build, sign and write ``out/smartcity-<version>.bundle`` (see the module doc)."""

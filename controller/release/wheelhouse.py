@@ -2,8 +2,9 @@
 
 Used by ``scripts/build-wheelhouse`` (a unit or the controller installing offline) and by
 ``smartcity-controller release build`` (the wheelhouse inside a release bundle). For the
-platforms chosen (``host``, ``aarch64``, ``armv7l``: Raspberry Pi OS 64- and 32-bit,
-CPython 3.11), ``out`` then holds, in one flat directory:
+platforms chosen (``host``, ``aarch64``: 64-bit Raspberry Pi OS, CPython 3.11; ``armv7l``,
+32-bit, is refused with the reason in ``UNAVAILABLE``), ``out`` then holds, in one flat
+directory:
 
 - the project's wheel and the wheels of its ``[edge]`` extra for every platform chosen
   (compiled ones per platform, pure-Python ones once; a dependency published only as a
@@ -44,6 +45,14 @@ PLATFORM_TAGS = {
     "armv7l": ["manylinux2014_armv7l", "manylinux_2_17_armv7l", "manylinux_2_31_armv7l"],
 }
 PLATFORM_CHOICES = ("host", *PLATFORM_TAGS)
+DEFAULT_PLATFORMS = ("host", "aarch64")
+UNAVAILABLE = {
+    "armv7l": "PyPI has no 32-bit ARM (armv7l) wheel of cffi, which cryptography needs (it "
+              "checks the signature of update bundles), and it cannot be compiled for a Pi "
+              "here: build the 32-bit wheelhouse on a 32-bit Raspberry Pi OS unit (its pip "
+              "also reads piwheels.org), or run 64-bit Raspberry Pi OS (aarch64)",
+}
+"""Platforms a wheelhouse cannot be made for offline, and why."""
 BUILD_TOOLS = ["setuptools>=68", "wheel"]
 WHEEL_PREFIX = PROJECT.replace("-", "_")
 
@@ -81,7 +90,8 @@ def pip(*args: str, index_args: Sequence[str] = ()) -> None:
 def cross_flags(name: str) -> list[str]:
     """pip options that pick wheels for ``name`` (a key of PLATFORM_TAGS)."""
     flags = ["--only-binary=:all:", "--python-version", PYTHON_VERSION,
-             "--implementation", "cp", "--abi", "cp" + PYTHON_VERSION.replace(".", "")]
+             "--implementation", "cp", "--abi", "cp" + PYTHON_VERSION.replace(".", ""),
+             "--abi", "abi3"]  # cryptography's wheels are abi3
     for tag in PLATFORM_TAGS[name]:
         flags += ["--platform", tag]
     return flags
@@ -138,7 +148,7 @@ def write_lock(path: Path, resolved: list[dict[str, tuple[str, Path]]], title: s
     return {name: version for name, (version, _) in pins.items()}
 
 
-def build_wheelhouse(out: Path, platforms: Sequence[str] = PLATFORM_CHOICES, *,
+def build_wheelhouse(out: Path, platforms: Sequence[str] = DEFAULT_PLATFORMS, *,
                      source: Path = REPO, project_wheel: Path | None = None,
                      controller: bool | None = None, find_links: Sequence[Path] = (),
                      no_index: bool = False, sums: bool = True) -> Wheelhouse:
@@ -153,6 +163,9 @@ def build_wheelhouse(out: Path, platforms: Sequence[str] = PLATFORM_CHOICES, *,
     if unknown or not platforms:
         raise WheelhouseError(f"platforms must be among {', '.join(PLATFORM_CHOICES)}, "
                               f"not {unknown or 'none'}")
+    for name in platforms:
+        if name in UNAVAILABLE:
+            raise WheelhouseError(f"no offline wheelhouse for {name}: {UNAVAILABLE[name]}")
     controller = "host" in platforms if controller is None else controller
     if controller and "host" not in platforms:
         raise WheelhouseError("the controller's lock is for the host: add the host platform")
