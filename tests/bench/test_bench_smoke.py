@@ -81,18 +81,3 @@ def test_bench_update_prints_bundle_size_and_update_time(tmp_path):
     stdout, r = run_bench("update", tmp_path)
     assert "bundle size" in stdout and "daemon downtime" in stdout
     assert r["bundle_mb"] > 1 and r["update_s"] > 0
-
-
-def test_bench_writes_measures_each_daemon_on_a_real_disk(tmp_path):
-    stdout, r = run_bench("writes", tmp_path, timeout=180)
-    assert "Bytes written to storage a day" in stdout
-    assert r["filesystem"] not in ("tmpfs", "ramfs")
-    for kind in ("irrigation", "fish_feeder"):
-        windows = r["results"][kind]
-        assert windows["fast"]["samples"] > windows["idle"]["samples"]
-        assert windows["fast"]["write_bytes"] > 0  # each sample is written to the disk
-        assert r["days"][kind]["total"] > 0
-    assert [w["replies"][-1] for w in (r["results"]["irrigation"]["run_short"],
-                                       r["results"]["irrigation"]["run_long"],
-                                       r["results"]["fish_feeder"]["feeding"])] == \
-        ["done", "done", "done"]
