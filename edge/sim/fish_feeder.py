@@ -3,37 +3,10 @@
 It stands in for the hardware only; the daemon under test is the real
 ``FishFeederApp`` on gpiozero's mock pins. Everything is driven by the ``VirtualClock``,
 so a simulated day takes a second or two.
-The pond and the feeders are in ``edge.sim.pond``, the serial stand-ins in
-``edge.sim.probes``; this module puts them together for a unit's config and runs it. Their
-names are importable from here too.
-
-The pond (``PondSim``)
-    Temperature follows the day (coolest before dawn, warmest mid-afternoon). Dissolved
-    oxygen is integrated from a simple pond budget: algae produce oxygen in daylight
-    (``max_production_mg_l_h`` x light x ``photosynthesis``), fish, plankton and mud use
-    it day and night (``respiration_mg_l_h``, faster when warm), and the surface and any
-    aerator move it towards saturation (``reaeration_per_h``). So DO sags through the
-    night to a low around dawn and recovers once the sun is up; a cloudy day
-    (``photosynthesis`` near 0) keeps it low. Feed adds an oxygen demand as it is eaten
-    and decomposes, so a feeding lowers DO slightly over the next hours. pH rises and
-    falls with photosynthesis.
-
-A feeder (``FeederSim``)
-    While its motor output is on, the auger turns at ``rev_per_s`` (with speed noise) and
-    each revolution carries ``g_per_rev`` grams (with noise) out of the hopper, until the
-    hopper is empty (then the auger turns and nothing comes). A hall sensor gives
-    ``pulses_per_rev`` pulses per revolution on the rotation input (driven on the mock
-    pin). A jammed auger does not turn: no pulses, no feed.
-
-The probes
-    ``SimEzoPort`` answers the EZO text protocol, ``SimModbusPort`` is a Modbus RTU bus
-    with probe slaves (real frames and CRCs, parsed and answered), ``SimLoadCellPort``
-    streams the load-cell line protocol, ``SimDistance`` stands in for the ultrasonic
-    sensor. Each adds realistic noise, and can garble a share of its answers
-    (``garble_rate``): junk bytes, cut frames, and (on the checksummed Modbus and
-    load-cell lines) flipped bits. They are serial-like objects handed to the app through its
-    ``ports`` argument; ``PtyBridge`` puts any of them behind a real pseudo-terminal so a
-    daemon can open it by path.
+The pond and the feeders (``PondSim``, ``FeederSim``: how DO, temperature, pH, augers and
+hoppers behave) are in ``edge.sim.pond``, the serial probes (EZO, Modbus, load cell,
+ultrasonic, with noise and garbling) in ``edge.sim.probes``; this module puts them
+together for a unit's config and runs it. Their names are importable from here too.
 
 Usage::
 
