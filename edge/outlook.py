@@ -24,16 +24,15 @@ class OutlookCache:
         self._value: Outlook | None = None
         self._until: datetime | None = None
 
-    def get(self, now: datetime, *, holds, clock_synced: bool, planner, has_program: bool,
+    def get(self, now: datetime, *, holds, clock_synced: bool, planner,
             rain_delay_holds: bool = True, describe=None) -> Outlook:
         key = (holds.paused_until, holds.rain_delay_until, frozenset(holds.skip_next),
-               bool(clock_synced), id(planner), has_program)
+               bool(clock_synced), id(planner))
         if key == self._key and self._value is not None and (
                 self._until is None or now < self._until):
             return self._value
         value = make_outlook(holds, now, clock_synced=clock_synced, planner=planner,
-                             has_program=has_program, rain_delay_holds=rain_delay_holds,
-                             describe=describe)
+                             rain_delay_holds=rain_delay_holds, describe=describe)
         until = valid_until(value)
         self._key, self._value = key, value
         self._until = min(until, now + MAX_AGE) if until else now + MAX_AGE

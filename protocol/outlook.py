@@ -74,7 +74,7 @@ class Outlook(Frozen):
         default=None, description="Why there is no next start (see the reason table).")
 
 
-def make_outlook(holds, now, *, clock_synced: bool, planner, has_program: bool,
+def make_outlook(holds, now, *, clock_synced: bool, planner,
                  rain_delay_holds: bool = True, describe=None) -> Outlook:
     """A unit's outlook at ``now`` from its holds (``protocol.holds.Holds``) and its start
     planner (``protocol.planner.StartPlanner``); pure.
@@ -94,7 +94,7 @@ def make_outlook(holds, now, *, clock_synced: bool, planner, has_program: bool,
     reason = (NextStartReason.CLOCK_NOT_TRUSTED if not clock_synced
               else NextStartReason.PAUSED if paused
               else NextStartReason.RAIN_DELAY if rain and rain_delay_holds
-              else NextStartReason.NO_PROGRAM if not has_program or planner is None
+              else NextStartReason.NO_PROGRAM if not _has_starts(planner)
               else None)
     if reason is not None:
         return Outlook(**base, next_start_reason=reason)
@@ -105,6 +105,11 @@ def make_outlook(holds, now, *, clock_synced: bool, planner, has_program: bool,
         return Outlook(**base, next_start_reason=NextStartReason.NONE_SOON)
     fields = describe(planned) if describe else {"program": planned.program}
     return Outlook(**base, next_start=NextStart(at=planned.at, start=planned.start, **fields))
+
+
+def _has_starts(planner) -> bool:
+    """Whether the planner has any start time at all (a program or a feeding time)."""
+    return planner is not None and any(plan.starts for plan in planner.plans)
 
 
 def valid_until(outlook: Outlook):

@@ -56,6 +56,7 @@ from protocol.planner import MAX_CATCH_UP, Plan, Site, StartPlanner
 
 from ..app import App
 from ..limits import Clamp
+from ..outlook import OutlookCache
 from .commands import RemoteControl
 from .config import FishFeederConfig, PondSpec
 from .devices import Feeder, FeedResult
@@ -120,6 +121,7 @@ class FishFeederApp(RemoteControl, App):
         self.holds = self._load_holds()
         self._planner = self._feeding_planner()
         self._mark: datetime | None = None  # feeding times up to here are handled
+        self._outlook = OutlookCache()  # holds and next feeding, for the status
         self._alive: datetime | None = None  # the mark as saved (``ff.alive``)
 
     # -- effective plan ----------------------------------------------------------------------

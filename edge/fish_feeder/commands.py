@@ -27,7 +27,6 @@ from protocol.models import (
 from ..app import bad_params, command_params
 from ..config import problems as config_problems
 from ..errors import ConfigError
-from ..outlook import OutlookCache
 from .config import PondSpec
 from .pending import Pending, iso_utc
 
@@ -40,12 +39,9 @@ class RemoteControl:
     def outlook(self):
         """Holds in force and the next feeding, for the status (``edge.outlook``); a
         rain delay holds no feeding."""
-        if not hasattr(self, "_outlook"):
-            self._outlook = OutlookCache()
         return self._outlook.get(
             self.clock.now(), holds=self.holds, clock_synced=self.clock_synced(),
             planner=self._planner, rain_delay_holds=False,
-            has_program=any(self.pond_doses(pond) for pond in self._ponds),
             describe=lambda planned: {"pond": planned.program})
 
     # -- commands -------------------------------------------------------------------------------

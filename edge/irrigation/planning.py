@@ -55,7 +55,6 @@ class Planning:
         app = self._app
         return self._outlook.get(
             now, holds=app.holds, clock_synced=app.clock_synced(), planner=self.planner,
-            has_program=bool(app.program.programs),
             describe=lambda planned: {"program": planned.program})
 
     def hold_reason(self, now: datetime, trigger: str = "schedule") -> str | None:
