@@ -29,6 +29,7 @@ export function alarmBadge() {
   }
   load();
   onLive((change) => { if (!change || change.what === "alarms") load(); });
+  S.alarmCount = load;  // an alarm this page acts on is counted at once, without the push
   return badge;
 }
 
@@ -89,6 +90,7 @@ export async function renderAlarms(params) {
     note.appendChild(el("p", {class: "ok", "data-testid": "alarm-done", "data-http": r.status},
       icon("check"), r.status === 202 ? t("alarms.clear_requested") : t("alarms.done." + what)));
     load();
+    if (S.alarmCount) S.alarmCount();
   }
   async function load() {
     let rows;

@@ -12,6 +12,7 @@ export const S = {
   period: "day",
   view: 0,
   listeners: [],  // the shown screen's handlers of live changes (live.js)
+  alarmCount: null,  // the header badge's reload (alarms.js): called after an alarm action
 };
 
 export function clearTimers() {
