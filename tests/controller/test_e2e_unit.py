@@ -111,8 +111,10 @@ def test_e2e_unit_online_command_schedule_and_last_will(api, unit):
 
     synced = wait_until(in_sync, timeout=15, what="schedule in sync")
     assert synced["reported_version"] == synced["desired"]["version"] == 1
-    applied = api.get(f"{BASE}/events?type=config_applied").json()["items"]
-    assert applied and applied[-1]["details"]["version"] == 1
+    # the status (not queued) may come before the event (through the outbox)
+    applied = wait_until(lambda: api.get(f"{BASE}/events?type=config_applied").json()["items"],
+                         timeout=10, what="the config_applied event")
+    assert applied[-1]["details"]["version"] == 1
 
     # The command: sent -> accepted -> done, and the valve really ran RUN_S.
     seen = []
