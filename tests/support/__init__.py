@@ -17,6 +17,12 @@ session_expiry=None, username=None, password=None, tls_ca=None, check=True, conn
     A throwaway CA, a server certificate it signed for 127.0.0.1 and localhost, and an
     unrelated CA (`TestPki`); ``mosquitto_factory(tls=test_pki.listener())`` starts a
     broker with a TLS listener on ``broker.tls_port`` next to the plain one.
+``postgres_server`` (session)
+    One `tests.support.postgres.PostgresServer` for the whole run (or None when
+    ``SMARTCITY_TEST_POSTGRES_URL`` names a server to use instead).
+``pg_url``
+    The URL of a new, empty PostgreSQL database for this test (on ``postgres_server`` or
+    on the server the environment names).
 
 Broker work directories live under pytest's ``tmp_path`` so the config,
 mosquitto.log and mosquitto.db of the last runs stay around for post-mortems.
@@ -91,3 +97,26 @@ def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
     if find_openssl() is None:
         pytest.skip("openssl is not installed")
     return make_test_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    from tests.support.postgres import PostgresServer, external_url
+
+    if external_url():
+        yield None
+        return
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_url(postgres_server: Any) -> str:
+    from tests.support.postgres import create_database, external_url
+
+    if postgres_server is None:
+        return create_database(external_url())
+    return postgres_server.create_database()
