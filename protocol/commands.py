@@ -29,6 +29,7 @@ from protocol.fields import (
     UtcDatetime,
 )
 from protocol.ids import Ident, Name
+from protocol.release import MAX_BUNDLE_BYTES, VERSION_PATTERN
 from protocol.replies import ReplyCode, ReplyParams
 from protocol.times import MAX_PAUSE
 
@@ -36,7 +37,7 @@ __all__ = ["COMMAND_ACTION_DESCRIPTIONS", "MAX_COMMAND_TTL", "MIN_DOSE_G", "MIN_
            "PARAMS_BY_ACTION", "REPLY_STATUS_DESCRIPTIONS", "ClearFaultParams", "Clamp",
            "Command", "CommandAction", "CommandParams", "CommandReply", "FeedNowParams",
            "PauseParams", "RainDelayParams", "ReplyStatus", "ResumeParams", "RunZoneParams",
-           "SkipNextParams", "StopAllParams", "StopZoneParams"]
+           "SkipNextParams", "StopAllParams", "StopZoneParams", "UpdateParams"]
 
 MAX_COMMAND_TTL = timedelta(days=7)
 """Longest allowed span from a command's ``issued_at`` to its ``expires_at``."""
@@ -54,6 +55,7 @@ class CommandAction(StrEnum):
     RAIN_DELAY = "rain_delay"
     FEED_NOW = "feed_now"
     CLEAR_FAULT = "clear_fault"
+    UPDATE = "update"
 
 
 MIN_RUN_S = 10
@@ -126,9 +128,24 @@ class ClearFaultParams(Frozen):
     feeder: Ident = Field(description="Feeder name as in the unit's local config.")
 
 
+class UpdateParams(Frozen):
+    """Download a signed release bundle from the controller and install it in the unit's
+    maintenance window (checked, switched to and kept only if healthy: docs/updates.md)."""
+
+    version: Annotated[str, StringConstraints(pattern=VERSION_PATTERN, max_length=64)] = Field(
+        description="The release's version (as its manifest says).")
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[!-~]+$", max_length=500)] = Field(
+        description="Where to download the bundle (HTTP Range requests resume a cut "
+                    "download).")
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] = Field(
+        description="SHA-256 of the whole bundle file, hex.")
+    size: Annotated[int, Strict(), Field(gt=0, le=MAX_BUNDLE_BYTES)] = Field(
+        description="The bundle file's size in bytes.")
+
+
 CommandParams = (
     RunZoneParams | StopAllParams | StopZoneParams | SkipNextParams | PauseParams | ResumeParams
-    | RainDelayParams | FeedNowParams | ClearFaultParams
+    | RainDelayParams | FeedNowParams | ClearFaultParams | UpdateParams
 )
 
 PARAMS_BY_ACTION: MappingProxyType[CommandAction, type[Frozen]] = MappingProxyType({
@@ -141,6 +158,7 @@ PARAMS_BY_ACTION: MappingProxyType[CommandAction, type[Frozen]] = MappingProxyTy
     CommandAction.RAIN_DELAY: RainDelayParams,
     CommandAction.FEED_NOW: FeedNowParams,
     CommandAction.CLEAR_FAULT: ClearFaultParams,
+    CommandAction.UPDATE: UpdateParams,
 })
 """The params model each action takes."""
 

@@ -61,6 +61,11 @@ COMMAND_EXAMPLES: MappingProxyType[CommandAction, Command] = MappingProxyType({
         **_CMD),
     CommandAction.CLEAR_FAULT: Command(
         id="c-7f3aa5", action="clear_fault", params={"feeder": "feeder1"}, **_CMD),
+    CommandAction.UPDATE: Command(
+        id="c-7f3aa6", action="update",
+        params={"version": "0.3.0",
+                "url": "https://controller.example/api/v1/releases/0.3.0/bundle",
+                "sha256": "9f2c" * 16, "size": 11_534_336}, **_CMD),
 })
 """One valid command for each action."""
 

@@ -55,7 +55,7 @@ class UnitKind:
 
 
 _SHARED = frozenset({CommandAction.STOP_ALL, CommandAction.SKIP_NEXT, CommandAction.PAUSE,
-                     CommandAction.RESUME})
+                     CommandAction.RESUME, CommandAction.UPDATE})
 
 KINDS: MappingProxyType[str, UnitKind] = MappingProxyType({
     "irrigation": UnitKind(

@@ -304,6 +304,13 @@ def _params(action, issued_at):
         return st.fixed_dictionaries({"feeder": idents})
     if action is CommandAction.STOP_ZONE:
         return st.fixed_dictionaries({"zone": idents})
+    if action is CommandAction.UPDATE:
+        return st.fixed_dictionaries({
+            "version": st.from_regex(r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$", fullmatch=True),
+            "url": st.sampled_from(["http://10.0.0.1:8080/api/v1/releases/0.3.0/bundle",
+                                    "https://c.example/b?x=1"]),
+            "sha256": st.from_regex(r"^[0-9a-f]{64}$", fullmatch=True),
+            "size": st.integers(1, 10_000_000)})
     return st.just({})
 
 
