@@ -54,6 +54,11 @@ class ReplyCode(StrEnum):
     RAIN_DELAY_ENDED = "rain_delay_ended"
     FAULT_CLEARED = "fault_cleared"
     NOT_LOCKED = "not_locked"
+    # -- release updates ---------------------------------------------------------------------
+    UPDATE_ACCEPTED = "update_accepted"
+    UPDATE_CURRENT = "update_current"
+    UPDATE_BUSY = "update_busy"
+    UPDATE_NOT_TRUSTED = "update_not_trusted"
     # -- refusals by the app -----------------------------------------------------------------
     UNKNOWN_ACTION = "unknown_action"
     UNKNOWN_ZONE = "unknown_zone"
@@ -149,6 +154,19 @@ REPLY_CODES: MappingProxyType[ReplyCode, ReplyCodeSpec] = MappingProxyType({
     ReplyCode.NOT_LOCKED: _S(
         "done: the feeder was not locked; nothing changed.", ("feeder",),
         "feeder {feeder} was not locked"),
+    ReplyCode.UPDATE_ACCEPTED: _S(
+        "accepted: the unit downloads the release and installs it in its maintenance window; "
+        "an update_applied or update_failed event (and done or failed) follows.",
+        ("version", "window"), "release {version} accepted, installs in window {window}"),
+    ReplyCode.UPDATE_CURRENT: _S(
+        "done: the unit already runs this version; nothing changed.", ("version",),
+        "already running {version}"),
+    ReplyCode.UPDATE_BUSY: _S(
+        "rejected: another update is under way on the unit.", ("version", "busy_with"),
+        "another update ({busy_with}) is under way"),
+    ReplyCode.UPDATE_NOT_TRUSTED: _S(
+        "rejected: the unit trusts no release key ([update] trusted_keys is empty), so it "
+        "installs no bundle.", ("version",), "no trusted release key on this unit"),
     ReplyCode.UNKNOWN_ACTION: _S(
         "rejected: this kind of unit has no such action.", ("action",),
         "this unit does not know action {action}"),
