@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(settings)
-        with Store.open(settings.database.path) as store:
+        with Store.open(settings.database.target) as store:
             if args.command == "token":
                 return _token(store, settings, args)
             if args.command == "enrol":
@@ -201,7 +201,7 @@ def serve(settings: Settings) -> int:
     from controller.service import ServiceNotifier
 
     # Fail early, with a clear message, on a bad database path or password file.
-    Store.open(settings.database.path).close()
+    Store.open(settings.database.target).close()
     if settings.mqtt.enabled:
         settings.mqtt.read_password()
     app = create_app(settings)
