@@ -120,6 +120,17 @@ def translate(sql: str, named: bool) -> str:
     return _TOKENS.sub(sub, sql)
 
 
+_CONNECT_DEFAULTS = {
+    "connect_timeout": 10,
+    # A server that vanished without closing the connection (power cut, network split)
+    # is noticed within about a minute, not after the kernel's two hours.
+    "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+    "keepalives_count": 3, "tcp_user_timeout": 60_000,
+    "application_name": "smartcity-controller",
+}
+"""libpq parameters the controller sets unless the URL sets them."""
+
+
 class _Cursor:
     """What the store reads off a cursor: rows (tuples), ``rowcount``, ``lastrowid``."""
 
@@ -220,8 +231,12 @@ class PgDatabase:
             def dump(self, obj: bool) -> bytes:
                 return b"1" if obj else b"0"
 
+        from psycopg.conninfo import conninfo_to_dict
+
         try:
-            self._pg = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            given = conninfo_to_dict(self.url)
+            options = {k: v for k, v in _CONNECT_DEFAULTS.items() if k not in given}
+            self._pg = psycopg.connect(self.url, autocommit=True, **options)
         except psycopg.Error as exc:
             raise StoreError(f"{redact(self.url)}: cannot connect: {exc}".strip()) from exc
         self._pg.adapters.register_dumper(bool, _BoolAsInt)
