@@ -159,27 +159,36 @@ class IngestMixin(StoreBase):
                     key = (dev, msg.seq)
                     stored = key in fresh
                     fresh.discard(key)
-                    return self._count(dev, msg.seq, tracker, gaps_before, stored, result)
-                cursor = self.db.execute(
-                    "INSERT INTO telemetry (device_id, seq, ts, received_at, readings, "
-                    "outputs) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (dev, msg.seq, iso(msg.ts), now, _dumps(msg.readings), _dumps(msg.outputs)))
+                else:
+                    stored = self.db.execute(
+                        "INSERT INTO telemetry (device_id, seq, ts, received_at, readings, "
+                        "outputs) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        (dev, msg.seq, iso(msg.ts), now, _dumps(msg.readings),
+                         _dumps(msg.outputs))).rowcount > 0
             else:
-                cursor = self.db.execute(
+                stored = self.db.execute(
                     "INSERT INTO events (device_id, seq, ts, received_at, type, details) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (dev, msg.seq, iso(msg.ts), now, msg.type.value, _dumps(msg.details)))
-                if cursor.rowcount and msg.type in _RUN_ENDS:
+                    (dev, msg.seq, iso(msg.ts), now, msg.type.value,
+                     _dumps(msg.details))).rowcount > 0
+                if stored and msg.type in _RUN_ENDS:
                     self._close_command_from_event(dev, msg, now)
-                alarms.on_event(self, item, new=cursor.rowcount > 0)
+                alarms.on_event(self, item, new=stored)
                 if msg.type is EventType.OUTBOX_DROPPED:
                     announced = sum(tracker.drop(a, b) for a, b in dropped_ranges(msg))
-                    if cursor.rowcount:
+                    if stored:
                         result.dropped_announced += announced
                         self.db.execute("UPDATE device_seq SET dropped_total = dropped_total + ?"
                                         " WHERE device_id = ?", (announced, dev))
-            return self._count(dev, msg.seq, tracker, gaps_before, cursor.rowcount > 0,
-                               result)
+            # Committed now, whether inserted or already there: it counts for the ack.
+            tracker.add(msg.seq)
+            result.gaps_opened += tracker.gaps_opened - gaps_before
+            if not stored:
+                result.duplicates += 1
+                self.db.execute("UPDATE device_seq SET duplicates = duplicates + 1 "
+                                "WHERE device_id = ?", [dev])
+                return _DUPLICATE
+            return None
         if isinstance(msg, Status):
             prev = self.db.execute("SELECT online, status_at FROM device_state "
                                    "WHERE device_id = ?", [dev]).fetchone()
@@ -202,19 +211,6 @@ class IngestMixin(StoreBase):
         if isinstance(msg, CommandReply):
             return self._apply_reply(dev, msg, now)
         return ("bad_channel", f"{item.channel.value} is not a channel units publish on")
-
-    def _count(self, dev: str, seq: int, tracker: SeqTracker, gaps_before: int,
-               stored: bool, result: BatchResult) -> str | None:
-        """A telemetry or event message committed now, whether inserted (``stored``) or
-        already there: it counts for the ack. `_DUPLICATE` if it was there."""
-        tracker.add(seq)
-        result.gaps_opened += tracker.gaps_opened - gaps_before
-        if not stored:
-            result.duplicates += 1
-            self.db.execute("UPDATE device_seq SET duplicates = duplicates + 1 "
-                            "WHERE device_id = ?", [dev])
-            return _DUPLICATE
-        return None
 
     def _load_tracker(self, device_id: str) -> SeqTracker:
         row = self.db.execute("SELECT acked_seq, max_seq, gaps_opened FROM device_seq "
