@@ -55,6 +55,7 @@ ERROR_RESPONSES = {
     429: {"model": Problem, "description": "too many failed logins from this address",
           "headers": {"Retry-After": {"description": "seconds until logins are accepted "
                                                      "again", "schema": {"type": "integer"}}}},
+    503: {"model": Problem, "description": "the database is not available; try again shortly"},
 }
 CONFLICT = {409: {"model": Problem, "description": "contradicts what is stored"}}
 
