@@ -6,6 +6,7 @@ A command reply, or a run's end event, moves its command on (`controller.store.c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +28,7 @@ from protocol.topics import Channel
 _RUN_ENDS = (EventType.RUN_FINISHED, EventType.RUN_SKIPPED, EventType.RUN_INTERRUPTED,
              EventType.FEED_DISPENSED, EventType.FEEDING_SKIPPED)
 _DUPLICATE = "duplicate"
+_ROWS = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,13 @@ class IngestMixin(StoreBase):
             return result
         with self._write():
             registry = self._registry({i.device_id for i in items})
-            fresh = self._insert_telemetry(items, registry) if self.postgres else None
             trackers: dict[str, SeqTracker] = {}
+            fresh = None
+            if self.postgres:  # a few statements for the batch, not a few per device
+                fresh = self._insert_telemetry(items, registry)
+                trackers = self._load_trackers([
+                    i.device_id for i in items if registry.get(i.device_id) == i.opd
+                    and isinstance(i.message, Telemetry | Event)])
             heard: dict[str, datetime] = {}  # device -> latest telemetry/event received_at
             for item in items:
                 opd = registry.get(item.device_id)
@@ -109,8 +116,11 @@ class IngestMixin(StoreBase):
                     result.rejected.append((item, *problem))
                     continue
                 result.stored[item.channel.value] = result.stored.get(item.channel.value, 0) + 1
+            if self.postgres:
+                self._save_trackers(trackers)
             for device_id, tracker in trackers.items():
-                self._save_tracker(device_id, tracker)
+                if not self.postgres:
+                    self._save_tracker(device_id, tracker)
                 result.acks[device_id] = (registry[device_id], tracker.acked)
             # Once per device and batch, not once per message.
             last_seen = self.dialect.greatest("coalesce(last_seen, '')", "?")
@@ -138,11 +148,13 @@ class IngestMixin(StoreBase):
                 and registry.get(i.device_id) == i.opd]
         if not rows:
             return set()
+        # One JSON text parameter (encoded in C) is several times cheaper to send than
+        # six arrays that psycopg would quote element by element in Python.
         cursor = self.db.execute(
             "INSERT INTO telemetry (device_id, seq, ts, received_at, readings, outputs) "
-            "SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], "
-            "?::text[]) ON CONFLICT DO NOTHING RETURNING device_id, seq",
-            [list(column) for column in zip(*rows, strict=True)])
+            "SELECT r ->> 0, (r ->> 1)::bigint, r ->> 2, r ->> 3, r ->> 4, r ->> 5 "
+            "FROM json_array_elements(?::json) AS r "
+            "ON CONFLICT DO NOTHING RETURNING device_id, seq", [_ROWS.encode(rows)])
         return {(dev, seq) for dev, seq in cursor.fetchall()}
 
     def _apply(self, item: Inbound, trackers: dict[str, SeqTracker],
@@ -211,6 +223,49 @@ class IngestMixin(StoreBase):
         if isinstance(msg, CommandReply):
             return self._apply_reply(dev, msg, now)
         return ("bad_channel", f"{item.channel.value} is not a channel units publish on")
+
+    def _load_trackers(self, device_ids: list[str]) -> dict[str, SeqTracker]:
+        """PostgreSQL: `_load_tracker` of several devices at once."""
+        devices = sorted(set(device_ids))
+        if not devices:
+            return {}
+        state = {r[0]: r[1:] for r in self.db.execute(
+            "SELECT device_id, acked_seq, max_seq, gaps_opened FROM device_seq "
+            "WHERE device_id = ANY(?)", [devices])}
+        missing = [(d,) for d in devices if d not in state]
+        if missing:
+            self.db.conn.executemany("INSERT INTO device_seq (device_id) VALUES (?)", missing)
+        pending: dict[str, list[int]] = {d: [] for d in devices}
+        for dev, seq in self.db.execute("SELECT device_id, seq FROM seq_pending WHERE "
+                                        "device_id = ANY(?) ORDER BY device_id, seq",
+                                        [devices]):
+            pending[dev].append(seq)
+        dropped: dict[str, list[tuple[int, int]]] = {d: [] for d in devices}
+        for dev, first, last in self.db.execute(
+                "SELECT device_id, first_seq, last_seq FROM seq_dropped WHERE "
+                "device_id = ANY(?) ORDER BY device_id, first_seq", [devices]):
+            dropped[dev].append((first, last))
+        return {d: SeqTracker.restore(*state.get(d, (0, 0, 0)), pending[d], dropped[d])
+                for d in devices}
+
+    def _save_trackers(self, trackers: dict[str, SeqTracker]) -> None:
+        """PostgreSQL: `_save_tracker` of several devices at once."""
+        if not trackers:
+            return
+        for tracker in trackers.values():
+            tracker.advance()
+        devices = list(trackers)
+        self.db.conn.executemany(
+            "UPDATE device_seq SET acked_seq = ?, max_seq = ?, missing = ?, gaps_opened = ? "
+            "WHERE device_id = ?", [(t.acked, t.max_seen, t.missing, t.gaps_opened, d)
+                                    for d, t in trackers.items()])
+        self.db.execute("DELETE FROM seq_pending WHERE device_id = ANY(?)", [devices])
+        self.db.conn.executemany("INSERT INTO seq_pending (device_id, seq) VALUES (?, ?)",
+                                 [(d, s) for d, t in trackers.items() for s in sorted(t.pending)])
+        self.db.execute("DELETE FROM seq_dropped WHERE device_id = ANY(?)", [devices])
+        self.db.conn.executemany(
+            "INSERT INTO seq_dropped (device_id, first_seq, last_seq) VALUES (?, ?, ?)",
+            [(d, a, b) for d, t in trackers.items() for a, b in t.dropped])
 
     def _load_tracker(self, device_id: str) -> SeqTracker:
         row = self.db.execute("SELECT acked_seq, max_seq, gaps_opened FROM device_seq "
