@@ -132,14 +132,14 @@ _CONNECT_DEFAULTS = {
 
 
 class _Cursor:
-    """What the store reads off a cursor: rows (tuples), ``rowcount``, ``lastrowid``."""
+    """What the store reads off a cursor: rows (tuples) and ``rowcount``. (No
+    ``lastrowid``: ``db[table].insert(row).last_pk`` gives a new row's id on both.)"""
 
-    __slots__ = ("_cur", "rowcount", "lastrowid")
+    __slots__ = ("_cur", "rowcount")
 
-    def __init__(self, cur: Any, lastrowid: int | None = None):
+    def __init__(self, cur: Any):
         self._cur = cur
         self.rowcount = cur.rowcount
-        self.lastrowid = lastrowid
 
     def fetchone(self) -> tuple | None:
         return self._cur.fetchone() if self._cur.description else None
