@@ -220,7 +220,12 @@ class PgDatabase:
 
     # ------------------------------------------------------------------ connection
     def _connect(self) -> None:
-        import psycopg
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise StoreError(f"{redact(self.url)}: PostgreSQL needs the psycopg driver: "
+                             "pip install 'smartcity-balikpapan[controller,postgres]'"
+                             ) from exc
         from psycopg.adapt import Dumper
         from psycopg.pq import Format
 

@@ -219,3 +219,11 @@ def test_postgres_connection_defaults_yield_to_the_url(pg_url):
         assert store.db.execute(ask).fetchone()[0] == "smartcity-controller"
     with Store.open(pg_url + "?application_name=ingest-2") as store:
         assert store.db.execute(ask).fetchone()[0] == "ingest-2"
+
+
+def test_postgres_without_its_driver_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    with pytest.raises(StoreError, match=r"\[controller,postgres\]"):
+        Store.open("postgresql://smartcity@127.0.0.1:1/none")
