@@ -2,7 +2,7 @@
 
 ::
 
-    smartcity-controller serve     --config FILE
+    smartcity-controller serve     --config FILE [--no-api | --no-ingest]
     smartcity-controller token     create --config FILE --role admin|operator|viewer [--opd CODE] [--name NAME] [--expires-days N]
     smartcity-controller token     list   --config FILE
     smartcity-controller token     rotate --config FILE --id ID [--expires-days N]
@@ -58,7 +58,14 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Balikpapan Smart City central controller")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("serve", parents=[common], help="run the MQTT ingest and the HTTP API")
+    serve_ = sub.add_parser("serve", parents=[common],
+                            help="run the MQTT ingest and the HTTP API")
+    parts = serve_.add_mutually_exclusive_group()
+    parts.add_argument("--no-api", action="store_true",
+                       help="ingest and periodic work only, no HTTP server (docs/scaling.md)")
+    parts.add_argument("--no-ingest", action="store_true",
+                       help="HTTP API only: commands go out on an MQTT connection of its "
+                       "own, nothing is subscribed, no periodic work")
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action",
                                                                       required=True)
@@ -161,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "serve":
-            return serve(settings)
+            return serve(settings, api=not args.no_api, ingest=not args.no_ingest)
         with Store.open(settings.database.path) as store:
             if args.command == "token":
                 return _token(store, settings, args)
@@ -193,26 +200,35 @@ def end_streams_on_exit(server: Any, app: Any) -> None:
     server.handle_exit = on_exit_signal
 
 
-def serve(settings: Settings) -> int:
-    """Run the controller until SIGTERM or SIGINT."""
+def serve(settings: Settings, *, api: bool = True, ingest: bool = True) -> int:
+    """Run the controller until SIGTERM or SIGINT: the ingest and the API, or one of them
+    (``api`` False: no HTTP server; ``ingest`` False: no subscription, no periodic work)."""
     import uvicorn
 
     from controller.api.main import create_app
-    from controller.service import ServiceNotifier
+    from controller.service import Headless, ServiceNotifier
 
     # Fail early, with a clear message, on a bad database path or password file.
     Store.open(settings.database.path).close()
     if settings.mqtt.enabled:
         settings.mqtt.read_password()
-    app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
-                            log_config=None, lifespan="on", access_log=False,
-                            proxy_headers=False,  # the app trusts [api] trusted_proxies only
-                            timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    notifier = ServiceNotifier(server, app)  # READY, WATCHDOG and STOPPING for systemd
+    if not ingest and not settings.mqtt.enabled:
+        logger.warning("--no-ingest with mqtt.enabled = false: commands go nowhere")
+    app = create_app(settings, ingest=ingest, http=api)
+    server: Any
+    if api:
+        config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
+                                log_config=None, lifespan="on", access_log=False,
+                                proxy_headers=False,  # the app trusts [api] trusted_proxies
+                                timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        end_streams_on_exit(server, app)
+    else:
+        server = Headless(app)
+    status = ("ingest and API running" if api and ingest else
+              "ingest running (no API)" if ingest else "API running (no ingest)")
+    notifier = ServiceNotifier(server, app, status=status)  # READY, WATCHDOG, STOPPING
     notifier.watch_exit_signals()
-    end_streams_on_exit(server, app)
     notifier.start()
     try:
         server.run()

@@ -63,6 +63,9 @@ class DatabaseSettings(_Section):
         description="raw telemetry older than this is rolled up per day, then deleted")
     maintenance_interval_s: float = Field(
         3600.0, gt=0, le=86_400, description="how often retention and roll-ups run")
+    leader_poll_s: float = Field(
+        2.0, gt=0, le=60, description="how often an instance that does not lead tries to "
+        "take the leadership of the periodic work (and the leader checks it still holds it)")
 
 
 class MqttSettings(_Section):

@@ -25,6 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from controller.auth import FailedLogins, Principal, hash_token
 from controller.checks import Lang, request_lang
 from controller.ingest import Ingest
+from controller.leader import Leader
 from controller.live import LiveHub, Tickets
 from controller.metrics import Metrics
 from controller.publisher import Publisher
@@ -44,6 +45,7 @@ class AppState:
     loop: asyncio.AbstractEventLoop | None = None  # the server's event loop (liveness)
     live: LiveHub | None = None  # changes pushed to open pages (controller.live)
     tickets: Tickets = field(default_factory=Tickets)  # to open the stream with
+    leader: Leader | None = None  # None: this instance takes no part in leading
 
 
 def get_state(request: Request) -> AppState:

@@ -301,6 +301,9 @@ class Health(BaseModel):
     database: bool
     schema_version: int
     mqtt_connected: bool | None = Field(description="null when MQTT is disabled")
+    leader: bool | None = Field(
+        None, description="true while this instance leads the periodic work (expiry, alarm "
+        "sweeps, retention, notifications); null when it takes no part (no ingest)")
     problems: list[str] = Field(
         default_factory=list,
         description="what is wrong: with status 'failing' (HTTP 503) the reasons, with "

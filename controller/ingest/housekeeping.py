@@ -1,9 +1,11 @@
 """The ingest's periodic work, on its writer thread between batches.
 
 After-publish callbacks (`Ingest.publish`'s ``on_sent``) once the broker acknowledged
-their message; every ``ingest.sweep_interval_s`` the expiry of unanswered commands and
-the alarms of offline and stale units (`controller.alarms.sweep`); every
-``database.maintenance_interval_s`` telemetry roll-up and retention.
+their message. Then, only in the instance that leads (`controller.leader`; the only one
+when there is one): every ``ingest.sweep_interval_s`` the commands some instance left
+pending published again, the expiry of unanswered commands and the alarms of offline
+and stale units (`controller.alarms.sweep`); every ``database.maintenance_interval_s``
+telemetry roll-up and retention.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 
@@ -37,6 +39,9 @@ class HousekeepingMixin:
     _outstanding_lock: threading.Lock
     _next_sweep: float
     _next_maintenance: float
+    receive: bool
+    leader: Any
+    republish: Callable[[], int] | None
 
     def _housekeeping(self) -> None:
         self._flush_acks()
@@ -50,9 +55,15 @@ class HousekeepingMixin:
                 callback()
             except Exception:  # noqa: BLE001 - one callback must not stop the writer
                 logger.exception("after-publish callback failed")
+        if not self.receive or not (self.leader is None or self.leader.leading):
+            return  # another instance leads the periodic work (controller.leader)
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + self.settings.ingest.sweep_interval_s
+            if self.republish is not None:
+                republished = self.republish()
+                if republished:
+                    logger.info("published %d pending command(s) again", republished)
             expired = self.store.expire_commands()
             if expired:
                 self.metrics.commands_expired.inc(len(expired))

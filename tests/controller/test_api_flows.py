@@ -155,7 +155,7 @@ def test_api_admin_adds_device_and_tokens(client, seeded):
 def test_api_health_and_metrics(client, seeded):
     health = client.get("/healthz").json()
     assert health == {"status": "ok", "database": True, "schema_version": len(MIGRATIONS),
-                      "mqtt_connected": None, "problems": []}
+                      "mqtt_connected": None, "leader": None, "problems": []}
     text = client.get("/metrics").text
     assert "smartcity_devices_online 0.0" in text
     assert "smartcity_ingest_batch_size_bucket" in text
