@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(settings, api=not args.no_api, ingest=not args.no_ingest)
-        with Store.open(settings.database.path) as store:
+        with Store.open(settings.database.target) as store:
             if args.command == "token":
                 return _token(store, settings, args)
             if args.command == "enrol":
@@ -209,7 +209,7 @@ def serve(settings: Settings, *, api: bool = True, ingest: bool = True) -> int:
     from controller.service import Headless, ServiceNotifier
 
     # Fail early, with a clear message, on a bad database path or password file.
-    Store.open(settings.database.path).close()
+    Store.open(settings.database.target).close()
     if settings.mqtt.enabled:
         settings.mqtt.read_password()
     if not ingest and not settings.mqtt.enabled:

@@ -40,7 +40,7 @@ from controller.api.routes import (
 )
 from controller.api.schemas import Problem
 from controller.auth import FailedLogins
-from controller.errors import Conflict, Invalid, NotFound
+from controller.errors import Conflict, Invalid, NotFound, StoreError
 from controller.ingest import Ingest
 from controller.leader import Leader, lock_for
 from controller.live import LiveHub
@@ -51,12 +51,6 @@ from controller.settings import Settings
 from controller.store import Store
 
 logger = logging.getLogger(__name__)
-
-
-def database_target(settings: Settings, store: Store) -> str:
-    """What the instances share: the PostgreSQL URL, or the SQLite file's path."""
-    url = getattr(settings.database, "url", None)
-    return str(url) if url else str(store.path)
 
 ERROR_RESPONSES = {
     401: {"model": Problem, "description": "no token, or an unknown, revoked or expired one"},
@@ -91,7 +85,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
-        app_store = store or Store.open(settings.database.path)
+        app_store = store or Store.open(settings.database.target)
         client: Ingest | None = None
         client_store: Store | None = None
         leader: Leader | None = None
@@ -101,7 +95,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
             client_store = (app_store if app_store.path == ":memory:"
                             else Store.open(app_store.path, migrate=False))
             if ingest:  # one instance at a time runs the periodic work
-                leader = Leader(lock_for(database_target(settings, app_store)),
+                leader = Leader(lock_for(app_store.path),
                                 poll_s=settings.database.leader_poll_s, gauge=metrics.leader)
             client = Ingest(settings, client_store, metrics,
                             password=settings.mqtt.read_password(), receive=ingest,
@@ -162,6 +156,12 @@ def create_app(settings: Settings, *, store: Store | None = None,
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(StoreError)
+    async def _store_error(request: Request, exc: StoreError) -> JSONResponse:
+        logger.error("database not usable: %s", exc)
+        return JSONResponse({"detail": "the database is not available; try again shortly"},
+                            status_code=503)
 
     @app.exception_handler(Invalid)
     async def _invalid(request: Request, exc: Invalid) -> JSONResponse:
