@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from controller_support import add_device, wait_until
 from notify_fakes import HttpReceiver, alarm
 from support.broker import free_port
@@ -86,12 +87,14 @@ def test_leader_pg_advisory_lock_taken_over_when_the_session_ends(pg_url):
 
 
 # --------------------------------------------------------------------------- two instances
-def _config(tmp_path: Path, broker, name: str, hook_url: str) -> tuple[Path, int]:
+def _config(tmp_path: Path, broker, name: str, hook_url: str, url: str | None
+            ) -> tuple[Path, int]:
     port = free_port()
     path = tmp_path / f"{name}.toml"
     path.write_text(f"""
 [database]
 path = "{tmp_path / 'controller.db'}"
+{f'url = "{url}"' if url else ""}
 leader_poll_s = 0.3
 
 [mqtt]
@@ -119,8 +122,9 @@ url = "{hook_url}/hook"
 
 
 class Instance:
-    def __init__(self, tmp_path: Path, broker, name: str, hook_url: str):
-        self.config, self.port = _config(tmp_path, broker, name, hook_url)
+    def __init__(self, tmp_path: Path, broker, name: str, hook_url: str,
+                 url: str | None = None):
+        self.config, self.port = _config(tmp_path, broker, name, hook_url, url)
         self.log = tmp_path / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -167,16 +171,20 @@ def _expiring_command(store: Store, device_id: str, n: int) -> str:
     return command.id
 
 
-def test_two_instances_one_leads_and_the_other_takes_over_when_it_dies(tmp_path, mosquitto):
-    with Store.open(tmp_path / "controller.db") as store:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_two_instances_one_leads_and_the_other_takes_over_when_it_dies(
+        tmp_path, mosquitto, backend, request):
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    target = url or tmp_path / "controller.db"
+    with Store.open(target) as store:
         add_device(store, "taman-ld-1", "dlh")
     with HttpReceiver() as hook:
-        a = Instance(tmp_path, mosquitto, "a", hook.url).start()
-        b = Instance(tmp_path, mosquitto, "b", hook.url).start()
+        a = Instance(tmp_path, mosquitto, "a", hook.url, url).start()
+        b = Instance(tmp_path, mosquitto, "b", hook.url, url).start()
         try:
             wait_until(lambda: a.leading() != b.leading(), timeout=10, what="one leader")
             leader, other = (a, b) if a.leading() else (b, a)
-            with Store.open(tmp_path / "controller.db", migrate=False) as store:
+            with Store.open(target, migrate=False) as store:
                 ids = [_expiring_command(store, "taman-ld-1", n) for n in range(3)]
                 wait_until(lambda: all(store.get_command(i)["status"] == "expired"
                                        for i in ids), timeout=15, what="commands expired")
@@ -193,7 +201,7 @@ def test_two_instances_one_leads_and_the_other_takes_over_when_it_dies(tmp_path,
             leader.proc.send_signal(signal.SIGKILL)
             leader.proc.wait(10)
             wait_until(other.leading, timeout=10, what="the survivor leading")
-            with Store.open(tmp_path / "controller.db", migrate=False) as store:
+            with Store.open(target, migrate=False) as store:
                 more = [_expiring_command(store, "taman-ld-1", n) for n in range(3, 5)]
                 with outbox.transaction(store) as db:
                     for n in range(4, 7):
