@@ -337,11 +337,12 @@ class Controller:
 
 # --------------------------------------------------------------------------- database
 
-def register_devices(db_path: Path, devices: Iterable[tuple[str, str]], *,
+def register_devices(db_path: Path | str, devices: Iterable[tuple[str, str]], *,
                      kind: str = "irrigation", password_hash: str = "$7$101$bench$bench",
                      token_role: str | None = "admin") -> str | None:
-    """Register ``(opd, device_id)`` pairs in the controller database (through `Store`, as
-    ``device add`` does) and return a fresh API token of ``token_role`` (or None).
+    """Register ``(opd, device_id)`` pairs in the controller database (a SQLite file or a
+    PostgreSQL URL; through `Store`, as ``device add`` does) and return a fresh API token
+    of ``token_role`` (or None).
 
     Seeding runs with ``synchronous=OFF`` on this connection only: thousands of devices
     in seconds; the controller opens its own connection with ``synchronous=FULL``.
@@ -350,7 +351,8 @@ def register_devices(db_path: Path, devices: Iterable[tuple[str, str]], *,
     from controller.store import Store
 
     with Store.open(db_path) as store:
-        store.db.execute("PRAGMA synchronous = OFF")
+        if not store.postgres:
+            store.db.execute("PRAGMA synchronous = OFF")
         for opd, device_id in devices:
             store.add_device(device_id, opd, kind=kind, name=device_id,
                              mqtt_password_hash=password_hash, actor="bench")
