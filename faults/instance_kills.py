@@ -44,6 +44,7 @@ from faults.common import (
     ControllerProcess,
     Report,
     main_with,
+    metric_sum,
     outbox_state,
     parser,
     producer_unit,
@@ -141,9 +142,10 @@ def commit_delays(db: str) -> list[float]:
 def run(*, workdir: Path, cycles: int = 20, max_s: float = 900.0, seed: int | None = None,
         instances: int = 3, units: int = 4, rate_per_s: float = 20.0,
         database_url: str | None = None, command_every_s: float = 0.5,
-        up_s: tuple[float, float] = (2.0, 5.0), down_s: tuple[float, float] = (0.0, 1.0)
-        ) -> Report:
-    """Run the campaign in ``workdir`` (``cycles`` kills); returns what it counted."""
+        up_s: tuple[float, float] = (2.0, 5.0), down_s: tuple[float, float] = (0.0, 1.0),
+        warm_s: float = 0.0) -> Report:
+    """Run the campaign in ``workdir`` (``cycles`` kills, after ``warm_s`` seconds of
+    traffic with every instance up); returns what it counted."""
     seed = random.randrange(2**32) if seed is None else seed
     rng = random.Random(seed)
     budget = Budget(max_s)
@@ -176,14 +178,15 @@ def run(*, workdir: Path, cycles: int = 20, max_s: float = 900.0, seed: int | No
     takeovers_s: list[float] = []
     victims: Counter[str] = Counter()
     try:
+        for controller in controllers:  # first: their sessions take the units' first words
+            starts_s.append(controller.start())
         for unit in fleet:
             unit.start()
-        for controller in controllers:
-            starts_s.append(controller.start())
         wait_until(lambda: all(outbox_state(u.outbox)[0] > 0 for u in fleet), 30,
                    "every unit producing")
         wait_until(lambda: stored_rows(database_url) > 0, 30, "the instances storing")
         client.start()
+        time.sleep(warm_s)
         for _ in range(cycles):
             if budget.exhausted(DRAIN_RESERVE_S):
                 report.problems.append(f"wall-clock cap: stopped after {report.cycles_done} "
@@ -207,6 +210,9 @@ def run(*, workdir: Path, cycles: int = 20, max_s: float = 900.0, seed: int | No
             starts_s.append(victim.start())
             report.cycles_done += 1
         client.stop()
+        report.figures["per_instance"] = ", ".join(
+            f"{c.dir.name} {metric_sum(c.metrics(), 'smartcity_ingest_messages_total'):.0f}"
+            for c in controllers) + " messages stored since its last start"
         leaders = [c.dir.name for c in controllers if (c.health() or {}).get("leader")]
         if len(leaders) != 1:
             report.problems.append(f"{len(leaders)} instances leading at the end: {leaders}")
