@@ -232,3 +232,40 @@ def test_instance_without_ingest_never_leads(tmp_path, mosquitto):
             assert not (tmp_path / "controller.db.leader").exists()
         finally:
             api.stop()
+
+
+def test_left_over_command_published_once_by_the_leader(tmp_path, mosquitto, pg_url,
+                                                        mqtt_client_factory):
+    """A command an instance stored and died before the broker took it: of two live
+    instances, only the leader publishes it again, once; a fresh one is left alone."""
+    from protocol.codec import decode
+    from protocol.topics import topic
+
+    with Store.open(pg_url) as store:
+        add_device(store, "taman-lo-1", "dlh")
+        now = datetime.now(UTC)
+        for command_id, age_s in (("cmd-left-over", 30), ("cmd-fresh", 0)):
+            store.create_command("taman-lo-1", Command(
+                id=command_id, issued_at=now - timedelta(seconds=age_s),
+                expires_at=now + timedelta(minutes=5), action="stop_all", params={}),
+                actor="test")
+    unit = mqtt_client_factory(mosquitto)
+    unit.subscribe(topic("dlh", "taman-lo-1", "cmd"))
+    with HttpReceiver() as hook:
+        a = Instance(tmp_path, mosquitto, "a", hook.url, pg_url).start()
+        b = Instance(tmp_path, mosquitto, "b", hook.url, pg_url).start()
+        try:
+            with Store.open(pg_url, migrate=False) as store:
+                wait_until(lambda: store.get_command("cmd-left-over")["status"] == "sent",
+                           timeout=15, what="the left-over command published")
+                # Several sweeps later (0.2 s each), still one copy, and the fresh command
+                # (issued less than 5 s before) was not taken for a left-over.
+                unit.settle(quiet=1.5, timeout=10)
+                ids = [decode(Command, m.payload).id for m in unit.received()]
+                assert ids.count("cmd-left-over") == 1, ids
+                fresh = store.get_command("cmd-fresh")
+                assert ids.count("cmd-fresh") <= 1
+                assert fresh["status"] in ("pending", "sent")
+        finally:
+            a.stop()
+            b.stop()
