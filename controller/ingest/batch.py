@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from controller.errors import StoreError
 from controller.store import BatchResult, Inbound, Store
 from protocol.codec import decode
 from protocol.errors import ProtocolError
@@ -19,6 +20,10 @@ from protocol.logs import fields, payload_text
 from protocol.topics import CHANNEL_DIRECTION, Channel, Direction, parse_topic
 
 logger = logging.getLogger("controller.ingest")  # one logger for every part of the ingest
+
+STORE_WAIT_S = 30.0
+"""How long a batch waits for a database server that went away (as SQLite waits up to
+30 s for its write lock) before its messages are refused as ``store_error``."""
 
 
 @dataclass
@@ -63,14 +68,32 @@ def _decode(topic_: str, payload: bytes, received_at: datetime, outcome: Outcome
 
 
 def _commit(store: Store, items: list[Inbound], outcome: Outcome) -> BatchResult:
-    """Commit a batch; if that fails, each message alone (a bad one cannot stall the rest)."""
-    for attempt in range(3):
+    """Commit a batch; if that fails, each message alone (a bad one cannot stall the rest).
+
+    While the database server is away (`StoreError`: the connection is lost), wait for
+    it, up to `STORE_WAIT_S`, before that: nothing is acknowledged to the broker
+    meanwhile, so a restarted server costs a pause, not a round of units resending."""
+    attempt, waiting = 0, False
+    deadline = time.monotonic() + STORE_WAIT_S
+    while attempt < 3:
         try:
             return store.commit_batch(items)
+        except StoreError as exc:
+            if time.monotonic() < deadline:
+                if not waiting:
+                    logger.warning("the database is not available (%s); waiting for it up "
+                                   "to %g s", exc, STORE_WAIT_S)
+                waiting = True
+                time.sleep(min(time.monotonic() + 1.0, deadline) - time.monotonic())
+                continue
+            attempt += 1
+            logger.error("committing a batch of %d failed (attempt %d): %s", len(items),
+                         attempt, exc)
         except Exception:  # noqa: BLE001 - retried, then split up
+            attempt += 1
             logger.exception("committing a batch of %d failed (attempt %d)", len(items),
-                             attempt + 1)
-            time.sleep(0.2 * (attempt + 1))
+                             attempt)
+            time.sleep(0.2 * attempt)
     merged = BatchResult()
     for item in items:
         try:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from controller.errors import Conflict, NotFound
 from controller.store.base import StoreBase, _loads, iso, utcnow
+from controller.store.dialect import PgDialect
 
 
 class DevicesMixin(StoreBase):
@@ -177,12 +178,13 @@ class DevicesMixin(StoreBase):
             'clock_synced', s.clock_synced <> 0,
             'outputs', coalesce(s.outputs, '{}')::json,
             'backlog', s.backlog, 'dropped', s.dropped,
-            'paused_until', s.outlook::jsonb ->> 'paused_until',
-            'rain_delay_until', s.outlook::jsonb ->> 'rain_delay_until',
-            'skip_next', coalesce(nullif(s.outlook::jsonb -> 'skip_next', 'null'::jsonb),
-                                  '[]'::jsonb),
-            'next_start', s.outlook::jsonb -> 'next_start',
-            'next_start_reason', s.outlook::jsonb ->> 'next_start_reason',
+            'paused_until', {outlook} ->> 'paused_until',
+            'rain_delay_until', {outlook} ->> 'rain_delay_until',
+            'skip_next', CASE WHEN coalesce(json_typeof({outlook} -> 'skip_next'),
+                                            'null') = 'null' THEN '[]'::json
+                              ELSE {outlook} -> 'skip_next' END,
+            'next_start', {outlook} -> 'next_start',
+            'next_start_reason', {outlook} ->> 'next_start_reason',
             'reported_config_version', s.config_version,
             'desired_config_version', c.version,
             'config_state', CASE
@@ -190,10 +192,7 @@ class DevicesMixin(StoreBase):
                 WHEN c.version = s.config_version THEN 'in_sync'
                 WHEN EXISTS (SELECT 1 FROM events e WHERE e.device_id = d.device_id
                              AND e.type = 'config_rejected'
-                             AND CASE WHEN jsonb_typeof(e.details::jsonb -> 'version')
-                                           = 'number'
-                                      THEN (e.details::jsonb ->> 'version')::numeric
-                                 END = c.version)
+                             AND {version} = c.version)
                     THEN 'rejected'
                 ELSE 'pending' END,
             'seq', json_build_object(
@@ -207,7 +206,8 @@ class DevicesMixin(StoreBase):
         LEFT JOIN desired_configs c ON c.device_id = d.device_id AND c.version = (
             SELECT max(version) FROM desired_configs WHERE device_id = d.device_id)
         {where} ORDER BY d.device_id) AS docs
-    """
+    """.replace("{outlook}", PgDialect.json("s.outlook")).replace(
+        "{version}", PgDialect.json_number("e.details", "version"))
 
     def list_devices_json(self, opd: str | None = None, online: bool | None = None
                           ) -> bytes:

@@ -80,12 +80,20 @@ class PgDialect(Dialect):
 
     @staticmethod
     def json_text(column: str, key: str) -> str:
-        return f"({column}::jsonb ->> '{key}')"
+        return f"({PgDialect.json(column)} ->> '{key}')"
 
     @staticmethod
     def json_number(column: str, key: str) -> str:
-        return (f"CASE WHEN jsonb_typeof({column}::jsonb -> '{key}') = 'number' "
-                f"THEN ({column}::jsonb ->> '{key}')::numeric END")
+        doc = PgDialect.json(column)
+        return (f"CASE WHEN json_typeof({doc} -> '{key}') = 'number' "
+                f"THEN ({doc} ->> '{key}')::numeric END")
+
+    @staticmethod
+    def json(column: str) -> str:
+        """A JSON text column as ``json``, with ``\\u0000`` (valid JSON, refused by
+        PostgreSQL's JSON functions) read as U+FFFD: the store decodes the stored text
+        itself; SQL only looks into it to pick rows."""
+        return f"replace({column}, '\\u0000', '\\ufffd')::json"
 
     @staticmethod
     def greatest(a: str, b: str) -> str:
@@ -110,6 +118,17 @@ def translate(sql: str, named: bool) -> str:
             return f"%({m.group(3)})s" if named else m.group(0)
         return "%%"
     return _TOKENS.sub(sub, sql)
+
+
+_CONNECT_DEFAULTS = {
+    "connect_timeout": 10,
+    # A server that vanished without closing the connection (power cut, network split)
+    # is noticed within about a minute, not after the kernel's two hours.
+    "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+    "keepalives_count": 3, "tcp_user_timeout": 60_000,
+    "application_name": "smartcity-controller",
+}
+"""libpq parameters the controller sets unless the URL sets them."""
 
 
 class _Cursor:
@@ -212,8 +231,12 @@ class PgDatabase:
             def dump(self, obj: bool) -> bytes:
                 return b"1" if obj else b"0"
 
+        from psycopg.conninfo import conninfo_to_dict
+
         try:
-            self._pg = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            given = conninfo_to_dict(self.url)
+            options = {k: v for k, v in _CONNECT_DEFAULTS.items() if k not in given}
+            self._pg = psycopg.connect(self.url, autocommit=True, **options)
         except psycopg.Error as exc:
             raise StoreError(f"{redact(self.url)}: cannot connect: {exc}".strip()) from exc
         self._pg.adapters.register_dumper(bool, _BoolAsInt)
@@ -282,7 +305,7 @@ class PgDatabase:
         try:
             return fn()
         except psycopg.DataError as exc:
-            if "(0x00)" in str(exc) or "\\u0000" in str(exc):
+            if "(0x00)" in str(exc):  # psycopg's own check of a parameter
                 raise Invalid("text may not contain NUL characters (U+0000)") from exc
             raise
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:

@@ -80,10 +80,10 @@ class ReportsMixin(StoreBase):
     _ROLLUP_PG = """
         INSERT INTO telemetry_daily (device_id, day, reading, samples, min, max, avg)
         SELECT t.device_id, substr(t.ts, 1, 10), j.key, count(*),
-               min(j.value::double precision), max(j.value::double precision),
-               avg(j.value::double precision)
-        FROM telemetry t, jsonb_each(t.readings::jsonb) j
-        WHERE t.ts < ? AND jsonb_typeof(j.value) = 'number'
+               min(j.value::text::double precision), max(j.value::text::double precision),
+               avg(j.value::text::double precision)
+        FROM telemetry t, json_each(t.readings::json) j
+        WHERE t.ts < ? AND json_typeof(j.value) = 'number'
         GROUP BY t.device_id, substr(t.ts, 1, 10), j.key
         ON CONFLICT (device_id, day, reading) DO UPDATE SET samples = excluded.samples,
             min = excluded.min, max = excluded.max, avg = excluded.avg
@@ -163,10 +163,11 @@ class ReportsMixin(StoreBase):
             return self._rows(
                 f"SELECT floor(extract(epoch FROM (t.ts::timestamptz - ?::timestamptz)) "
                 f"/ ?)::bigint AS bucket, j.key AS reading, count(*) AS samples, "
-                f"avg(j.value::double precision) AS avg, "
-                f"min(j.value::double precision) AS min, max(j.value::double precision) AS max "
-                f"FROM telemetry t, jsonb_each(t.readings::jsonb) j WHERE t.device_id = ? "
-                f"AND t.ts >= ? AND t.ts < ? AND jsonb_typeof(j.value) = 'number' "
+                f"avg(j.value::text::double precision) AS avg, "
+                f"min(j.value::text::double precision) AS min, "
+                f"max(j.value::text::double precision) AS max "
+                f"FROM telemetry t, json_each(t.readings::json) j WHERE t.device_id = ? "
+                f"AND t.ts >= ? AND t.ts < ? AND json_typeof(j.value) = 'number' "
                 f"AND ({starts}) GROUP BY bucket, j.key ORDER BY bucket, j.key",
                 [iso(since), bucket_s, device_id, iso(since), iso(until),
                  *(f"{q}." for q in quantities)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -134,3 +135,39 @@ def test_ingest_command_sent_on_puback_then_expired_unanswered(controller, mosqu
     wait_until(lambda: client.get(url).json()["status"] == "expired", timeout=5,
                what="expired")
     assert metric(metrics, "smartcity_commands_expired_total") == 1
+
+
+def test_ingest_waits_for_a_restarted_postgres_and_refuses_nothing(tmp_path, mosquitto,
+                                                                   mqtt_client_factory):
+    """The database server is killed under a running ingest: what arrives meanwhile is
+    neither acknowledged nor refused; once the server is back it is committed and acked
+    (the units need not resend)."""
+    from tests.support.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        settings = broker_settings(tmp_path, mosquitto,
+                                   database={"url": server.create_database()})
+        with Store.open(settings.database.target) as store:
+            add_device(store, "taman-01", "dlh")
+            app = create_app(settings, store=store)
+            with TestClient(app):
+                assert app.state.controller.ingest.wait_connected(10)
+                unit = mqtt_client_factory(mosquitto, client_id="unit-taman-01")
+                unit.subscribe(topic("dlh", "taman-01", "ack"))
+                unit.publish(topic("dlh", "taman-01", "telemetry"), tele(1))
+                wait_until(lambda: store.acked_seq("taman-01") == 1, what="seq 1 committed")
+
+                server.kill()
+                for seq in (2, 3):
+                    unit.publish(topic("dlh", "taman-01", "telemetry"), tele(seq), wait=False)
+                time.sleep(2.0)  # the ingest meets the dead server meanwhile
+                server.start()
+                wait_until(lambda: [m for m in unit.messages
+                                    if decode(Ack, m.payload).seq == 3],
+                           timeout=40, what="ack 3")
+                assert [r["seq"] for r in store.telemetry("taman-01")] == [1, 2, 3]
+                assert metric(app.state.metrics, "smartcity_ingest_rejected_total",
+                              reason="store_error") == 0
+    finally:
+        server.close()

@@ -209,3 +209,13 @@ def test_postgres_refuses_nul_characters_as_invalid_and_stores_nothing(pg_url):
                              mqtt_password_hash="h", actor="test")
         assert store.get_device("taman-01") is None and store.list_opds() == []
         add_device(store, "taman-01", "dlh")  # the connection is fine afterwards
+
+
+def test_postgres_connection_defaults_yield_to_the_url(pg_url):
+    """The controller names itself and sets TCP keepalives, unless the URL says
+    otherwise."""
+    ask = "SELECT current_setting('application_name')"
+    with Store.open(pg_url) as store:
+        assert store.db.execute(ask).fetchone()[0] == "smartcity-controller"
+    with Store.open(pg_url + "?application_name=ingest-2") as store:
+        assert store.db.execute(ask).fetchone()[0] == "ingest-2"

@@ -298,3 +298,17 @@ def test_store_feed_now_closed_by_feeding_events_after_a_unit_restart(store, tmp
         "c-fed": "feeding_done", "c-jam": "feeding_failed", "c-skip": "feeding_skipped",
         "c-cut": "run_dropped"}
     assert got["c-jam"]["reply_params"] == {"dispensed_g": 90.0, "fault": "jam"}
+
+
+def test_store_reads_json_fields_beside_a_nul_escape(store, dev):
+    """A unit's event whose details hold ``\\u0000`` (valid JSON) is stored, and the
+    queries reading other fields of it still answer (PostgreSQL's jsonb would refuse the
+    whole document)."""
+    import json
+
+    store.create_desired_config(dev, {"programs": []}, actor="test")
+    rejected = event(dev, 1, "config_rejected", version=1, reason="bad\x00byte")
+    assert store.commit_batch([rejected]).stored == {"event": 1}
+    assert store.config_rejection(dev, 1)["details"]["reason"] == "bad\x00byte"
+    listed = json.loads(store.list_devices_json())
+    assert [(d["device_id"], d["config_state"]) for d in listed] == [(dev, "rejected")]
