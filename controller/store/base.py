@@ -145,8 +145,8 @@ class StoreBase:
         if self.postgres:
             with self._lock:
                 db = self.db
-                if db.in_transaction:  # left open by a failure outside any write
-                    db.rollback_quietly()
+                if db.in_transaction:  # as SQLite refuses a BEGIN inside a transaction
+                    raise StoreError("a write transaction is open already")
                 db.begin()
                 try:
                     db.execute("SELECT pg_advisory_xact_lock(?)", [WRITE_LOCK_KEY])
