@@ -10,6 +10,8 @@
     smartcity-controller device    add    --config FILE --opd CODE --device-id ID [--name NAME] [--kind KIND]
     smartcity-controller mqtt-acl  --config FILE [--acl-file PATH] [--password-file PATH]
     smartcity-controller enrol     create --config FILE --opd CODE --device-id ID --kind KIND [--ttl-h H] [--name NAME] [--broker-host HOST] [--broker-port PORT] [--tls|--no-tls]
+    smartcity-controller backup    --config FILE [--out DIR] [--keep N]
+    smartcity-controller restore   --config FILE BACKUP [--force]
     smartcity-controller release   keygen --out DIR
     smartcity-controller release   build  --key KEY --out DIR [--platform aarch64|host ...] [--wheel FILE] [--find-links DIR] [--no-index]
 
@@ -108,6 +110,18 @@ def _parser() -> argparse.ArgumentParser:
     enrol_create.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None,
                               help="units use TLS (default: mqtt.tls)")
 
+    backup = sub.add_parser("backup", parents=[common],
+                            help="write a backup of the database, delete the oldest ones")
+    backup.add_argument("--out", help="directory for the backup (default: [backup] dir)")
+    backup.add_argument("--keep", type=_count, metavar="N",
+                        help="keep the newest N backups there (default: [backup] keep)")
+    restore = sub.add_parser("restore", parents=[common],
+                             help="put a backup back into the (empty) database, with the "
+                             "controller stopped")
+    restore.add_argument("backup", metavar="BACKUP", help="a file `backup` wrote")
+    restore.add_argument("--force", action="store_true",
+                         help="replace what the database holds")
+
     release = sub.add_parser("release", help="signed release bundles for the units "
                              "(docs/updates.md)").add_subparsers(dest="action", required=True)
     keygen = release.add_parser("keygen", help="make an Ed25519 key pair for signing releases")
@@ -143,6 +157,16 @@ def _days(text: str) -> int:
     return days
 
 
+def _count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 up")
+    return count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "release":
@@ -162,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(settings)
+        if args.command in ("backup", "restore"):
+            return _backup(settings, args)
         with Store.open(settings.database.path) as store:
             if args.command == "token":
                 return _token(store, settings, args)
@@ -313,6 +339,34 @@ def _enrol_create(store: Store, settings: Settings, args: argparse.Namespace) ->
         print("Note: that broker address is this machine's loopback; pass --broker-host "
               "with the address units reach, unless they run on this machine.")
     return 0
+
+
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from controller.backup import BackupError, make_backup, prune, restore
+
+    database = getattr(settings.database, "url", None) or settings.database.path
+    try:
+        if args.command == "restore":
+            done = restore(database, Path(args.backup), force=args.force)
+            print(f"restored {args.backup} into {done.database} in {done.seconds:.1f} s "
+                  f"(schema version {done.schema_version}"
+                  + (f", migrated to {done.migrated_to}" if done.migrated_to !=
+                     done.schema_version else "") + ").")
+            print("Start the controller again: systemctl start smartcity-controller")
+            return 0
+        out = Path(args.out) if args.out else settings.backup.dir
+        made = make_backup(database, out, compress=settings.backup.compress)
+        size = (f"{made.size_bytes / 1e6:.1f} MB" if made.size_bytes >= 100_000 else
+                f"{made.size_bytes / 1e3:.1f} kB")
+        print(f"wrote {made.path}: {size} in {made.seconds:.1f} s")
+        for old in prune(out, args.keep or settings.backup.keep):
+            print(f"deleted {old}")
+        return 0
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _release(args: argparse.Namespace) -> int:
