@@ -370,3 +370,92 @@ def test_backup_command_exits_non_zero_naming_the_problem(filled, tmp_path):
                              str(config), "--keep", "0"], capture_output=True, text=True,
                             env=env, timeout=60, check=False)
     assert result.returncode == 2 and "--keep" in result.stderr
+
+
+# ------------------------------------------------------------------------- PostgreSQL
+def _pg_fill(url: str, version: int = len(MIGRATIONS)) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+                     "applied_at TEXT NOT NULL)")
+        for v in range(1, version + 1):
+            conn.execute("INSERT INTO schema_version VALUES (%s, 'then')", (v,))
+        conn.execute("CREATE TABLE devices (device_id TEXT PRIMARY KEY, opd TEXT NOT NULL)")
+        conn.execute("INSERT INTO devices VALUES ('taman-01', 'dlh'), ('tambak-01', 'dp3')")
+        conn.execute("CREATE TABLE telemetry (device_id TEXT REFERENCES devices, seq INT, "
+                     "readings JSONB, PRIMARY KEY (device_id, seq))")
+        conn.execute("INSERT INTO telemetry SELECT 'taman-01', s, jsonb_build_object('x', s) "
+                     "FROM generate_series(1, 500) s")
+
+
+def _pg_rows(url: str) -> dict:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+                for t in ("schema_version", "devices", "telemetry")}
+
+
+@pytest.fixture
+def pg_second(postgres_server) -> str:
+    """A second empty database on the same server."""
+    from tests.support.postgres import create_database, external_url
+
+    if postgres_server is None:
+        return create_database(external_url())
+    return postgres_server.create_database()
+
+
+def test_backup_postgres_dump_restores_into_an_empty_database(pg_url, pg_second, tmp_path):
+    from controller.backup import _pg_restore
+
+    _pg_fill(pg_url)
+    made = make_backup(pg_url, tmp_path / "b")
+    assert made.path.name.endswith(".dump") and made.size_bytes > 0
+    assert made.path.read_bytes()[:5] == b"PGDMP"
+    assert _pg_restore(pg_second, made.path, force=False) == len(MIGRATIONS)
+    assert _pg_rows(pg_second) == _pg_rows(pg_url)
+    # not empty now: refused, unless forced
+    with pytest.raises(BackupError, match=r"is not empty \(rows in public.devices"):
+        _pg_restore(pg_second, made.path, force=False)
+    assert _pg_restore(pg_second, made.path, force=True) == len(MIGRATIONS)
+    assert _pg_rows(pg_second) == _pg_rows(pg_url)
+
+
+def test_backup_postgres_refusals_change_nothing(pg_url, pg_second, tmp_path):
+    import psycopg
+
+    from controller.backup import _pg_restore
+
+    _pg_fill(pg_url)
+    good = make_backup(pg_url, tmp_path / "b", now=datetime(2026, 1, 1, tzinfo=UTC))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_version VALUES (%s, 'later')", (len(MIGRATIONS) + 1,))
+    newer = make_backup(pg_url, tmp_path / "b", now=datetime(2026, 1, 2, tzinfo=UTC))
+    with pytest.raises(BackupError, match="newer than this build"):
+        _pg_restore(pg_second, newer.path, force=False)
+    corrupt = tmp_path / "controller-20260101T000000Z.dump"
+    data = bytearray(good.path.read_bytes())
+    data[len(data) // 2:] = b"\0" * (len(data) - len(data) // 2)
+    corrupt.write_bytes(bytes(data))
+    for bad, reason in ((corrupt, "pg_restore failed"), (tmp_path / "nothing.dump",
+                                                          "no such file")):
+        with pytest.raises(BackupError, match=reason):
+            restore(pg_second, bad, force=True)
+    with psycopg.connect(pg_second) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.tables "
+                            "WHERE table_schema = 'public'").fetchone()[0] == 0
+    # another session on the target: the controller may be running
+    with psycopg.connect(pg_second):
+        with pytest.raises(BackupError, match="1 other session.*controller running"):
+            _pg_restore(pg_second, good.path, force=True)
+
+
+def test_backup_postgres_server_down_is_named(tmp_path):
+    from tests.support.broker import free_port
+
+    url = f"postgresql://smartcity@127.0.0.1:{free_port()}/nothing"
+    with pytest.raises(BackupError, match=rf"backup of {url}: pg_dump failed: .*refused"):
+        make_backup(url, tmp_path / "b")
+    assert list((tmp_path / "b").iterdir()) == []
