@@ -295,10 +295,10 @@ def _raise(store: Store, device_id: str, opd: str, code: str, subject: str,
                  before=None, after=None)
         return open_id
     severity = ALARM_SEVERITY[AlarmCode(code)].value
-    alarm_id = store.db.execute(
-        "INSERT INTO alarms (device_id, opd, code, subject, severity, state, raised_at, "
-        "last_raised_at, count, details) VALUES (?, ?, ?, ?, ?, 'open', ?, ?, 1, ?)",
-        (device_id, opd, code, subject, severity, at_s, at_s, facts)).lastrowid
+    alarm_id = store.db["alarms"].insert(
+        {"device_id": device_id, "opd": opd, "code": code, "subject": subject,
+         "severity": severity, "state": "open", "raised_at": at_s, "last_raised_at": at_s,
+         "count": 1, "details": facts}).last_pk
     _changed(store, alarm_id, "raised", now, opd=opd, actor=actor, action="alarm.raise",
              before=None, after={"device_id": device_id, "code": code, "subject": subject,
                                  "severity": severity, "raised_at": at_s})

@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(settings)
         if args.command in ("backup", "restore"):
             return _backup(settings, args)
-        with Store.open(settings.database.path) as store:
+        with Store.open(settings.database.target) as store:
             if args.command == "token":
                 return _token(store, settings, args)
             if args.command == "enrol":
@@ -227,7 +227,7 @@ def serve(settings: Settings) -> int:
     from controller.service import ServiceNotifier
 
     # Fail early, with a clear message, on a bad database path or password file.
-    Store.open(settings.database.path).close()
+    Store.open(settings.database.target).close()
     if settings.mqtt.enabled:
         settings.mqtt.read_password()
     app = create_app(settings)
@@ -346,7 +346,7 @@ def _backup(settings: Settings, args: argparse.Namespace) -> int:
 
     from controller.backup import BackupError, make_backup, prune, restore
 
-    database = getattr(settings.database, "url", None) or settings.database.path
+    database = settings.database.target
     try:
         if args.command == "restore":
             done = restore(database, Path(args.backup), force=args.force)

@@ -58,11 +58,34 @@ class _Section(BaseModel):
 class DatabaseSettings(_Section):
     path: Path = Field(Path("/var/lib/smartcity/controller/controller.db"),
                        description="SQLite file (WAL mode; its directory must be writable)")
+    url: str | None = Field(
+        None, description="a PostgreSQL database instead of the SQLite file: "
+        "postgresql://user@host:port/dbname (needs the [postgres] extra; a password is "
+        "best given by ~/.pgpass or PGPASSWORD, not here)")
     telemetry_retention_days: int = Field(
         90, ge=1, le=36_500,
         description="raw telemetry older than this is rolled up per day, then deleted")
     maintenance_interval_s: float = Field(
         3600.0, gt=0, le=86_400, description="how often retention and roll-ups run")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a PostgreSQL URL: postgresql://user@host:port/dbname "
+                             f"(not {parts.scheme + '://' if parts.scheme else 'no scheme'})")
+        if not parts.path.strip("/") and "dbname=" not in parts.query:
+            raise ValueError("names no database: postgresql://user@host:port/dbname")
+        return value
+
+    @property
+    def target(self) -> str:
+        """What `controller.store.Store.open` opens: ``url`` if set, else ``path``."""
+        return self.url if self.url else str(self.path)
 
 
 class MqttSettings(_Section):

@@ -37,7 +37,7 @@ from controller.api.routes import (
 )
 from controller.api.schemas import Problem
 from controller.auth import FailedLogins
-from controller.errors import Conflict, Invalid, NotFound
+from controller.errors import Conflict, Invalid, NotFound, StoreError
 from controller.ingest import Ingest
 from controller.live import LiveHub
 from controller.metrics import Metrics
@@ -75,7 +75,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
-        app_store = store or Store.open(settings.database.path)
+        app_store = store or Store.open(settings.database.target)
         notifier = start_notify(app_store, settings, metrics)
         ingest: Ingest | None = None
         ingest_store: Store | None = None
@@ -131,6 +131,12 @@ def create_app(settings: Settings, *, store: Store | None = None,
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(StoreError)
+    async def _store_error(request: Request, exc: StoreError) -> JSONResponse:
+        logger.error("database not usable: %s", exc)
+        return JSONResponse({"detail": "the database is not available; try again shortly"},
+                            status_code=503)
 
     @app.exception_handler(Invalid)
     async def _invalid(request: Request, exc: Invalid) -> JSONResponse:

@@ -80,7 +80,8 @@ class Ingest(WriterMixin, AcksMixin, HousekeepingMixin):
         self._next_maintenance = time.monotonic() + 60.0
         in_memory = store.path == ":memory:"
         self._writer_process = (
-            _WriterProcess(str(Path(store.path).resolve()), settings.log_level)
+            _WriterProcess(store.path if store.postgres else str(Path(store.path).resolve()),
+                           settings.log_level)
             if settings.ingest.writer == "process" and not in_memory else None)
         self._writer_failures = 0
         self.client = make_client(cfg, client_id=cfg.client_id, password=password,

@@ -270,9 +270,10 @@ def _insert(db, policy: dict, channel: dict, alarm: dict, change: str, text: str
         APPRISE_TYPES[change, None]
     state = "held" if held_for is not None and due > now else "pending"
     cursor = db.execute(
-        "INSERT OR IGNORE INTO notify_outbox (notification_id, alarm_id, device_id, code, "
+        "INSERT INTO notify_outbox (notification_id, alarm_id, device_id, code, "
         "subject, severity, change, channel, escalation, payload, state, held_for, "
-        "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
         [notification_id, alarm["id"], alarm["device_id"], alarm["code"],
          alarm.get("subject") or "", payload["severity"], change, channel["name"],
          channel["escalation"], json.dumps(payload), state, held_for, iso(now), iso(due)])

@@ -20,6 +20,17 @@ from typing import Any, Self
 
 import sqlite_utils
 
+from controller.errors import StoreError
+from controller.store.dialect import (
+    SQLITE,
+    WRITE_LOCK_KEY,
+    Dialect,
+    PgDatabase,
+    PgDialect,
+    is_postgres,
+    redact,
+)
+
 
 def iso(dt: datetime) -> str:
     """A datetime as the stored UTC text (naive datetimes are taken as UTC)."""
@@ -50,15 +61,35 @@ def _loads(value: str | None) -> Any:
 class StoreBase:
     """The connection, the lock and the transaction every area of the store uses."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str):
+    def __init__(self, conn: sqlite3.Connection | PgDatabase, path: str):
         self.path = path
-        self.db = sqlite_utils.Database(conn)
+        """The database's target: the SQLite file (or ``:memory:``) or the PostgreSQL URL."""
+        self.postgres = isinstance(conn, PgDatabase)
+        self.db: Any = conn if self.postgres else sqlite_utils.Database(conn)
+        self.dialect: Dialect = PgDialect() if self.postgres else SQLITE
         self._lock = threading.RLock()
+
+    @property
+    def where(self) -> str:
+        """The database named for people (a PostgreSQL URL without its password)."""
+        return redact(self.path) if self.postgres else self.path
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
     def open(cls, path: str | Path, *, migrate: bool = True) -> Self:
-        """Connect to (and create) the database at ``path`` and bring its schema up to date."""
+        """Connect to (and create) the database at ``path`` and bring its schema up to date.
+
+        ``path``: a SQLite file (or ``:memory:``), or a PostgreSQL URL
+        (``postgresql://user@host/db``; the database must exist)."""
+        if is_postgres(path):
+            store = cls(PgDatabase(str(path)), str(path))
+            if migrate:
+                try:
+                    store.migrate()
+                except BaseException:
+                    store.close()
+                    raise
+            return store
         path = str(path)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +117,14 @@ class StoreBase:
     def check_writable(self) -> None:
         """Raise ``sqlite3.Error`` unless a write transaction can start (file, directory and
         lock writable); writes nothing. Another writer holding the lock past a second
-        counts as writable (it is writing), so this never waits long."""
+        counts as writable (it is writing), so this never waits long. On PostgreSQL:
+        `StoreError` unless the server answers and the database is not read-only."""
+        if self.postgres:
+            with self._lock:
+                row = self.db.execute("SHOW transaction_read_only").fetchone()
+                if row is None or row[0] != "off":
+                    raise StoreError(f"{self.where}: the database is read-only")
+            return
         with self._lock:
             self.db.execute("PRAGMA busy_timeout = 1000")
             try:
@@ -100,7 +138,25 @@ class StoreBase:
 
     @contextmanager
     def _write(self) -> Iterator[None]:
-        """One write transaction (BEGIN IMMEDIATE: takes the write lock up front)."""
+        """One write transaction (BEGIN IMMEDIATE: takes the write lock up front). On
+        PostgreSQL: BEGIN, then the advisory lock `WRITE_LOCK_KEY` (one writer at a time
+        across every process on the database; the seq accounting, the command lifecycle
+        and the alarm transitions read, decide and write assuming so)."""
+        if self.postgres:
+            with self._lock:
+                db = self.db
+                if db.in_transaction:  # left open by a failure outside any write
+                    db.rollback_quietly()
+                db.execute("BEGIN")
+                try:
+                    db.execute("SELECT pg_advisory_xact_lock(?)", [WRITE_LOCK_KEY])
+                    yield
+                except BaseException:
+                    db.rollback_quietly()
+                    raise
+                else:
+                    db.execute("COMMIT")
+            return
         with self._lock:
             self.db.conn.execute("BEGIN IMMEDIATE")
             try:

@@ -4,7 +4,6 @@ event that ends a commanded run, moves a command on (called by the ingest)."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 
 from controller.errors import Conflict
@@ -40,7 +39,7 @@ class CommandsMixin(StoreBase):
                    "status": "pending", "created_by": actor, "updated_at": iso(now)}
             try:
                 self.db["commands"].insert(row)
-            except sqlite3.IntegrityError:
+            except self.dialect.integrity_errors:
                 raise Conflict(f"command id {command.id!r} already exists") from None
             self._audit(actor, "command.create", f"device:{device_id}", opd, None,
                         command.model_dump(mode="json", by_alias=True), now)

@@ -17,7 +17,8 @@ class DevicesMixin(StoreBase):
             self._ensure_opd(code, name, now or utcnow())
 
     def _ensure_opd(self, code: str, name: str, now: datetime) -> None:
-        self.db.execute("INSERT OR IGNORE INTO opds (code, name, created_at) VALUES (?, ?, ?)",
+        self.db.execute("INSERT INTO opds (code, name, created_at) VALUES (?, ?, ?) "
+                        "ON CONFLICT DO NOTHING",
                         (code, name, iso(now)))
 
     def list_opds(self, opd: str | None = None) -> list[dict]:
@@ -165,11 +166,55 @@ class DevicesMixin(StoreBase):
         {where} ORDER BY d.device_id)
     """
 
+    # The same on PostgreSQL.
+    _DEVICES_JSON_PG = """
+        SELECT coalesce(json_agg(doc ORDER BY id), '[]'::json)::text FROM (
+          SELECT d.device_id AS id, json_build_object(
+            'device_id', d.device_id, 'opd', d.opd, 'kind', d.kind, 'name', d.name,
+            'created_at', d.created_at,
+            'online', coalesce(s.online, 0) <> 0,
+            'last_seen', s.last_seen, 'status_ts', s.status_ts, 'fw', s.fw, 'app', s.app,
+            'clock_synced', s.clock_synced <> 0,
+            'outputs', coalesce(s.outputs, '{}')::json,
+            'backlog', s.backlog, 'dropped', s.dropped,
+            'paused_until', s.outlook::jsonb ->> 'paused_until',
+            'rain_delay_until', s.outlook::jsonb ->> 'rain_delay_until',
+            'skip_next', coalesce(nullif(s.outlook::jsonb -> 'skip_next', 'null'::jsonb),
+                                  '[]'::jsonb),
+            'next_start', s.outlook::jsonb -> 'next_start',
+            'next_start_reason', s.outlook::jsonb ->> 'next_start_reason',
+            'reported_config_version', s.config_version,
+            'desired_config_version', c.version,
+            'config_state', CASE
+                WHEN c.version IS NULL THEN 'none'
+                WHEN c.version = s.config_version THEN 'in_sync'
+                WHEN EXISTS (SELECT 1 FROM events e WHERE e.device_id = d.device_id
+                             AND e.type = 'config_rejected'
+                             AND CASE WHEN jsonb_typeof(e.details::jsonb -> 'version')
+                                           = 'number'
+                                      THEN (e.details::jsonb ->> 'version')::numeric
+                                 END = c.version)
+                    THEN 'rejected'
+                ELSE 'pending' END,
+            'seq', json_build_object(
+                'acked', coalesce(q.acked_seq, 0), 'max_seen', coalesce(q.max_seq, 0),
+                'missing', coalesce(q.missing, 0), 'gaps_opened', coalesce(q.gaps_opened, 0),
+                'duplicates', coalesce(q.duplicates, 0),
+                'dropped_announced', coalesce(q.dropped_total, 0))) AS doc
+        FROM devices d
+        LEFT JOIN device_state s ON s.device_id = d.device_id
+        LEFT JOIN device_seq q ON q.device_id = d.device_id
+        LEFT JOIN desired_configs c ON c.device_id = d.device_id AND c.version = (
+            SELECT max(version) FROM desired_configs WHERE device_id = d.device_id)
+        {where} ORDER BY d.device_id) AS docs
+    """
+
     def list_devices_json(self, opd: str | None = None, online: bool | None = None
                           ) -> bytes:
         """`list_devices` as the API's JSON body: a list of ``DeviceOut`` objects."""
         where, params = self._device_filter(opd, online)
-        sql = self._DEVICES_JSON_SQL.replace("{where}", where)
+        sql = (self._DEVICES_JSON_PG if self.postgres else self._DEVICES_JSON_SQL
+               ).replace("{where}", where)
         with self._lock:
             return self.db.conn.execute(sql, params).fetchone()[0].encode()
 

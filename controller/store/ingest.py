@@ -112,9 +112,10 @@ class IngestMixin(StoreBase):
                 self._save_tracker(device_id, tracker)
                 result.acks[device_id] = (registry[device_id], tracker.acked)
             # Once per device and batch, not once per message.
+            last_seen = self.dialect.greatest("coalesce(last_seen, '')", "?")
             self.db.conn.executemany(
-                "UPDATE device_state SET last_seen = max(coalesce(last_seen, ''), ?) "
-                "WHERE device_id = ?", [(iso(at), dev) for dev, at in heard.items()])
+                f"UPDATE device_state SET last_seen = {last_seen} WHERE device_id = ?",
+                [(iso(at), dev) for dev, at in heard.items()])
             alarms.on_seen(self, items, registry)
         return result
 
@@ -135,13 +136,13 @@ class IngestMixin(StoreBase):
             gaps_before = tracker.gaps_opened
             if isinstance(msg, Telemetry):
                 cursor = self.db.execute(
-                    "INSERT OR IGNORE INTO telemetry (device_id, seq, ts, received_at, "
-                    "readings, outputs) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO telemetry (device_id, seq, ts, received_at, readings, "
+                    "outputs) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (dev, msg.seq, iso(msg.ts), now, _dumps(msg.readings), _dumps(msg.outputs)))
             else:
                 cursor = self.db.execute(
-                    "INSERT OR IGNORE INTO events (device_id, seq, ts, received_at, type, "
-                    "details) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO events (device_id, seq, ts, received_at, type, details) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (dev, msg.seq, iso(msg.ts), now, msg.type.value, _dumps(msg.details)))
                 if cursor.rowcount and msg.type in _RUN_ENDS:
                     self._close_command_from_event(dev, msg, now)

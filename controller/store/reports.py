@@ -68,6 +68,27 @@ class ReportsMixin(StoreBase):
             params.append(until_day)
         return self._rows(sql + " ORDER BY day, reading", params)
 
+    _ROLLUP = """
+        INSERT OR REPLACE INTO telemetry_daily
+            (device_id, day, reading, samples, min, max, avg)
+        SELECT t.device_id, substr(t.ts, 1, 10), j.key,
+               count(*), min(j.value), max(j.value), avg(j.value)
+        FROM telemetry t, json_each(t.readings) j
+        WHERE t.ts < ? AND j.type IN ('integer', 'real')
+        GROUP BY t.device_id, substr(t.ts, 1, 10), j.key
+    """
+    _ROLLUP_PG = """
+        INSERT INTO telemetry_daily (device_id, day, reading, samples, min, max, avg)
+        SELECT t.device_id, substr(t.ts, 1, 10), j.key, count(*),
+               min(j.value::double precision), max(j.value::double precision),
+               avg(j.value::double precision)
+        FROM telemetry t, jsonb_each(t.readings::jsonb) j
+        WHERE t.ts < ? AND jsonb_typeof(j.value) = 'number'
+        GROUP BY t.device_id, substr(t.ts, 1, 10), j.key
+        ON CONFLICT (device_id, day, reading) DO UPDATE SET samples = excluded.samples,
+            min = excluded.min, max = excluded.max, avg = excluded.avg
+    """
+
     def rollup_and_prune(self, retention_days: int, now: datetime | None = None) -> int:
         """Roll up every whole UTC day before the cutoff, then delete those raw rows.
 
@@ -77,15 +98,7 @@ class ReportsMixin(StoreBase):
         cutoff_day = (now - timedelta(days=retention_days)).strftime("%Y-%m-%d")
         cutoff = cutoff_day + "T00:00:00.000000Z"
         with self._write():
-            self.db.execute("""
-                INSERT OR REPLACE INTO telemetry_daily
-                    (device_id, day, reading, samples, min, max, avg)
-                SELECT t.device_id, substr(t.ts, 1, 10), j.key,
-                       count(*), min(j.value), max(j.value), avg(j.value)
-                FROM telemetry t, json_each(t.readings) j
-                WHERE t.ts < ? AND j.type IN ('integer', 'real')
-                GROUP BY t.device_id, substr(t.ts, 1, 10), j.key
-            """, [cutoff])
+            self.db.execute(self._ROLLUP_PG if self.postgres else self._ROLLUP, [cutoff])
             deleted = self.db.execute("DELETE FROM telemetry WHERE ts < ?", [cutoff]).rowcount
         if deleted:
             logger.info("retention: rolled up and deleted %d telemetry rows before %s",
@@ -145,6 +158,18 @@ class ReportsMixin(StoreBase):
                           bucket_s: int, quantities: Sequence[str]) -> list[dict]:
         """Numeric readings named ``<quantity>.<place>`` averaged per ``bucket_s`` from
         ``since``: rows of bucket index, reading, samples, avg, min, max."""
+        if self.postgres:
+            starts = " OR ".join("starts_with(j.key, ?)" for _ in quantities) or "false"
+            return self._rows(
+                f"SELECT floor(extract(epoch FROM (t.ts::timestamptz - ?::timestamptz)) "
+                f"/ ?)::bigint AS bucket, j.key AS reading, count(*) AS samples, "
+                f"avg(j.value::double precision) AS avg, "
+                f"min(j.value::double precision) AS min, max(j.value::double precision) AS max "
+                f"FROM telemetry t, jsonb_each(t.readings::jsonb) j WHERE t.device_id = ? "
+                f"AND t.ts >= ? AND t.ts < ? AND jsonb_typeof(j.value) = 'number' "
+                f"AND ({starts}) GROUP BY bucket, j.key ORDER BY bucket, j.key",
+                [iso(since), bucket_s, device_id, iso(since), iso(until),
+                 *(f"{q}." for q in quantities)])
         globs = " OR ".join("j.key GLOB ?" for _ in quantities) or "0"
         return self._rows(
             f"SELECT CAST((julianday(t.ts) - julianday(?)) * 86400.0 / ? AS INTEGER) "

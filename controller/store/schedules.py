@@ -65,7 +65,8 @@ class SchedulesMixin(StoreBase):
         """The latest ``config_rejected`` event naming ``version``, if any."""
         row = self._one(
             "SELECT seq, ts, details FROM events WHERE device_id = ? AND type = ? "
-            "AND json_extract(details, '$.version') = ? ORDER BY seq DESC LIMIT 1",
+            f"AND {self.dialect.json_number('details', 'version')} = ? "
+            "ORDER BY seq DESC LIMIT 1",
             [device_id, EventType.CONFIG_REJECTED.value, version])
         if row:
             row["details"] = _loads(row["details"])

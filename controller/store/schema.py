@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import sqlite_utils
 
@@ -17,6 +18,7 @@ from controller.auth import DEFAULT_TOKEN_TTL_DAYS
 from controller.errors import StoreError
 from controller.notify.outbox import migration as notify_migration
 from controller.store.base import StoreBase, iso, utcnow
+from controller.store.pg_schema import PG_MIGRATIONS
 
 logger = logging.getLogger(__name__)
 
@@ -276,19 +278,33 @@ class SchemaMixin(StoreBase):
             row = self.db.execute("SELECT max(version) FROM schema_version").fetchone()
             return row[0] or 0
 
+    def _steps(self) -> list[tuple[int, Callable[[Any], None]]]:
+        """This backend's migrations as (version, function), oldest first."""
+        if self.postgres:
+            return list(PG_MIGRATIONS)
+        return [(i + 1, fn) for i, fn in enumerate(MIGRATIONS)]
+
     def migrate(self) -> int:
-        """Apply every migration above the stored version, each in its own transaction."""
+        """Apply every migration above the stored version, each in its own transaction
+        (on PostgreSQL under the write lock, so controllers starting together apply each
+        once)."""
+        head = len(MIGRATIONS)
         with self._lock:
             self.db.execute("CREATE TABLE IF NOT EXISTS schema_version ("
                             "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
             current = self.schema_version
-            if current > len(MIGRATIONS):
-                raise StoreError(f"{self.path}: schema version {current} is newer than this "
-                                 f"build ({len(MIGRATIONS)}); upgrade the controller")
-            for version in range(current + 1, len(MIGRATIONS) + 1):
+            if current > head:
+                raise StoreError(f"{self.where}: schema version {current} is newer than this "
+                                 f"build ({head}); upgrade the controller")
+            for version, step in self._steps():
+                if version <= current:
+                    continue
                 with self._write():
-                    MIGRATIONS[version - 1](self.db)
+                    if self.postgres and self.schema_version >= version:
+                        continue  # another controller applied it meanwhile
+                    step(self.db)
                     self.db.execute("INSERT INTO schema_version VALUES (?, ?)",
                                     (version, iso(utcnow())))
-                logger.info("database %s migrated to schema version %d", self.path, version)
-            return len(MIGRATIONS)
+                current = version
+                logger.info("database %s migrated to schema version %d", self.where, version)
+            return head

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from controller_support import Tokens, seed
@@ -17,16 +19,63 @@ from controller.publisher import MemoryTransport
 from controller.settings import Settings, parse_settings
 from controller.store import Store
 
+# Modules whose tests run on both backends: each test that uses ``backend`` (through
+# ``database``, ``settings`` or ``store``) runs as ``[sqlite]`` and ``[postgres]``.
+BOTH_BACKENDS = frozenset({
+    "test_store_ingest", "test_store_backends", "test_seqs_ack_watermark", "test_alarms",
+    "test_api_alarms", "test_notify_outbox", "test_reports_month", "test_reports_uptime",
+    "test_api_flows", "test_api_tokens", "test_api_devices_json", "test_controller_cli",
+    "test_ingest_broker", "test_ingest_writer_process", "test_e2e_unit", "test_notify_e2e",
+    "test_live",
+})
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if ("backend" in metafunc.fixturenames
+            and metafunc.module.__name__.rpartition(".")[2] in BOTH_BACKENDS):
+        metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return parse_settings({"database": {"path": str(tmp_path / "controller.db")},
-                           "mqtt": {"enabled": False}}, environ={})
+def backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgres`` (only ``sqlite`` outside `BOTH_BACKENDS`)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres_server: Any) -> tuple[str, str]:
+    """(admin URL, name) of a database migrated once, copied for each test (faster than
+    migrating each test's database)."""
+    from tests.support.postgres import create_database, external_url
+
+    admin = external_url() or postgres_server.url()
+    name = f"tmpl_{uuid.uuid4().hex[:12]}"
+    with Store.open(create_database(admin, name)):
+        pass
+    return admin, name
+
+
+@pytest.fixture
+def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The ``[database]`` settings of this test's backend: a SQLite file, or a new
+    PostgreSQL database already migrated (the file path is set too, unused)."""
+    section = {"path": str(tmp_path / "controller.db")}
+    if backend == "postgres":
+        from tests.support.postgres import create_database
+
+        admin, template = request.getfixturevalue("pg_template")
+        section["url"] = create_database(admin, template=template)
+    return section
+
+
+@pytest.fixture
+def settings(database) -> Settings:
+    return parse_settings({"database": database, "mqtt": {"enabled": False}}, environ={})
 
 
 @pytest.fixture
 def store(settings) -> Iterator[Store]:
-    with Store.open(settings.database.path) as s:
+    with Store.open(settings.database.target) as s:
         yield s
 
 

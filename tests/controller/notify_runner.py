@@ -20,7 +20,7 @@ def main(config: str) -> int:
     settings = load_settings(config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Store.open(settings.database.path) as store:
+    with Store.open(settings.database.target) as store:
         worker = start(store, settings)
         print("ready", flush=True)
         stop.wait()

@@ -160,7 +160,7 @@ def test_api_alarms_offline_unit_raised_by_the_ingest_and_cleared_when_heard(
         tmp_path, mosquitto, mqtt_client_factory):
     settings = broker_settings(tmp_path, mosquitto,
                                alarms={"offline_after_s": 1, "stale_after_s": 3600})
-    with Store.open(settings.database.path) as store:
+    with Store.open(settings.database.target) as store:
         add_device(store, "taman-01", "dlh")
         token = make_token(store, "op-dlh", "operator", "dlh")
         app = create_app(settings, store=store)
@@ -194,7 +194,7 @@ def test_api_alarms_offline_unit_raised_by_the_ingest_and_cleared_when_heard(
 def test_api_alarms_jam_on_a_real_feeder_cleared_by_clear_fault(tmp_path, mosquitto,
                                                                feeder_unit):
     settings = broker_settings(tmp_path, mosquitto)
-    with Store.open(settings.database.path) as store:
+    with Store.open(settings.database.target) as store:
         add_device(store, "tambak-e2e", "dp3", kind="fish_feeder")
         token = make_token(store, "op-dp3", "operator", "dp3")
         app = create_app(settings, store=store)
@@ -244,7 +244,7 @@ def test_api_alarms_hooks_see_every_change_of_a_real_ingest(tmp_path, mosquitto,
     alarms.add_change_hook(hook)
     try:
         settings = broker_settings(tmp_path, mosquitto, ingest={"writer": "thread"})
-        with Store.open(settings.database.path) as store:
+        with Store.open(settings.database.target) as store:
             add_device(store, "taman-01", "dlh")
             app = create_app(settings, store=store)
             with TestClient(app):

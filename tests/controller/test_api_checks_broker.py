@@ -35,7 +35,7 @@ COMMANDS = "/api/v1/devices/taman-01/commands"
 def reported(tmp_path, mosquitto, mqtt_client_factory):
     """A controller, a unit that reported its zones, and a listener on the unit's topics."""
     settings = broker_settings(tmp_path, mosquitto)
-    with Store.open(settings.database.path) as store:
+    with Store.open(settings.database.target) as store:
         add_device(store, "taman-01", "dlh")
         token = make_token(store, "admin", "admin")
         app = create_app(settings, store=store)

@@ -59,7 +59,7 @@ def api(tmp_path, mosquitto, unit):
     """The controller (API + ingest) on the test broker, an operator's client, and the
     unit registered and online."""
     settings = broker_settings(tmp_path, mosquitto)
-    with Store.open(settings.database.path) as store:
+    with Store.open(settings.database.target) as store:
         add_device(store, DEVICE, OPD)
         token = make_token(store, "op", "operator", OPD)
         with TestClient(create_app(settings, store=store)) as client:

@@ -26,7 +26,7 @@ def tele(seq: int) -> bytes:
 @pytest.fixture
 def controller(tmp_path, mosquitto):
     settings = broker_settings(tmp_path, mosquitto)
-    with Store.open(settings.database.path) as store:
+    with Store.open(settings.database.target) as store:
         add_device(store, "taman-01", "dlh")
         add_device(store, "tambak-01", "dp3", kind="fish_feeder")
         token = make_token(store, "admin", "admin")
@@ -102,7 +102,7 @@ def test_ingest_counts_bad_input_and_keeps_going(controller, mosquitto, mqtt_cli
 def test_ingest_gets_what_was_published_while_it_was_stopped(tmp_path, mosquitto,
                                                             mqtt_client_factory):
     settings = broker_settings(tmp_path, mosquitto)
-    with Store.open(settings.database.path) as store:
+    with Store.open(settings.database.target) as store:
         add_device(store, "taman-01", "dlh")
         with TestClient(create_app(settings, store=store)) as client:
             assert client.app.state.controller.ingest.wait_connected(10)

@@ -55,7 +55,7 @@ def test_ingest_over_tls_stores_a_units_message_and_acks_it(tmp_path, mosquitto_
     settings = load_settings(write_settings(tmp_path, *broker.tls_address, "broker-ca.pem"),
                              environ={})
     assert settings.mqtt.ca_file == tmp_path / "broker-ca.pem"
-    with Store.open(settings.database.path) as store:
+    with Store.open(settings.database.target) as store:
         add_device(store, "taman-01", "dlh")
         with TestClient(create_app(settings, store=store)) as client:
             assert client.app.state.controller.ingest.wait_connected(10)
@@ -156,7 +156,7 @@ def test_ingest_with_the_wrong_ca_says_why_once_and_stores_nothing(
     settings = load_settings(write_settings(tmp_path, relay.host, relay.port,
                                             test_pki.other_ca_cert), environ={})
     try:
-        with Store.open(settings.database.path) as store:
+        with Store.open(settings.database.target) as store:
             add_device(store, "taman-01", "dlh")
             with TestClient(create_app(settings, store=store)) as client:
                 ingest = client.app.state.controller.ingest

@@ -33,7 +33,7 @@ def seqs(store: Store, device: str) -> list[int]:
 @contextmanager
 def controller(settings):
     """A running controller (API and ingest) with one registered unit."""
-    with Store.open(settings.database.path) as store:
+    with Store.open(settings.database.target) as store:
         add_device(store, "taman-01", "dlh")
         app = create_app(settings, store=store)
         with TestClient(app):

@@ -30,7 +30,7 @@ LINK = f"{PUBLIC_URL}/#/unit/taman-bekapai-01"
 
 def deliver_all(settings, records, *, now=T0, metrics=None):
     """Enqueue ``records`` ((alarm, change) pairs) and deliver what is due at ``now``."""
-    store = Store.open(settings.database.path)
+    store = Store.open(settings.database.target)
     clock = {"now": now}
     worker = start(store, settings, metrics, clock=lambda: clock["now"])
     worker.stop()
@@ -249,7 +249,7 @@ def test_notify_channels_shown_to_admins_without_secrets(tmp_path):
                    "min_severity": "critical"}],
         email=[{"host": "smtp.example.go.id", "from": "a@example.go.id",
                 "to": ["b@example.go.id"], "username": "u", "password_file": "smtp.secret"}])
-    with Store.open(settings.database.path) as store:
+    with Store.open(settings.database.target) as store:
         tokens = seed(store)
         app = create_app(settings, store=store, mqtt=MemoryTransport())
         with TestClient(app) as client:

@@ -26,7 +26,7 @@ def test_notify_a_real_feeder_jam_reaches_webhook_and_telegram_and_the_ack_too(
                     "telegram": [{"chat_id": "-100123", "bot_token_file": str(token_file),
                                   "api_base": bot.url}]})
         assert settings.ingest.writer == "process"  # the hook runs in the writer process
-        with Store.open(settings.database.path) as store:
+        with Store.open(settings.database.target) as store:
             add_device(store, "tambak-e2e", "dp3", kind="fish_feeder", name="Tambak Manggar")
             token = make_token(store, "op-dp3", "operator", "dp3")
             app = create_app(settings, store=store)

@@ -232,7 +232,7 @@ def test_notify_unknown_code_still_reaches_the_receiver(tmp_path, hook):
 
 def test_notify_worker_thread_delivers_what_is_enqueued(tmp_path, hook):
     settings = notify_settings(tmp_path, poll_interval_s=0.05, webhooks=[{"url": hook.url}])
-    with Store.open(settings.database.path) as store:
+    with Store.open(settings.database.target) as store:
         worker = start(store, settings)
         try:
             assert worker.running

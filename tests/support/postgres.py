@@ -132,9 +132,10 @@ class PostgresServer:
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{self.user}@{HOST}:{self.port}/{dbname}"
 
-    def create_database(self, name: str | None = None) -> str:
-        """A new empty database on this server; returns its URL."""
-        return create_database(self.url(), name)
+    def create_database(self, name: str | None = None, *, template: str | None = None
+                        ) -> str:
+        """A new empty database on this server (or a copy of ``template``); its URL."""
+        return create_database(self.url(), name, template=template)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -143,12 +144,15 @@ class PostgresServer:
             return ""
 
 
-def create_database(admin_url: str, name: str | None = None) -> str:
-    """Create an empty database through ``admin_url`` (a user allowed to); its URL."""
+def create_database(admin_url: str, name: str | None = None, *,
+                    template: str | None = None) -> str:
+    """Create an empty database through ``admin_url`` (a user allowed to), or a copy of
+    the database ``template`` (no one may be connected to it); its URL."""
     import psycopg
 
     name = name or f"t_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     base, _, _ = admin_url.rpartition("/")
     return f"{base}/{name}"
