@@ -50,6 +50,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from controller.errors import ControllerError
+from controller.store.dialect import is_postgres, redact
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +80,6 @@ class Restored:
     seconds: float
 
 
-def is_url(database: str | os.PathLike) -> bool:
-    return str(database).startswith(("postgresql://", "postgres://"))
-
-
 def backup_name(now: datetime, suffix: str) -> str:
     return f"controller-{now.astimezone(UTC).strftime(TIMESTAMP)}.{suffix}"
 
@@ -96,7 +93,7 @@ def make_backup(database: str | os.PathLike, out_dir: Path, *, compress: bool = 
     now = now or datetime.now(UTC)
     out_dir = Path(out_dir)
     _writable_dir(out_dir)
-    if is_url(database):
+    if is_postgres(database):
         final = out_dir / backup_name(now, "dump")
     else:
         final = out_dir / backup_name(now, "db.gz" if compress else "db")
@@ -104,7 +101,7 @@ def make_backup(database: str | os.PathLike, out_dir: Path, *, compress: bool = 
         raise BackupError(f"{final} exists already (one backup per second at most)")
     tmp = out_dir / f".{final.name}.tmp"
     try:
-        if is_url(database):
+        if is_postgres(database):
             _pg_dump(str(database), tmp)
         else:
             _sqlite_copy(Path(database), tmp, compress=compress)
@@ -208,7 +205,7 @@ def restore(database: str | os.PathLike, backup: Path, *, force: bool = False) -
     backup = Path(backup)
     if not backup.is_file():
         raise BackupError(f"backup {backup}: no such file")
-    if is_url(database):
+    if is_postgres(database):
         version = _pg_restore(str(database), backup, force=force)
     else:
         version = _sqlite_restore(Path(database), backup, force=force)
@@ -217,9 +214,9 @@ def restore(database: str | os.PathLike, backup: Path, *, force: bool = False) -
             migrated_to = store.schema_version
     except ControllerError as exc:
         raise BackupError(f"restored, but the store does not open: {exc}") from None
-    logger.info("restored %s into %s (schema %d, now %d)", backup, _safe(database),
+    logger.info("restored %s into %s (schema %d, now %d)", backup, redact(str(database)),
                 version, migrated_to)
-    return Restored(_safe(database), version, migrated_to, time.monotonic() - started)
+    return Restored(redact(str(database)), version, migrated_to, time.monotonic() - started)
 
 
 def _check_version(backup: Path, version: int | None) -> int:
@@ -345,19 +342,6 @@ def sqlite_open_by(db_path: Path) -> int | None:
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
-def _safe(database: str | os.PathLike) -> str:
-    """The database as it may be printed: a URL without its password."""
-    text = str(database)
-    if not is_url(text):
-        return text
-    parts = urlsplit(text)
-    if parts.password is None:
-        return text
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
-
-
 def _pg_args(url: str) -> tuple[str, dict[str, str]]:
     """The URL without its password, and an environment that carries the password
     (PGPASSWORD), so it never shows in the process list."""
@@ -393,7 +377,7 @@ def _run(argv: list[str], env: dict[str, str], what: str, *,
 def _pg_dump(url: str, tmp: Path) -> None:
     plain, env = _pg_args(url)
     _run(["pg_dump", "--format=custom", "--no-password", f"--file={tmp}",
-          f"--dbname={plain}"], env, f"backup of {_safe(url)}")
+          f"--dbname={plain}"], env, f"backup of {redact(url)}")
     _run(["pg_restore", "--list", str(tmp)], env, f"check of the dump {tmp}")
 
 
@@ -424,7 +408,7 @@ def _pg_connect(url: str) -> Iterator:
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=PG_TIMEOUT_S)
     except psycopg.Error as exc:
-        raise BackupError(f"database {_safe(url)}: cannot connect: "
+        raise BackupError(f"database {redact(url)}: cannot connect: "
                           f"{str(exc).strip().splitlines()[-1]}") from None
     try:
         yield conn
@@ -440,7 +424,7 @@ def _pg_restore(url: str, backup: Path, *, force: bool) -> int:
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid()").fetchone()[0]
         if others:
-            raise BackupError(f"database {_safe(url)} has {others} other session(s) (is the "
+            raise BackupError(f"database {redact(url)} has {others} other session(s) (is the "
                               "controller running? stop it first: systemctl stop "
                               "smartcity-controller)")
         tables = [r[0] for r in conn.execute(
@@ -450,14 +434,14 @@ def _pg_restore(url: str, backup: Path, *, force: bool) -> int:
         filled = [t for t in tables if t.rpartition(".")[2] not in SEEDED_TABLES
                   and conn.execute(f'SELECT 1 FROM {_quote_qualified(t)} LIMIT 1').fetchone()]
     if filled and not force:
-        raise BackupError(f"database {_safe(url)} is not empty (rows in "
+        raise BackupError(f"database {redact(url)} is not empty (rows in "
                           f"{', '.join(filled[:5])}); restore into an empty one, or pass "
                           "--force to replace it")
     argv = ["pg_restore", "--no-owner", "--exit-on-error", "--single-transaction",
             "--no-password", f"--dbname={plain}"]
     if tables:  # --force, or only the tables of an unused schema: replace them
         argv += ["--clean", "--if-exists"]
-    _run([*argv, str(backup)], env, f"restore of {backup} into {_safe(url)}")
+    _run([*argv, str(backup)], env, f"restore of {backup} into {redact(url)}")
     return version
 
 
