@@ -8,6 +8,7 @@
     smartcity-controller token     rotate --config FILE --id ID [--expires-days N]
     smartcity-controller token     revoke --config FILE ID
     smartcity-controller device    add    --config FILE --opd CODE --device-id ID [--name NAME] [--kind KIND]
+    smartcity-controller device    settle-lost --config FILE [--device-id ID]
     smartcity-controller mqtt-acl  --config FILE [--acl-file PATH] [--password-file PATH]
     smartcity-controller enrol     create --config FILE --opd CODE --device-id ID --kind KIND [--ttl-h H] [--name NAME] [--broker-host HOST] [--broker-port PORT] [--tls|--no-tls]
     smartcity-controller backup    --config FILE [--out DIR] [--keep N]
@@ -89,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--device-id", required=True)
     add.add_argument("--name", default="")
     add.add_argument("--kind", default="irrigation", choices=list(KINDS))
+
+    settle = device.add_parser(
+        "settle-lost", parents=[common],
+        help="after a restore: take as lost what units sent between the backup and the "
+        "restore (acknowledged then, deleted on the units), so acknowledgements move on")
+    settle.add_argument("--device-id", help="only this device (default: every device)")
 
     acl = sub.add_parser("mqtt-acl", parents=[common],
                          help="write Mosquitto's ACL and password files for every device")
@@ -193,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _token(store, settings, args)
             if args.command == "enrol":
                 return _enrol_create(store, settings, args)
+            if args.command == "device" and args.action == "settle-lost":
+                return _settle_lost(store, args)
             if args.command == "device":
                 return _device_add(store, args)
             return _mqtt_acl(store, settings, args)
@@ -303,6 +312,17 @@ def _device_add(store: Store, args: argparse.Namespace) -> int:
     print(f"MQTT password: {password}")
     print("The password is shown once. Put it in the unit's password file, then run "
           "`smartcity-controller mqtt-acl` and reload Mosquitto.")
+    return 0
+
+
+def _settle_lost(store: Store, args: argparse.Namespace) -> int:
+    settled = store.settle_lost_seqs(actor=_actor(), device_id=args.device_id)
+    for device_id, first, last in settled:
+        print(f"{device_id}: seq {first}..{last} taken as lost ({last - first + 1} "
+              "message(s)); its acknowledgement moves on at its next message")
+    if not settled:
+        print("nothing to settle: no unit's acknowledgement waits below messages stored "
+              "after it")
     return 0
 
 

@@ -463,3 +463,37 @@ def test_backup_postgres_server_down_is_named(tmp_path):
     with pytest.raises(BackupError, match=rf"backup of {url}: pg_dump failed: .*refused"):
         make_backup(url, tmp_path / "b")
     assert list((tmp_path / "b").iterdir()) == []
+
+
+def test_backup_restore_of_an_older_backup_then_settle_lost_moves_acks_on(
+        kind, filled, new_db, tmp_path, capsys):
+    """What a unit sent between the backup and the restore was acknowledged and deleted on
+    the unit: the restored controller waits for it until `device settle-lost`."""
+    made = make_backup(filled, tmp_path / "b")
+
+    def send(store: Store, seqs) -> int:
+        result = store.commit_batch([Inbound("dlh", "taman-01", Channel.TELEMETRY, Telemetry(
+            seq=s, ts=T0, readings={"x": float(s)}, outputs={}), T0) for s in seqs])
+        return result.acks["taman-01"][1]
+
+    with Store.open(filled) as store:  # after the backup: acknowledged, so the unit deletes them
+        assert send(store, range(63, 71)) == 70
+    target = new_db("restored")
+    restore(target, made.path)
+    config = _config(tmp_path, target, tmp_path / "b")
+    with Store.open(target) as store:
+        assert send(store, [71, 72]) == 62  # the unit's oldest rows: stuck below 63..70
+        assert send(store, [73]) == 62
+    assert main(["device", "settle-lost", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["taman-01: seq 63..70 taken as lost (8 message(s)); its "
+                                "acknowledgement moves on at its next message"]
+    with Store.open(target) as store:
+        assert send(store, [74]) == 74
+        entry = store.list_audit(limit=1)[0]
+        assert (entry["action"], entry["target"]) == ("device.seqs_settled", "device:taman-01")
+        assert entry["after"] == {"acked_seq": 73, "lost": [63, 70]}
+        assert send(store, [65]) == 74  # one that turns up after all is stored all the same
+        assert 65 in [r["seq"] for r in store.telemetry("taman-01", limit=1000)]
+    assert main(["device", "settle-lost", "--config", str(config)]) == 0
+    assert "nothing to settle" in capsys.readouterr().out
