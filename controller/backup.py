@@ -324,12 +324,14 @@ def sqlite_open_by(db_path: Path) -> int | None:
     """The id of another process that has the WAL database ``db_path`` open, or None.
 
     Asks the kernel (F_GETLK) who holds SQLite's shared-memory lock; takes no lock."""
+    shm = f"{db_path}-shm"
     try:
-        fd = os.open(f"{db_path}-shm", os.O_RDWR)
+        fd = os.open(shm, os.O_RDONLY)
     except FileNotFoundError:
         return None  # no connection has it open (the last one removes the file)
-    except OSError:
-        fd = os.open(f"{db_path}-shm", os.O_RDONLY)
+    except OSError as exc:
+        raise BackupError(f"cannot tell whether another process has {db_path} open: "
+                          f"{shm}: {exc.strerror or exc}") from None
     try:
         # struct flock on Linux (x86_64, aarch64): short type, short whence, off_t start,
         # off_t len, pid_t pid.
