@@ -337,7 +337,7 @@ class Controller:
 
 # --------------------------------------------------------------------------- database
 
-def register_devices(db_path: Path, devices: Iterable[tuple[str, str]], *,
+def register_devices(db_path: Path | str, devices: Iterable[tuple[str, str]], *,
                      kind: str = "irrigation", password_hash: str = "$7$101$bench$bench",
                      token_role: str | None = "admin") -> str | None:
     """Register ``(opd, device_id)`` pairs in the controller database (through `Store`, as
@@ -350,7 +350,8 @@ def register_devices(db_path: Path, devices: Iterable[tuple[str, str]], *,
     from controller.store import Store
 
     with Store.open(db_path) as store:
-        store.db.execute("PRAGMA synchronous = OFF")
+        if not store.postgres:
+            store.db.execute("PRAGMA synchronous = OFF")
         for opd, device_id in devices:
             store.add_device(device_id, opd, kind=kind, name=device_id,
                              mqtt_password_hash=password_hash, actor="bench")

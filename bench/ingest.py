@@ -18,6 +18,7 @@ the database is checked: every message stored once, none missing, none refused.
     .venv/bin/python bench/ingest.py [--units 50] [--per-unit 400] [--quick]
     .venv/bin/python bench/ingest.py --profile     # the ingest in-process under cProfile
     .venv/bin/python bench/ingest.py --stages      # µs per message: topic, payload, commit
+    .venv/bin/python bench/ingest.py --stages --database postgresql://user@host/emptydb
 """
 
 from __future__ import annotations
@@ -331,14 +332,16 @@ def stages(args) -> None:
     inbound = [Inbound(p.opd, p.device, p.channel, m, now)
                for p, m in zip(parts, decoded, strict=True)]
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        db_path = Path(tmp) / "controller.db"
+        db_path = args.database or Path(tmp) / "controller.db"
         register_devices(db_path, [(OPD, d) for d in devices], token_role=None)
         with Store.open(db_path) as store:
             t3 = time.perf_counter()
             for i in range(0, n, batch):
                 store.commit_batch(inbound[i:i + batch])
             t4 = time.perf_counter()
-    print_table(f"Per message, {n:,} messages ({args.units} units), one process, no MQTT",
+    where = "PostgreSQL" if args.database else "SQLite"
+    print_table(f"Per message, {n:,} messages ({args.units} units), one process, no MQTT, "
+                f"{where}",
                 ["stage", "µs per message"],
                 [("topic (parse_topic)", f"{(t1 - t0) / n * 1e6:.1f}"),
                  ("payload (protocol.decode)", f"{(t2 - t1) / n * 1e6:.1f}"),
@@ -357,6 +360,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stages", action="store_true",
                         help="only the per-message cost of each storing stage, no MQTT")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--database", help="with --stages: commit into this empty "
+                        "PostgreSQL database (postgresql://...) instead of a SQLite file")
     args = parser.parse_args(argv)
     if args.quick:
         args.units, args.per_unit, args.rounds = 10, 100, 1

@@ -147,7 +147,7 @@ class StoreBase:
                 db = self.db
                 if db.in_transaction:  # left open by a failure outside any write
                     db.rollback_quietly()
-                db.execute("BEGIN")
+                db.begin()
                 try:
                     db.execute("SELECT pg_advisory_xact_lock(?)", [WRITE_LOCK_KEY])
                     yield
@@ -155,7 +155,7 @@ class StoreBase:
                     db.rollback_quietly()
                     raise
                 else:
-                    db.execute("COMMIT")
+                    db.commit()
             return
         with self._lock:
             self.db.conn.execute("BEGIN IMMEDIATE")

@@ -180,7 +180,7 @@ class _Conn:
 
     def commit(self) -> None:
         if self._db.in_transaction:
-            self._db.execute("COMMIT")
+            self._db.commit()
 
     def rollback(self) -> None:
         self._db.rollback_quietly()
@@ -196,6 +196,7 @@ class PgDatabase:
         self._pg: Any = None
         self._sql: dict[tuple[str, bool], str] = {}
         self._ids: dict[str, bool] = {}
+        self._tx = False
         self._connect()
 
     # ------------------------------------------------------------------ connection
@@ -236,14 +237,25 @@ class PgDatabase:
 
     @property
     def in_transaction(self) -> bool:
-        from psycopg.pq import TransactionStatus
-        return (self._pg is not None and not self._pg.closed
-                and self._pg.info.transaction_status != TransactionStatus.IDLE)
+        """Inside `begin` .. `commit` / `rollback_quietly`: every statement runs on the
+        transaction's connection (never on a new one, even when that one is lost)."""
+        return self._tx
+
+    def begin(self) -> None:
+        self.execute("BEGIN")
+        self._tx = True
+
+    def commit(self) -> None:
+        try:
+            self._run(lambda: self._pg.execute("COMMIT"))
+        finally:
+            self._tx = False
 
     def lost(self) -> bool:
         return self._pg is None or self._pg.closed or self._pg.broken
 
     def rollback_quietly(self) -> None:
+        self._tx = False
         if self._pg is None or self._pg.closed:
             return
         try:
@@ -262,24 +274,31 @@ class PgDatabase:
             text = self._sql[key] = translate(sql, named)
         return text, (params if named else list(params))
 
-    def _run(self, fn: Any) -> Any:
+    def _run(self, fn: Any, *, retry: bool = False) -> Any:
+        """``fn()``; a lost connection raises `StoreError`. ``retry``: a statement outside
+        a transaction whose connection turns out to have been lost (the server restarted
+        since the last one) runs once more on a new connection: it had done nothing."""
         import psycopg
         try:
             return fn()
-        except psycopg.OperationalError as exc:
-            if self.lost():
-                raise StoreError(f"{redact(self.url)}: connection lost: {exc}") from exc
-            raise
-        except psycopg.InterfaceError as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if not self.lost() and not isinstance(exc, psycopg.InterfaceError):
+                raise
+            if retry:
+                self._close_quietly()
+                try:
+                    return fn()
+                except (psycopg.OperationalError, psycopg.InterfaceError) as again:
+                    if not self.lost():
+                        raise
+                    exc = again
             raise StoreError(f"{redact(self.url)}: connection lost: {exc}") from exc
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> _Cursor:
         text, args = self._prepare(sql, params)
-
-        def run() -> _Cursor:
-            pg = self._live() if not self.in_transaction else self._pg
-            return _Cursor(pg.execute(text, args))
-        return self._run(run)
+        if self.in_transaction:
+            return self._run(lambda: _Cursor(self._pg.execute(text, args)))
+        return self._run(lambda: _Cursor(self._live().execute(text, args)), retry=True)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         rows = [list(r) for r in rows]
@@ -288,12 +307,12 @@ class PgDatabase:
         text, _ = self._prepare(sql, rows[0])
 
         def run() -> None:
-            with self._pg.cursor() as cur:
+            with (self._pg if self._tx else self._live()).cursor() as cur:
                 cur.executemany(text, rows)
-        self._run(run)
+        self._run(run, retry=not self._tx)
 
     def executescript(self, script: str) -> None:
-        self._run(lambda: self._pg.execute(script))
+        self._run(lambda: (self._pg if self._tx else self._live()).execute(script))
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
               ) -> Iterator[dict[str, Any]]:
@@ -301,11 +320,12 @@ class PgDatabase:
         text, args = self._prepare(sql, params)
 
         def run() -> list[dict[str, Any]]:
-            pg = self._live() if not self.in_transaction else self._pg
+            pg = self._pg if inside else self._live()
             with pg.cursor(row_factory=dict_row) as cur:
                 cur.execute(text, args)
                 return cur.fetchall() if cur.description else []
-        return iter(self._run(run))
+        inside = self.in_transaction
+        return iter(self._run(run, retry=not inside))
 
     def __getitem__(self, table: str) -> _Table:
         return _Table(self, table)

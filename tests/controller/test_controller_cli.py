@@ -14,10 +14,17 @@ from controller.store import Store
 
 
 @pytest.fixture
-def config(tmp_path):
+def config(tmp_path, database):
+    """The CLI's config file: SQLite at data/controller.db, or a PostgreSQL database."""
     path = tmp_path / "controller.toml"
-    path.write_text('[database]\npath = "data/controller.db"\n[mqtt]\nenabled = false\n')
+    url = f'url = "{database["url"]}"\n' if "url" in database else ""
+    path.write_text(f'[database]\npath = "data/controller.db"\n{url}[mqtt]\nenabled = false\n')
     return path
+
+
+def target(config) -> str:
+    """The database the CLI's config names."""
+    return load_settings(config, environ={}).database.target
 
 
 def test_settings_relative_paths_and_env_overrides(config, tmp_path):
@@ -81,7 +88,7 @@ def test_cli_token_create_list_revoke(config, capsys):
     assert main(["token", "revoke", "--config", str(config), "99"]) == 1
     assert main(["token", "create", "--config", str(config), "--role", "admin",
                  "--opd", "dlh"]) == 2
-    with Store.open(config.parent / "data" / "controller.db") as store:
+    with Store.open(target(config)) as store:
         assert [a["action"] for a in store.list_audit()] == ["token.revoke", "token.create",
                                                               "device.add"]
         assert store.list_audit()[0]["actor"].startswith("cli:")
@@ -104,7 +111,7 @@ def test_cli_device_add_refuses_a_controller_login_as_device_id(config, tmp_path
         assert main(["device", "add", "--config", str(config), "--opd", "dlh",
                      "--device-id", device_id]) == 2
         assert "is the controller's MQTT login" in capsys.readouterr().err
-    with Store.open(tmp_path / "data" / "controller.db") as store:
+    with Store.open(target(config)) as store:
         assert store.mqtt_accounts() == []
 
 
@@ -116,7 +123,7 @@ def test_cli_mqtt_acl_refuses_a_device_with_a_controller_login(config, tmp_path,
     monkeypatch.setenv("SMARTCITY_MQTT__PASSWORD", "controller-secret")
     config.write_text(config.read_text() + f'[broker_files]\nacl_file = "{tmp_path / "acl"}"\n'
                       f'password_file = "{tmp_path / "passwd"}"\n')
-    with Store.open(tmp_path / "data" / "controller.db") as store:
+    with Store.open(target(config)) as store:
         store.add_device("smartcity-controller", "dlh", kind="irrigation", name="",
                          mqtt_password_hash="$7$101$x$y", actor="test")
     assert main(["mqtt-acl", "--config", str(config)]) == 1
@@ -140,7 +147,7 @@ def test_random_tokens_never_start_with_a_dash(monkeypatch):
 
 def test_cli_token_expiry_and_rotate(config, capsys):
     config.write_text(config.read_text() + "[api]\ntoken_ttl_days = 30\n")
-    db = config.parent / "data" / "controller.db"
+    db = target(config)
     assert main(["token", "create", "--config", str(config), "--role", "viewer",
                  "--name", "bappeda"]) == 0
     first = capsys.readouterr().out.splitlines()
@@ -230,3 +237,23 @@ def test_settings_keep_an_in_memory_database_in_memory(tmp_path):
     path = tmp_path / "controller.toml"
     path.write_text('[database]\npath = ":memory:"\n')
     assert str(load_settings(path, environ={}).database.path) == ":memory:"
+
+
+def test_settings_database_url_must_name_a_postgresql_database(tmp_path, capsys):
+    """A bad ``[database] url`` is refused naming the field; a good one is what the store
+    opens (the SQLite path stays the default otherwise)."""
+    path = tmp_path / "controller.toml"
+    for bad, reason in (("mysql://db.local/city", "must be a PostgreSQL URL"),
+                        ("db.local/city", "must be a PostgreSQL URL"),
+                        ("postgresql://db.local", "names no database")):
+        path.write_text(f'[database]\nurl = "{bad}"\n')
+        with pytest.raises(SettingsError) as info:
+            load_settings(path, environ={})
+        assert "database.url" in str(info.value) and reason in str(info.value)
+        assert main(["token", "list", "--config", str(path)]) == 2
+        assert "database.url" in capsys.readouterr().err
+    path.write_text('[database]\nurl = "postgresql://city@db.local:5433/smartcity"\n')
+    assert load_settings(path, environ={}).database.target == \
+        "postgresql://city@db.local:5433/smartcity"
+    path.write_text('[database]\npath = "c.db"\n')
+    assert load_settings(path, environ={}).database.target == str(tmp_path / "c.db")

@@ -55,10 +55,10 @@ def unit(tmp_path, mosquitto, telemetry_s):
 
 
 @pytest.fixture
-def api(tmp_path, mosquitto, unit):
+def api(tmp_path, mosquitto, unit, database):
     """The controller (API + ingest) on the test broker, an operator's client, and the
     unit registered and online."""
-    settings = broker_settings(tmp_path, mosquitto)
+    settings = broker_settings(tmp_path, mosquitto, database=database)
     with Store.open(settings.database.target) as store:
         add_device(store, DEVICE, OPD)
         token = make_token(store, "op", "operator", OPD)

@@ -24,8 +24,8 @@ def tele(seq: int) -> bytes:
 
 
 @pytest.fixture
-def controller(tmp_path, mosquitto):
-    settings = broker_settings(tmp_path, mosquitto)
+def controller(tmp_path, mosquitto, database):
+    settings = broker_settings(tmp_path, mosquitto, database=database)
     with Store.open(settings.database.target) as store:
         add_device(store, "taman-01", "dlh")
         add_device(store, "tambak-01", "dp3", kind="fish_feeder")
@@ -100,8 +100,8 @@ def test_ingest_counts_bad_input_and_keeps_going(controller, mosquitto, mqtt_cli
 
 
 def test_ingest_gets_what_was_published_while_it_was_stopped(tmp_path, mosquitto,
-                                                            mqtt_client_factory):
-    settings = broker_settings(tmp_path, mosquitto)
+                                                            mqtt_client_factory, database):
+    settings = broker_settings(tmp_path, mosquitto, database=database)
     with Store.open(settings.database.target) as store:
         add_device(store, "taman-01", "dlh")
         with TestClient(create_app(settings, store=store)) as client:

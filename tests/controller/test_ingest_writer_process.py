@@ -43,8 +43,8 @@ def controller(settings):
 
 
 @pytest.fixture
-def running(tmp_path, mosquitto):
-    settings = broker_settings(tmp_path, mosquitto)
+def running(tmp_path, mosquitto, database):
+    settings = broker_settings(tmp_path, mosquitto, database=database)
     assert settings.ingest.writer == "process"  # the default for a database file
     with controller(settings) as both:
         yield both
@@ -104,8 +104,10 @@ def test_after_three_failures_in_a_row_batches_are_committed_here(
     assert ingest._writer_process is None  # given up on: no restart loop
 
 
-def test_thread_writer_needs_no_process(tmp_path, mosquitto, mqtt_client_factory):
-    settings = broker_settings(tmp_path, mosquitto, ingest={"writer": "thread"})
+def test_thread_writer_needs_no_process(tmp_path, mosquitto, mqtt_client_factory,
+                                         database):
+    settings = broker_settings(tmp_path, mosquitto, ingest={"writer": "thread"},
+                               database=database)
     with controller(settings) as (ingest, store):
         assert ingest._writer_process is None
         unit = mqtt_client_factory(mosquitto)

@@ -26,12 +26,6 @@ from protocol.models import Command, CommandReply, Event, Status, Telemetry
 from protocol.topics import Channel
 
 
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "controller.db") as s:
-        yield s
-
-
 def status(device_id: str, opd: str, online: bool = True) -> Inbound:
     return Inbound(opd, device_id, Channel.STATUS, Status(
         online=online, fw="1", ts=T0, clock_synced=True, app="irrigation", outputs={}), T0)
@@ -112,14 +106,14 @@ def test_live_ticket_is_valid_once_and_expires():
 # --------------------------------------------------------------------------- over HTTP
 
 @pytest.fixture
-def served(tmp_path):
+def served(database):
     from support.broker import free_port
 
-    path = tmp_path / "controller.db"
+    settings = parse_settings({"database": database, "mqtt": {"enabled": False},
+                               "api": {"live_poll_s": 0.1}}, environ={})
+    path = settings.database.target
     store = Store.open(path)
     tokens = seed(store)
-    settings = parse_settings({"database": {"path": str(path)}, "mqtt": {"enabled": False},
-                               "api": {"live_poll_s": 0.1}}, environ={})
     app = create_app(settings, store=store, mqtt=MemoryTransport())
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
@@ -127,7 +121,7 @@ def served(tmp_path):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started, timeout=15, what="uvicorn started")
-    # the ingest's writer: another connection to the same file
+    # the ingest's writer: another connection to the same database
     writer = Store.open(path, migrate=False)
     try:
         yield {"base": f"http://127.0.0.1:{port}", "tokens": tokens, "writer": writer,

@@ -15,12 +15,12 @@ from controller.store import Store
 
 
 def test_notify_a_real_feeder_jam_reaches_webhook_and_telegram_and_the_ack_too(
-        tmp_path, mosquitto, feeder_unit):
+        tmp_path, mosquitto, feeder_unit, database):
     token_file = tmp_path / "bot-token"
     token_file.write_text(TOKEN + "\n")
     with HttpReceiver() as hook, HttpReceiver(telegram=True) as bot:
         settings = broker_settings(
-            tmp_path, mosquitto, api={"public_url": PUBLIC_URL},
+            tmp_path, mosquitto, api={"public_url": PUBLIC_URL}, database=database,
             notify={"flap_hold_s": 0, "poll_interval_s": 0.1,
                     "webhooks": [{"url": hook.url + "/alarm"}],
                     "telegram": [{"chat_id": "-100123", "bot_token_file": str(token_file),
