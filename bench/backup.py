@@ -13,6 +13,8 @@ printed beside its rate without a backup.
     .venv/bin/python bench/backup.py --quick         # 5 units, 3 days
     .venv/bin/python bench/backup.py --dir /var/tmp  # on a real disk (default: /var/tmp)
     .venv/bin/python bench/backup.py --writer        # and a writer's rate during a backup
+    .venv/bin/python bench/backup.py --postgres      # pg_dump and pg_restore, a server of
+                                                     # its own (tests/support/postgres.py)
 
 ``--json FILE`` writes the figures and the rows counted in each restored copy (the smoke
 test checks that every row came back).
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -46,37 +49,70 @@ from protocol.topics import Channel  # noqa: E402
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def build(path: Path, units: int, days: int, interval_s: int) -> int:
-    """The database, filled with plain INSERTs (the ingest's own rows, without its cost)."""
-    with Store.open(path) as store:
-        for n in range(units):
-            store.add_device(f"taman-{n:03d}", "dlh", kind="irrigation", name=f"Taman {n}",
-                             mqtt_password_hash="x", actor="bench")
-        per_day = 86_400 // interval_s
-        rows = 0
-        conn = store.db.conn
-        for n in range(units):
-            dev = f"taman-{n:03d}"
-            batch = []
-            for i in range(days * per_day):
-                ts = iso(T0 + timedelta(seconds=i * interval_s))
-                readings = json.dumps({"moisture_pct.zone1": 20 + (i % 30) * 0.5,
-                                       "moisture_pct.zone2": 25 + (i % 20) * 0.5,
-                                       "flow_lpm": 0.0 if i % 12 else 14.2, "rain": False},
-                                      separators=(",", ":"), sort_keys=True)
-                batch.append((dev, i + 1, ts, ts, readings,
-                              '{"master":false,"zone1":false,"zone2":false}'))
-            conn.execute("BEGIN")
-            conn.executemany("INSERT INTO telemetry VALUES (?, ?, ?, ?, ?, ?)", batch)
-            conn.executemany(
-                "INSERT INTO events (device_id, seq, ts, received_at, type, details) "
-                "VALUES (?, ?, ?, ?, 'run_finished', ?)",
-                [(dev, 10_000_000 + d, iso(T0 + timedelta(days=d)),
-                  iso(T0 + timedelta(days=d)), '{"zone":"zone1","duration_s":600}')
-                 for d in range(days)])
-            conn.execute("COMMIT")
-            rows += len(batch)
+def rows_of(dev: str, days: int, interval_s: int) -> tuple[list[tuple], list[tuple]]:
+    """One unit's telemetry and events rows, as the ingest stores them."""
+    telemetry = []
+    for i in range(days * (86_400 // interval_s)):
+        ts = iso(T0 + timedelta(seconds=i * interval_s))
+        readings = json.dumps({"moisture_pct.zone1": 20 + (i % 30) * 0.5,
+                               "moisture_pct.zone2": 25 + (i % 20) * 0.5,
+                               "flow_lpm": 0.0 if i % 12 else 14.2, "rain": False},
+                              separators=(",", ":"), sort_keys=True)
+        telemetry.append((dev, i + 1, ts, ts, readings,
+                          '{"master":false,"zone1":false,"zone2":false}'))
+    events = [(dev, 10_000_000 + d, iso(T0 + timedelta(days=d)), iso(T0 + timedelta(days=d)),
+               "run_finished", '{"zone":"zone1","duration_s":600}') for d in range(days)]
+    return telemetry, events
+
+
+def build(target: str, units: int, days: int, interval_s: int) -> int:
+    """The database (SQLite path or PostgreSQL URL), filled with plain INSERTs (SQLite) or
+    COPY (PostgreSQL): the ingest's own rows, without its cost."""
+    devices = [f"taman-{n:03d}" for n in range(units)]
+    with Store.open(target) as store:
+        for dev in devices:
+            store.add_device(dev, "dlh", kind="irrigation", name=dev, mqtt_password_hash="x",
+                             actor="bench")
+    rows = 0
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(target) as conn:
+            for dev in devices:
+                telemetry, events = rows_of(dev, days, interval_s)
+                for table, batch in (("telemetry", telemetry), ("events", events)):
+                    with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+                        for row in batch:
+                            copy.write_row(row)
+                conn.commit()
+                rows += len(telemetry)
+        return rows
+    conn = sqlite3.connect(target)
+    try:
+        for dev in devices:
+            telemetry, events = rows_of(dev, days, interval_s)
+            with conn:
+                conn.executemany("INSERT INTO telemetry VALUES (?, ?, ?, ?, ?, ?)", telemetry)
+                conn.executemany("INSERT INTO events (device_id, seq, ts, received_at, type, "
+                                 "details) VALUES (?, ?, ?, ?, ?, ?)", events)
+            rows += len(telemetry)
+    finally:
+        conn.close()
     return rows
+
+
+def size_mb(target: str) -> float:
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(target) as conn:
+            return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 1e6
+    return Path(target).stat().st_size / 1e6
+
+
+def count(target: str) -> int:
+    with Store.open(target) as store:
+        return store.db.execute("SELECT count(*) FROM telemetry").fetchone()[0]
 
 
 def writer_rate(path: Path, stop: threading.Event, counter: list[int]) -> None:
@@ -113,6 +149,9 @@ def main() -> int:
                         help="also measure a writer's commit rate during the backup")
     parser.add_argument("--quick", action="store_true", help="5 units, 3 days")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--postgres", action="store_true",
+                        help="the same on a PostgreSQL server of its own (pg_dump, "
+                        "pg_restore; needs Debian's postgresql)")
     args = parser.parse_args()
     if args.quick:
         args.units, args.days = 5, 3
@@ -120,29 +159,36 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="smartcity-bench-backup-", dir=args.dir))
     figures: list[Figure] = []
     report: dict = {"figures": figures, "restored_rows": []}
+    server = None
     try:
-        db = work / "controller.db"
+        if args.postgres:
+            from tests.support.postgres import PostgresServer
+
+            server = PostgresServer().start()
+            db, new_target = server.create_database(), server.create_database
+            kinds = [("pg_dump", True)]
+        else:
+            db = str(work / "controller.db")
+            kinds = [("gzip", True), ("plain", False)]
+            new_target = None
         began = time.monotonic()
         rows = build(db, args.units, args.days, args.interval_s)
         print(f"built {db}: {args.units} units x {args.days} days, {rows:,} telemetry rows, "
-              f"{db.stat().st_size / 1e6:.1f} MB in {time.monotonic() - began:.0f} s")
+              f"{size_mb(db):.1f} MB in {time.monotonic() - began:.0f} s")
         table = []
-        for compress in (True, False):
+        for n, (kind, compress) in enumerate(kinds):
             made = make_backup(db, work / "backups", compress=compress,
-                               now=T0 + timedelta(seconds=int(compress)))
-            target = work / f"restored-{int(compress)}.db"
+                               now=T0 + timedelta(seconds=n))
+            target = new_target() if new_target else str(work / f"restored-{n}.db")
             done = restore(target, made.path)
-            with Store.open(target) as store:
-                report["restored_rows"].append(
-                    store.db.execute("SELECT count(*) FROM telemetry").fetchone()[0])
-            kind = "gzip" if compress else "plain"
-            table.append((kind, db.stat().st_size / 1e6, made.size_bytes / 1e6, made.seconds,
+            report["restored_rows"].append(count(target))
+            table.append((kind, size_mb(db), made.size_bytes / 1e6, made.seconds,
                           done.seconds))
             figures += [Figure(f"backup ({kind})", "-", f"{made.seconds:.2f} s, "
                                f"{made.size_bytes / 1e6:.1f} MB", None),
                         Figure(f"restore ({kind})", "-", f"{done.seconds:.2f} s", None)]
         report["rows"] = rows
-        print_table("Backup and restore (SQLite)",
+        print_table(f"Backup and restore ({'PostgreSQL' if args.postgres else 'SQLite'})",
                     ["backup", "database MB", "backup MB", "backup s", "restore s"], table)
         if args.writer:
             with Store.open(db) as store:
@@ -159,6 +205,8 @@ def main() -> int:
         print_figures("Figures", figures)
         write_json(args.json, report)
     finally:
+        if server is not None:
+            server.close()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
