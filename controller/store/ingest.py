@@ -85,6 +85,7 @@ class IngestMixin(StoreBase):
             return result
         with self._write():
             registry = self._registry({i.device_id for i in items})
+            fresh = self._insert_telemetry(items, registry) if self.postgres else None
             trackers: dict[str, SeqTracker] = {}
             heard: dict[str, datetime] = {}  # device -> latest telemetry/event received_at
             for item in items:
@@ -98,7 +99,7 @@ class IngestMixin(StoreBase):
                                             f"device {item.device_id!r} belongs to OPD {opd!r}, "
                                             f"not {item.opd!r}"))
                     continue
-                problem = self._apply(item, trackers, result)
+                problem = self._apply(item, trackers, result, fresh)
                 if item.channel in (Channel.TELEMETRY, Channel.EVENT):
                     heard[item.device_id] = max(item.received_at, heard.get(
                         item.device_id, item.received_at))
@@ -126,8 +127,27 @@ class IngestMixin(StoreBase):
             sorted(device_ids))
         return dict(cursor.fetchall())
 
+    def _insert_telemetry(self, items: list[Inbound], registry: dict[str, str]
+                          ) -> set[tuple[str, int]]:
+        """PostgreSQL: the batch's telemetry in one statement (one round trip, not one per
+        sample); returns the (device, seq) newly stored, which `_apply` then takes as
+        SQLite's per-row insert would have answered."""
+        rows = [(i.device_id, i.message.seq, iso(i.message.ts), iso(i.received_at),
+                 _dumps(i.message.readings), _dumps(i.message.outputs))
+                for i in items if isinstance(i.message, Telemetry)
+                and registry.get(i.device_id) == i.opd]
+        if not rows:
+            return set()
+        cursor = self.db.execute(
+            "INSERT INTO telemetry (device_id, seq, ts, received_at, readings, outputs) "
+            "SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], "
+            "?::text[]) ON CONFLICT DO NOTHING RETURNING device_id, seq",
+            [list(column) for column in zip(*rows, strict=True)])
+        return {(dev, seq) for dev, seq in cursor.fetchall()}
+
     def _apply(self, item: Inbound, trackers: dict[str, SeqTracker],
-               result: BatchResult) -> tuple[str, str] | str | None:
+               result: BatchResult, fresh: set[tuple[str, int]] | None = None
+               ) -> tuple[str, str] | str | None:
         """Store one message: None if stored, `_DUPLICATE`, or (reason, why) if refused."""
         msg, dev, now = item.message, item.device_id, iso(item.received_at)
         if isinstance(msg, Telemetry | Event):
@@ -135,6 +155,11 @@ class IngestMixin(StoreBase):
             trackers[dev] = tracker
             gaps_before = tracker.gaps_opened
             if isinstance(msg, Telemetry):
+                if fresh is not None:  # stored already (PostgreSQL); the first one is new
+                    key = (dev, msg.seq)
+                    stored = key in fresh
+                    fresh.discard(key)
+                    return self._count(dev, msg.seq, tracker, gaps_before, stored, result)
                 cursor = self.db.execute(
                     "INSERT INTO telemetry (device_id, seq, ts, received_at, readings, "
                     "outputs) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -153,15 +178,8 @@ class IngestMixin(StoreBase):
                         result.dropped_announced += announced
                         self.db.execute("UPDATE device_seq SET dropped_total = dropped_total + ?"
                                         " WHERE device_id = ?", (announced, dev))
-            # Committed now, whether inserted or already there: it counts for the ack.
-            tracker.add(msg.seq)
-            result.gaps_opened += tracker.gaps_opened - gaps_before
-            if not cursor.rowcount:
-                result.duplicates += 1
-                self.db.execute("UPDATE device_seq SET duplicates = duplicates + 1 "
-                                "WHERE device_id = ?", [dev])
-                return _DUPLICATE
-            return None
+            return self._count(dev, msg.seq, tracker, gaps_before, cursor.rowcount > 0,
+                               result)
         if isinstance(msg, Status):
             prev = self.db.execute("SELECT online, status_at FROM device_state "
                                    "WHERE device_id = ?", [dev]).fetchone()
@@ -184,6 +202,19 @@ class IngestMixin(StoreBase):
         if isinstance(msg, CommandReply):
             return self._apply_reply(dev, msg, now)
         return ("bad_channel", f"{item.channel.value} is not a channel units publish on")
+
+    def _count(self, dev: str, seq: int, tracker: SeqTracker, gaps_before: int,
+               stored: bool, result: BatchResult) -> str | None:
+        """A telemetry or event message committed now, whether inserted (``stored``) or
+        already there: it counts for the ack. `_DUPLICATE` if it was there."""
+        tracker.add(seq)
+        result.gaps_opened += tracker.gaps_opened - gaps_before
+        if not stored:
+            result.duplicates += 1
+            self.db.execute("UPDATE device_seq SET duplicates = duplicates + 1 "
+                            "WHERE device_id = ?", [dev])
+            return _DUPLICATE
+        return None
 
     def _load_tracker(self, device_id: str) -> SeqTracker:
         row = self.db.execute("SELECT acked_seq, max_seq, gaps_opened FROM device_seq "

@@ -284,14 +284,21 @@ class SchemaMixin(StoreBase):
             return list(PG_MIGRATIONS)
         return [(i + 1, fn) for i, fn in enumerate(MIGRATIONS)]
 
+    def _create_schema_version(self) -> None:
+        self.db.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                        "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+
     def migrate(self) -> int:
         """Apply every migration above the stored version, each in its own transaction
         (on PostgreSQL under the write lock, so controllers starting together apply each
         once)."""
         head = len(MIGRATIONS)
         with self._lock:
-            self.db.execute("CREATE TABLE IF NOT EXISTS schema_version ("
-                            "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            if self.postgres:  # under the write lock: controllers may start together
+                with self._write():
+                    self._create_schema_version()
+            else:
+                self._create_schema_version()
             current = self.schema_version
             if current > head:
                 raise StoreError(f"{self.where}: schema version {current} is newer than this "

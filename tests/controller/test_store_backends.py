@@ -167,3 +167,32 @@ def test_timestamps_keep_their_text_on_postgres(pg_url):
         row = store.telemetry("taman-01")[0]
         assert row["ts"].endswith("Z") and row["ts"] >= T0.strftime("%Y-%m-%d")
         assert isinstance(row["seq"], int) and isinstance(row["readings"], dict)
+
+
+def test_controllers_starting_together_migrate_an_empty_postgres_once(pg_url):
+    """Several controllers opening one new database at once: each migration is applied
+    once (under the write lock), and every store works."""
+    import threading
+
+    stores, errors = [], []
+
+    def open_one() -> None:
+        try:
+            stores.append(Store.open(pg_url))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == [] and len(stores) == 4
+        assert [r[0] for r in stores[0].db.execute("SELECT version FROM schema_version")] \
+            == [len(MIGRATIONS)]
+        add_device(stores[1], "taman-01", "dlh")
+        assert stores[3].get_device("taman-01")["opd"] == "dlh"
+    finally:
+        for s in stores:
+            s.close()

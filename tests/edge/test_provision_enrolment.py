@@ -154,7 +154,7 @@ def test_provision_with_an_enrolment_token_makes_a_unit_that_logs_in(
 
     # The controller registered the device, audited the enrolment and rewrote the broker
     # files: after a reload the unit's credentials log in and reach its own topics only.
-    with Store.open(controller.settings.database.path) as store:
+    with Store.open(controller.settings.database.target) as store:
         assert store.get_device(DEVICE)["kind"] == "irrigation"
         actions = [a["action"] for a in store.list_audit()]
         assert actions[:3] == ["device.enrol", "device.add", "enrolment.create"]
@@ -177,7 +177,7 @@ def test_provision_with_an_enrolment_token_makes_a_unit_that_logs_in(
     assert provision(controller.url, token, root, "--dry-run") == 0
     out = capsys.readouterr().out
     assert out.count(": unchanged") == 6 and "would" not in out
-    with Store.open(controller.settings.database.path) as store:
+    with Store.open(controller.settings.database.target) as store:
         assert [a["action"] for a in store.list_audit()].count("device.enrol") == 1
 
 
@@ -190,7 +190,7 @@ def test_provision_dry_run_writes_nothing_and_leaves_the_token_usable(
     assert not root.exists()
     assert f"[1/7] Identity: would enrol {DEVICE}" in out
     assert "[4/7] MQTT password: would write" in out and "[7/7] Enabled: would link" in out
-    with Store.open(controller.settings.database.path) as store:
+    with Store.open(controller.settings.database.target) as store:
         assert store.list_enrolments(DEVICE)[0]["used_at"] is None
         assert store.get_device(DEVICE) is None
     assert provision(controller.url, token, root) == 0  # the real run still works
@@ -210,7 +210,7 @@ def test_provision_refuses_a_used_or_expired_token(tmp_path, controller, capsys)
     assert not (tmp_path / "second").exists()
 
     # Expired: made three days ago for one hour.
-    with Store.open(controller.settings.database.path) as store:
+    with Store.open(controller.settings.database.target) as store:
         old, _ = create_enrolment(store, controller.settings, device_id="dlh-taman-uji-02",
                                   opd=OPD, kind="irrigation", ttl_h=1, actor="test",
                                   now=utcnow() - timedelta(days=3))
@@ -223,7 +223,7 @@ def test_provision_refuses_a_used_or_expired_token(tmp_path, controller, capsys)
     # Unknown tokens get 401; none of these refusals registered anything.
     r = httpx.post(f"{controller.url}/api/v1/enrol", json={"token": "nope"}, timeout=10)
     assert r.status_code == 401
-    with Store.open(controller.settings.database.path) as store:
+    with Store.open(controller.settings.database.target) as store:
         assert store.get_device("dlh-taman-uji-02") is None
         assert [a["action"] for a in store.list_audit()].count("device.enrol") == 1
 
@@ -236,7 +236,7 @@ def test_enrolment_stores_nothing_when_the_broker_files_cannot_be_written(tmp_pa
         "mqtt": {"password": "ctl-secret"},
         "broker_files": {"acl_file": str(blocked / "acl"),
                          "password_file": str(blocked / "passwd")}}, environ={})
-    with Store.open(settings.database.path) as store:
+    with Store.open(settings.database.target) as store:
         token, _ = create_enrolment(store, settings, device_id=DEVICE, opd=OPD,
                                     kind="irrigation", actor="test")
         with pytest.raises(EnrolmentRefused) as refused:
