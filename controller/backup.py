@@ -168,6 +168,7 @@ def _sqlite_copy(db_path: Path, tmp: Path, *, compress: bool) -> None:
     finally:
         if compress:
             plain.unlink(missing_ok=True)
+            Path(f"{plain}-journal").unlink(missing_ok=True)
 
 
 # -------------------------------------------------------------------------- retention
@@ -181,11 +182,16 @@ def list_backups(out_dir: Path) -> list[Path]:
 
 
 def prune(out_dir: Path, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` backups in ``out_dir``; return what was deleted."""
+    """Delete all but the newest ``keep`` backups in ``out_dir``, and temporary files of
+    backups cut short more than a day ago; return what was deleted."""
     if keep < 1:
         raise BackupError(f"keep must be at least 1, not {keep}")
     backups = list_backups(out_dir)
     old = backups[:-keep] if len(backups) > keep else []
+    day_ago = time.time() - 86_400
+    with contextlib.suppress(FileNotFoundError):
+        old += [p for p in Path(out_dir).iterdir() if p.name.startswith(".controller-")
+                and ".tmp" in p.name and p.is_file() and p.stat().st_mtime < day_ago]
     for path in old:
         path.unlink(missing_ok=True)
         logger.info("old backup deleted: %s", path)

@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -333,9 +334,14 @@ def test_backup_prune_keeps_the_newest_and_only_ours(tmp_path):
               "controller-20250101T000000Z.db.bak"]
     for name in others:
         (out / name).write_bytes(b"y")
+    stale, fresh = out / ".controller-20260101T020000Z.db.gz.tmp", out / ".controller-x.tmp"
+    for temp in (stale, fresh):
+        temp.write_bytes(b"cut short")
+    two_days_ago = time.time() - 2 * 86_400
+    os.utime(stale, (two_days_ago, two_days_ago))
     deleted = prune(out, 3)
-    assert [p.name for p in deleted] == names[:4]
-    assert sorted(p.name for p in out.iterdir()) == sorted(names[4:] + others)
+    assert [p.name for p in deleted] == [*names[:4], stale.name]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names[4:] + others + [fresh.name])
     assert prune(out, 3) == []
 
 
