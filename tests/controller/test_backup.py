@@ -503,3 +503,38 @@ def test_backup_restore_of_an_older_backup_then_settle_lost_moves_acks_on(
         assert 65 in [r["seq"] for r in store.telemetry("taman-01", limit=1000)]
     assert main(["device", "settle-lost", "--config", str(config)]) == 0
     assert "nothing to settle" in capsys.readouterr().out
+
+
+def test_backup_restore_refuses_while_the_controller_serves(sqlite_filled, tmp_path, capsys):
+    import httpx
+
+    from tests.support.broker import free_port
+
+    made = make_backup(sqlite_filled, tmp_path / "b")
+    port = free_port()
+    config = tmp_path / "serve.toml"
+    config.write_text(f'[database]\npath = "{sqlite_filled}"\n[mqtt]\nenabled = false\n'
+                      f"[api]\nport = {port}\n")
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "serve", "--config",
+                             str(config)], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            stdout=log, stderr=log)
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            time.sleep(0.1)
+        else:
+            pytest.fail("the controller did not answer /healthz within 30 s")
+        assert main(["restore", "--config", str(config), "--force", str(made.path)]) == 1
+        err = capsys.readouterr().err
+        assert f"is open in process {proc.pid} (is the controller running?" in err
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    assert main(["restore", "--config", str(config), "--force", str(made.path)]) == 0
