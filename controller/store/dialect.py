@@ -30,7 +30,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from controller.errors import StoreError
+from controller.errors import Invalid, StoreError
 
 SCHEMES = ("postgresql://", "postgres://")
 WRITE_LOCK_KEY = 0x5C17_B4_1C
@@ -281,6 +281,10 @@ class PgDatabase:
         import psycopg
         try:
             return fn()
+        except psycopg.DataError as exc:
+            if "(0x00)" in str(exc) or "\\u0000" in str(exc):
+                raise Invalid("text may not contain NUL characters (U+0000)") from exc
+            raise
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             if not self.lost() and not isinstance(exc, psycopg.InterfaceError):
                 raise

@@ -196,3 +196,16 @@ def test_controllers_starting_together_migrate_an_empty_postgres_once(pg_url):
     finally:
         for s in stores:
             s.close()
+
+
+def test_postgres_refuses_nul_characters_as_invalid_and_stores_nothing(pg_url):
+    """PostgreSQL text cannot hold U+0000 (SQLite's can): such a value is refused as
+    invalid input (422 from the API), not a server error, and the write is undone."""
+    from controller.errors import Invalid
+
+    with Store.open(pg_url) as store:
+        with pytest.raises(Invalid, match="NUL"):
+            store.add_device("taman-01", "dlh", kind="irrigation", name="Taman\x00",
+                             mqtt_password_hash="h", actor="test")
+        assert store.get_device("taman-01") is None and store.list_opds() == []
+        add_device(store, "taman-01", "dlh")  # the connection is fine afterwards
