@@ -8,8 +8,11 @@
     smartcity-controller token     rotate --config FILE --id ID [--expires-days N]
     smartcity-controller token     revoke --config FILE ID
     smartcity-controller device    add    --config FILE --opd CODE --device-id ID [--name NAME] [--kind KIND]
+    smartcity-controller device    settle-lost --config FILE [--device-id ID]
     smartcity-controller mqtt-acl  --config FILE [--acl-file PATH] [--password-file PATH]
     smartcity-controller enrol     create --config FILE --opd CODE --device-id ID --kind KIND [--ttl-h H] [--name NAME] [--broker-host HOST] [--broker-port PORT] [--tls|--no-tls]
+    smartcity-controller backup    --config FILE [--out DIR] [--keep N]
+    smartcity-controller restore   --config FILE BACKUP [--force]
     smartcity-controller release   keygen --out DIR
     smartcity-controller release   build  --key KEY --out DIR [--platform aarch64|host ...] [--wheel FILE] [--find-links DIR] [--no-index]
 
@@ -95,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--name", default="")
     add.add_argument("--kind", default="irrigation", choices=list(KINDS))
 
+    settle = device.add_parser(
+        "settle-lost", parents=[common],
+        help="after a restore: take as lost what units sent between the backup and the "
+        "restore (acknowledged then, deleted on the units), so acknowledgements move on")
+    settle.add_argument("--device-id", help="only this device (default: every device)")
+
     acl = sub.add_parser("mqtt-acl", parents=[common],
                          help="write Mosquitto's ACL and password files for every device")
     acl.add_argument("--acl-file", help="default: broker_files.acl_file from the config")
@@ -114,6 +123,18 @@ def _parser() -> argparse.ArgumentParser:
     enrol_create.add_argument("--broker-port", type=int, help="default: mqtt.port")
     enrol_create.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None,
                               help="units use TLS (default: mqtt.tls)")
+
+    backup = sub.add_parser("backup", parents=[common],
+                            help="write a backup of the database, delete the oldest ones")
+    backup.add_argument("--out", help="directory for the backup (default: [backup] dir)")
+    backup.add_argument("--keep", type=_count, metavar="N",
+                        help="keep the newest N backups there (default: [backup] keep)")
+    restore = sub.add_parser("restore", parents=[common],
+                             help="put a backup back into the (empty) database, with the "
+                             "controller stopped")
+    restore.add_argument("backup", metavar="BACKUP", help="a file `backup` wrote")
+    restore.add_argument("--force", action="store_true",
+                         help="replace what the database holds")
 
     release = sub.add_parser("release", help="signed release bundles for the units "
                              "(docs/updates.md)").add_subparsers(dest="action", required=True)
@@ -150,6 +171,16 @@ def _days(text: str) -> int:
     return days
 
 
+def _count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 up")
+    return count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "release":
@@ -169,11 +200,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(settings, api=not args.no_api, ingest=not args.no_ingest)
+        if args.command in ("backup", "restore"):
+            return _backup(settings, args)
         with Store.open(settings.database.target) as store:
             if args.command == "token":
                 return _token(store, settings, args)
             if args.command == "enrol":
                 return _enrol_create(store, settings, args)
+            if args.command == "device" and args.action == "settle-lost":
+                return _settle_lost(store, args)
             if args.command == "device":
                 return _device_add(store, args)
             return _mqtt_acl(store, settings, args)
@@ -296,6 +331,17 @@ def _device_add(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _settle_lost(store: Store, args: argparse.Namespace) -> int:
+    settled = store.settle_lost_seqs(actor=_actor(), device_id=args.device_id)
+    for device_id, first, last in settled:
+        print(f"{device_id}: seq {first}..{last} taken as lost ({last - first + 1} "
+              "message(s)); its acknowledgement moves on at its next message")
+    if not settled:
+        print("nothing to settle: no unit's acknowledgement waits below messages stored "
+              "after it")
+    return 0
+
+
 def _mqtt_acl(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     password = settings.mqtt.read_password()
     if password is None:
@@ -329,6 +375,34 @@ def _enrol_create(store: Store, settings: Settings, args: argparse.Namespace) ->
         print("Note: that broker address is this machine's loopback; pass --broker-host "
               "with the address units reach, unless they run on this machine.")
     return 0
+
+
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from controller.backup import BackupError, make_backup, prune, restore
+
+    database = settings.database.target
+    try:
+        if args.command == "restore":
+            done = restore(database, Path(args.backup), force=args.force)
+            print(f"restored {args.backup} into {done.database} in {done.seconds:.1f} s "
+                  f"(schema version {done.schema_version}"
+                  + (f", migrated to {done.migrated_to}" if done.migrated_to !=
+                     done.schema_version else "") + ").")
+            print("Start the controller again: systemctl start smartcity-controller")
+            return 0
+        out = Path(args.out) if args.out else settings.backup.dir
+        made = make_backup(database, out, compress=settings.backup.compress)
+        size = (f"{made.size_bytes / 1e6:.1f} MB" if made.size_bytes >= 100_000 else
+                f"{made.size_bytes / 1e3:.1f} kB")
+        print(f"wrote {made.path}: {size} in {made.seconds:.1f} s")
+        for old in prune(out, args.keep or settings.backup.keep):
+            print(f"deleted {old}")
+        return 0
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _release(args: argparse.Namespace) -> int:

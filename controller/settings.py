@@ -394,6 +394,19 @@ class BrokerFilesSettings(_Section):
         "mqtt.username; docs/scaling.md); each gets the controller's rights and password")
 
 
+class BackupSettings(_Section):
+    """Where ``smartcity-controller backup`` writes, and how many it keeps
+    (docs/operations.md, "Backups")."""
+
+    dir: Path = Field(Path("/var/lib/smartcity/backups"),
+                      description="backups go here (created if missing); copy them off the "
+                      "machine too")
+    keep: int = Field(14, ge=1, le=10_000,
+                      description="the newest this many backups are kept, older ones deleted")
+    compress: bool = Field(True, description="gzip a SQLite backup (.db.gz); a PostgreSQL "
+                           "dump is compressed anyway")
+
+
 class Settings(_Section):
     """Everything the controller reads from its config file."""
 
@@ -404,6 +417,7 @@ class Settings(_Section):
     broker_files: BrokerFilesSettings = Field(default_factory=BrokerFilesSettings)
     alarms: AlarmsSettings = Field(default_factory=AlarmsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     def controller_usernames(self) -> list[str]:
@@ -500,6 +514,7 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     settings.mqtt.ca_file = fix(settings.mqtt.ca_file)
     settings.broker_files.acl_file = fix(settings.broker_files.acl_file)
     settings.broker_files.password_file = fix(settings.broker_files.password_file)
+    settings.backup.dir = fix(settings.backup.dir)
     for channel in settings.notify.telegram:
         channel.bot_token_file = fix(channel.bot_token_file)
     for channel in settings.notify.email:

@@ -81,3 +81,10 @@ def test_bench_update_prints_bundle_size_and_update_time(tmp_path):
     stdout, r = run_bench("update", tmp_path)
     assert "bundle size" in stdout and "daemon downtime" in stdout
     assert r["bundle_mb"] > 1 and r["update_s"] > 0
+
+
+def test_bench_backup_restores_every_row(tmp_path):
+    stdout, r = run_bench("backup", tmp_path)
+    assert "Backup and restore (SQLite)" in stdout
+    assert r["rows"] == 5 * 3 * 288
+    assert r["restored_rows"] == [r["rows"], r["rows"]]
