@@ -12,8 +12,9 @@
     smartcity-controller enrol     create --config FILE --opd CODE --device-id ID --kind KIND [--ttl-h H] [--name NAME] [--broker-host HOST] [--broker-port PORT] [--tls|--no-tls]
     smartcity-controller release   keygen --out DIR
     smartcity-controller release   build  --key KEY --out DIR [--platform aarch64|host ...] [--wheel FILE] [--find-links DIR] [--no-index]
+    smartcity-controller release   add    FILE --config FILE
 
-``--config`` may also come from ``SMARTCITY_CONFIG``; ``release`` needs none (it runs
+``--config`` may also come from ``SMARTCITY_CONFIG``; ``release keygen`` and ``build`` need none (they run
 on any machine with a checkout: docs/updates.md). Exit codes: 0 done, 1 refused (e.g.
 a device id already taken), 2 bad config or arguments, 3 the server could not start.
 """
@@ -110,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
 
     release = sub.add_parser("release", help="signed release bundles for the units "
                              "(docs/updates.md)").add_subparsers(dest="action", required=True)
+    release_add = release.add_parser(
+        "add", parents=[common], help="check a bundle (signature against [releases] "
+        "trusted_keys, every hash) and keep it for rollouts")
+    release_add.add_argument("file", help="smartcity-<version>.bundle")
     keygen = release.add_parser("keygen", help="make an Ed25519 key pair for signing releases")
     keygen.add_argument("--out", required=True, help="directory for release.key and release.pub")
     build = release.add_parser("build", help="build and sign smartcity-<version>.bundle")
@@ -145,7 +150,7 @@ def _days(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "release":
+    if args.command == "release" and args.action != "add":
         return _release(args)
     try:
         settings = load_settings(args.config)
@@ -169,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _enrol_create(store, settings, args)
             if args.command == "device":
                 return _device_add(store, args)
+            if args.command == "release":
+                return _release_add(store, settings, args)
             return _mqtt_acl(store, settings, args)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
@@ -312,6 +319,23 @@ def _enrol_create(store: Store, settings: Settings, args: argparse.Namespace) ->
     if row["broker_host"] in ("127.0.0.1", "localhost", "::1"):
         print("Note: that broker address is this machine's loopback; pass --broker-host "
               "with the address units reach, unless they run on this machine.")
+    return 0
+
+
+def _release_add(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from controller.release.keep import bundle_path, keep_bundle
+
+    source = Path(args.file)
+    if not source.is_file():
+        print(f"error: {source}: no such file", file=sys.stderr)
+        return 2
+    row = keep_bundle(store, settings, source, _actor())  # ReleaseRefused: exit 1
+    print(f"release {row['version']} added: {bundle_path(settings, row['version'])}, "
+          f"{row['size']} bytes, sha256 {row['sha256']}, for {', '.join(row['platforms'])}, "
+          f"signed by key {row['key_id']}")
+    print("Start a rollout: POST /api/v1/rollouts, or the dashboard's Updates page.")
     return 0
 
 

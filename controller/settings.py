@@ -368,6 +368,35 @@ class BrokerFilesSettings(_Section):
         "mqtt.username; docs/scaling.md); each gets the controller's rights and password")
 
 
+class ReleasesSettings(_Section):
+    """Release bundles the controller keeps and offers to units (docs/updates.md)."""
+
+    dir: Path = Field(Path("/var/lib/smartcity/controller/releases"),
+                      description="where added bundles are kept (smartcity-<version>.bundle)")
+    trusted_keys: list[str] = Field(
+        default_factory=list, max_length=16,
+        description="the release keys (base64, as release keygen prints them; the ones the "
+        "units list in [update] trusted_keys); a bundle signed by none is refused")
+    max_bundle_mb: int = Field(600, ge=1, le=4_096,
+                               description="largest bundle file accepted, in MB")
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        from protocol.release import BundleError, decode_key
+
+        for i, text in enumerate(value):
+            try:
+                decode_key(text)
+            except BundleError as exc:
+                raise ValueError(f"trusted_keys[{i}]: {exc}") from None
+        return value
+
+    @property
+    def max_bundle_bytes(self) -> int:
+        return self.max_bundle_mb * 1_000_000
+
+
 class Settings(_Section):
     """Everything the controller reads from its config file."""
 
@@ -378,6 +407,7 @@ class Settings(_Section):
     broker_files: BrokerFilesSettings = Field(default_factory=BrokerFilesSettings)
     alarms: AlarmsSettings = Field(default_factory=AlarmsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     def controller_usernames(self) -> list[str]:
