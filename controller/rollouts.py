@@ -127,6 +127,20 @@ class RolloutEngine:
                 self._step_one(rollout, now)
             except Exception:  # noqa: BLE001 - one rollout must not stop the others
                 logger.exception("rollout %s could not be moved on", rollout["id"])
+        for rollout_id in self.store.ended_rollouts_with_open_units():
+            # stopped: no more offers, but the units offered still report their outcome
+            for unit in self.store.rollout_unit_commands(rollout_id):
+                if unit["state"] in ("offered", "accepted"):
+                    self._follow(rollout_id, unit, now)
+
+    def _follow(self, rollout_id: int, unit: dict, now: datetime) -> None:
+        """Take the unit's outcome from its command, if there is news."""
+        news = _outcome(unit)
+        if news is not None and (news[0] != unit["state"] or news[1] != unit["result"]):
+            state, result, reason, step = news
+            self.store.set_rollout_unit(rollout_id, unit["device_id"], now, state=state,
+                                        result=result, reason=reason[:500], step=step)
+            unit["state"], unit["result"] = state, result
 
     def _step_one(self, rollout: dict, now: datetime) -> None:
         rid, stage = rollout["id"], rollout["stage"]
@@ -142,13 +156,8 @@ class RolloutEngine:
                 self._offer(rollout, unit, now)
                 continue
             if unit["state"] in ("offered", "accepted") or unit["result"] == "timeout":
-                news = _outcome(unit)
-                if news is not None and (news[0] != unit["state"] or news[1] != unit["result"]):
-                    state, result, reason, step = news
-                    self.store.set_rollout_unit(rid, unit["device_id"], now, state=state,
-                                                result=result, reason=reason[:500], step=step)
-                    unit["state"], unit["result"] = state, result
-                elif timed_out and unit["state"] in ("offered", "accepted"):
+                self._follow(rid, unit, now)
+                if timed_out and unit["state"] in ("offered", "accepted"):
                     self.store.set_rollout_unit(
                         rid, unit["device_id"], now, state="failed", result="timeout",
                         reason=f"no outcome within {rollout['stage_timeout_s']:g} s")

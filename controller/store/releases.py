@@ -257,6 +257,23 @@ class ReleasesMixin(StoreBase):
             f"ON s.device_id = u.device_id WHERE u.rollout_id = ?{where} "
             "ORDER BY u.stage, u.device_id", params)
 
+    def ended_rollouts_with_open_units(self) -> list[int]:
+        """Stopped or completed rollouts with units still offered or accepted."""
+        return [r["rollout_id"] for r in self._rows(
+            "SELECT DISTINCT u.rollout_id FROM rollout_units u JOIN rollouts r "
+            "ON r.id = u.rollout_id WHERE r.state <> 'running' "
+            "AND u.state IN ('offered', 'accepted') ORDER BY u.rollout_id")]
+
+    def device_version(self, device_id: str) -> dict:
+        """The version a unit runs and the one last offered to it (`device_versions`)."""
+        row = self._one(
+            "SELECT s.fw AS running, u.offered_version AS offered, u.state AS offer_state "
+            "FROM devices d LEFT JOIN device_state s ON s.device_id = d.device_id "
+            "LEFT JOIN rollout_units u ON u.device_id = d.device_id "
+            "AND u.offered_version IS NOT NULL WHERE d.device_id = ? "
+            "ORDER BY u.rollout_id DESC LIMIT 1", [device_id])
+        return row or {"running": None, "offered": None, "offer_state": None}
+
     def running_rollouts(self) -> list[dict]:
         return [self._rollout_row(r) for r in self._rows(
             "SELECT * FROM rollouts WHERE state = 'running' ORDER BY id")]

@@ -190,3 +190,22 @@ def test_rollout_plan_stages_and_targets(fleet):
     assert [len(s) for s in stages] == [1, 1, 8, 10]
     assert sorted(sum(stages, [])) == ids
     assert [len(s) for s in plan_stages(ids[:2], 5, [100])] == [2]
+
+
+def test_rollout_units_offered_keep_reporting_after_a_stop(fleet):
+    store, sent, engine = fleet
+    rid = _start(store, canary=3)["id"]
+    engine.step(T)
+    assert len(sent) == 3
+    (a, cmd_a), (b, cmd_b), _ = sent
+    _unit_says(store, a, *_failed(cmd_a))
+    engine.step(T + timedelta(seconds=1))
+    assert store.get_rollout(rid)["state"] == "stopped"  # 1 of 3 > 0.2
+    _unit_says(store, b, *_applied(cmd_b))
+    engine.step(T + timedelta(seconds=2))
+    states = _states(store, rid)
+    assert states[a] == "failed" and states[b] == "applied"
+    assert sorted(states.values()) == ["applied", "failed", "offered"]
+    assert len(sent) == 3
+    assert store.device_version(b) == {"running": None, "offered": "0.2.0",
+                                       "offer_state": "applied"}
