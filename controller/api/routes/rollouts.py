@@ -15,8 +15,11 @@ from controller.api.deps import AdminUser, LangDep, StaffUser, StoreDep, not_fou
 from controller.api.schemas import RolloutIn, RolloutOut, RolloutStopIn
 from controller.checks import Lang
 from controller.rollouts import PlanError, plan_stages, select_units
+from protocol.models import MAX_INT
 
 router = APIRouter(prefix="/api/v1", tags=["rollouts"])
+
+RolloutId = Annotated[int, Path(ge=1, le=MAX_INT)]
 
 _TEXT: dict[str, dict[Lang, str]] = {
     "no_release": {"id": "rilis {version} belum ditambahkan (release add)",
@@ -63,7 +66,7 @@ def list_rollouts(store: StoreDep, user: StaffUser,
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutOut)
 def get_rollout(store: StoreDep, user: StaffUser,
-                rollout_id: Annotated[int, Path(ge=1)]) -> dict:
+                rollout_id: RolloutId) -> dict:
     """A rollout and each unit's version running and offered, stage, state and result."""
     row = store.get_rollout(rollout_id, user.opd_scope)
     if row is None:
@@ -72,7 +75,7 @@ def get_rollout(store: StoreDep, user: StaffUser,
 
 
 @router.post("/rollouts/{rollout_id}/stop", response_model=RolloutOut)
-def stop_rollout(store: StoreDep, user: AdminUser, rollout_id: Annotated[int, Path(ge=1)],
+def stop_rollout(store: StoreDep, user: AdminUser, rollout_id: RolloutId,
                  body: RolloutStopIn) -> dict:
     """Stop a running rollout: no further offers (units offered keep their result)."""
     return store.stop_rollout(rollout_id, reason="stopped_by_admin", note=body.reason,
