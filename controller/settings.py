@@ -504,6 +504,7 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     settings.mqtt.ca_file = fix(settings.mqtt.ca_file)
     settings.broker_files.acl_file = fix(settings.broker_files.acl_file)
     settings.broker_files.password_file = fix(settings.broker_files.password_file)
+    settings.releases.dir = fix(settings.releases.dir)
     for channel in settings.notify.telegram:
         channel.bot_token_file = fix(channel.bot_token_file)
     for channel in settings.notify.email:
