@@ -195,13 +195,13 @@ class ReleasesMixin(StoreBase):
             if running is not None:
                 raise Conflict(f"rollout {running[0]} of {running[1]} is running; stop it "
                                "or let it finish first")
-            cursor = self.db.execute(
+            rollout_id = self.db.execute(  # RETURNING: SQLite 3.35+ and PostgreSQL alike
                 "INSERT INTO rollouts (version, target, canary, stage_percents, "
                 "max_failure_share, stage_timeout_s, stages, stage, state, created_at, "
-                "created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 'running', ?, ?, ?)",
+                "created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 'running', ?, ?, ?) "
+                "RETURNING id",
                 (version, _dumps(target), canary, _dumps(stage_percents), max_failure_share,
-                 stage_timeout_s, len(stages), now_s, actor, now_s))
-            rollout_id = cursor.lastrowid
+                 stage_timeout_s, len(stages), now_s, actor, now_s)).fetchone()[0]
             for stage, device_ids in enumerate(stages):
                 for device_id in device_ids:
                     self.db.execute(
