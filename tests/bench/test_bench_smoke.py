@@ -81,3 +81,10 @@ def test_bench_update_prints_bundle_size_and_update_time(tmp_path):
     stdout, r = run_bench("update", tmp_path)
     assert "bundle size" in stdout and "daemon downtime" in stdout
     assert r["bundle_mb"] > 1 and r["update_s"] > 0
+
+
+def test_bench_rollout_offers_every_unit_once_and_completes(tmp_path):
+    stdout, r = run_bench("rollout", tmp_path)
+    assert "rollout of 10 units" in stdout
+    assert r["state"] == "completed" and r["counts"]["applied"] == r["units"] == 10
+    assert r["offered_once"] and r["resumed_ok"] and r["stages"] == 3
