@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                resumed_ok),
         Figure("rollout start -> canary offered", "< 2 sweeps (4 s)", f"{offer_s:.1f} s",
                offer_s < 4),
-        Figure(f"rollout of {args.units} units, 3 stages", "< 20 s", f"{rollout_s:.1f} s",
+        Figure(f"rollout of {args.units} units, {rollout['stages']} stages", "< 20 s",
+               f"{rollout_s:.1f} s",
                rollout_s < 20),
     ]
     print_figures("Figures", figures)
