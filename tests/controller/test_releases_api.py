@@ -161,3 +161,11 @@ trusted_keys = ["{release_key[1]}"]
         assert [r["version"] for r in store.list_releases()] == ["0.2.0"]
     assert sorted(p.name for p in (tmp_path / "releases").iterdir()) == [
         "smartcity-0.2.0.bundle"]
+
+
+def test_release_settings_refuse_a_key_that_is_not_one(tmp_path):
+    from controller.errors import SettingsError
+
+    with pytest.raises(SettingsError) as err:
+        parse_settings({"releases": {"trusted_keys": ["bm90IGEga2V5"]}}, environ={})
+    assert "releases.trusted_keys" in str(err.value) and "32 bytes" in str(err.value)
