@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from controller.errors import Conflict
 from controller.store import Store, iso
 from protocol.models import MAX_COMMAND_TTL, Command, ReplyCode
 
@@ -146,7 +147,7 @@ class RolloutEngine:
         rid, stage = rollout["id"], rollout["stage"]
         units = self.store.rollout_unit_commands(rid)
         if rollout["stage_started_at"] is None:  # the first step of a new rollout
-            self.store.advance_rollout(rid, 0, now)
+            self.store.advance_rollout(rid, None, 0, now)
             rollout["stage_started_at"] = iso(now)
         started = datetime.fromisoformat(rollout["stage_started_at"].replace("Z", "+00:00"))
         timed_out = now - started >= timedelta(seconds=rollout["stage_timeout_s"])
@@ -164,15 +165,19 @@ class RolloutEngine:
                     unit["state"], unit["result"] = "failed", "timeout"
         failed = sum(u["state"] == "failed" for u in in_stage)
         if in_stage and failed / len(in_stage) > rollout["max_failure_share"]:
-            self.store.stop_rollout(rid, reason="failure_threshold", actor="controller",
-                                    note=f"{failed} of {len(in_stage)} failed in stage "
-                                    f"{stage}", now=now)
+            try:
+                self.store.stop_rollout(rid, reason="failure_threshold", actor="controller",
+                                        note=f"{failed} of {len(in_stage)} failed in stage "
+                                        f"{stage}", now=now)
+            except Conflict:  # stopped meanwhile (an admin, or another controller)
+                return
             logger.warning("rollout %s of %s stopped: %d of %d units of stage %d failed",
                            rid, rollout["version"], failed, len(in_stage), stage)
             return
         if all(u["state"] in ("applied", "failed", "skipped") for u in in_stage):
             following = stage + 1 if stage + 1 < rollout["stages"] else None
-            self.store.advance_rollout(rid, following, now)
+            if not self.store.advance_rollout(rid, stage, following, now):
+                return  # moved on meanwhile (another controller's periodic work)
             logger.info("rollout %s of %s: stage %d ended%s", rid, rollout["version"], stage,
                         "; completed" if following is None else f"; stage {following} starts")
 
@@ -191,8 +196,9 @@ class RolloutEngine:
                           action="update", params={
                               "version": version, "url": bundle_url(self.base_url, version),
                               "sha256": release["sha256"], "size": release["size"]})
-        self.send(unit["opd"], device_id, command)
-        self.store.set_rollout_unit(rollout["id"], device_id, now, state="offered",
-                                    command_id=command.id, offered_version=version,
-                                    offered_at=iso(now), result=None, reason="")
+        # Claimed first, so two controllers never both offer it; then stored and sent.
+        if not self.store.claim_rollout_unit(rollout["id"], device_id, command.id, version,
+                                             now):
+            return
         unit["state"], unit["command_id"] = "offered", command.id
+        self.send(unit["opd"], device_id, command)

@@ -299,20 +299,46 @@ class ReleasesMixin(StoreBase):
                                                "note": note}, now)
         return self.get_rollout(rollout_id)  # type: ignore[return-value]
 
-    def advance_rollout(self, rollout_id: int, stage: int | None, now: datetime) -> None:
-        """Start stage ``stage``, or (None) complete the rollout."""
+    def advance_rollout(self, rollout_id: int, from_stage: int | None, to_stage: int | None,
+                        now: datetime) -> bool:
+        """Move a running rollout on, only from where the caller saw it (so two
+        controllers' periodic work never moves it twice): ``from_stage`` None starts the
+        clock of stage 0; otherwise ``to_stage`` starts that stage, or (None) the rollout
+        is completed. False if it had moved already."""
         now_s = iso(now)
         with self._write():
-            if stage is None:
-                self.db.execute(
+            if from_stage is None:
+                return bool(self.db.execute(
+                    "UPDATE rollouts SET stage_started_at = ?, updated_at = ? WHERE id = ? "
+                    "AND state = 'running' AND stage_started_at IS NULL",
+                    (now_s, now_s, rollout_id)).rowcount)
+            if to_stage is None:
+                done = self.db.execute(
                     "UPDATE rollouts SET state = 'completed', finished_at = ?, updated_at = ? "
-                    "WHERE id = ? AND state = 'running'", (now_s, now_s, rollout_id))
-                self._audit("controller", "rollout.complete", f"rollout:{rollout_id}", None,
-                            {"state": "running"}, {"state": "completed"}, now)
-            else:
-                self.db.execute(
-                    "UPDATE rollouts SET stage = ?, stage_started_at = ?, updated_at = ? "
-                    "WHERE id = ? AND state = 'running'", (stage, now_s, now_s, rollout_id))
+                    "WHERE id = ? AND state = 'running' AND stage = ?",
+                    (now_s, now_s, rollout_id, from_stage)).rowcount
+                if done:
+                    self._audit("controller", "rollout.complete", f"rollout:{rollout_id}",
+                                None, {"state": "running"}, {"state": "completed"}, now)
+                return bool(done)
+            return bool(self.db.execute(
+                "UPDATE rollouts SET stage = ?, stage_started_at = ?, updated_at = ? "
+                "WHERE id = ? AND state = 'running' AND stage = ?",
+                (to_stage, now_s, now_s, rollout_id, from_stage)).rowcount)
+
+    def claim_rollout_unit(self, rollout_id: int, device_id: str, command_id: str,
+                           version: str, now: datetime) -> bool:
+        """waiting -> offered with this command, once: False if it was claimed already
+        (by another controller's periodic work) or the rollout is no longer running."""
+        now_s = iso(now)
+        with self._write():
+            return bool(self.db.execute(
+                "UPDATE rollout_units SET state = 'offered', command_id = ?, "
+                "offered_version = ?, offered_at = ?, result = NULL, reason = '', "
+                "updated_at = ? WHERE rollout_id = ? AND device_id = ? AND state = 'waiting' "
+                "AND EXISTS (SELECT 1 FROM rollouts WHERE id = ? AND state = 'running')",
+                (command_id, version, now_s, now_s, rollout_id, device_id, rollout_id)
+            ).rowcount)
 
     def set_rollout_unit(self, rollout_id: int, device_id: str, now: datetime,
                          **fields: object) -> None:

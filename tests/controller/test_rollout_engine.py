@@ -209,3 +209,32 @@ def test_rollout_units_offered_keep_reporting_after_a_stop(fleet):
     assert len(sent) == 3
     assert store.device_version(b) == {"running": None, "offered": "0.2.0",
                                        "offer_state": "applied"}
+
+
+def test_rollout_two_controllers_offer_each_unit_once(fleet, settings):
+    """Two controllers' periodic work on one database (several ingest workers): each
+    unit is claimed once, a stage moves on once."""
+    from controller.store import Store
+
+    store, sent, engine = fleet
+    with Store.open(settings.database.path) as other_store:
+        other_sent = Sent(other_store)
+        other = RolloutEngine(other_store, other_sent, "https://kota.example")
+        rid = _start(store, canary=1)["id"]
+        stale = store.rollout_unit_commands(rid)  # what one of them read before the other
+        engine.step(T)
+        other.step(T)
+        assert len(sent) + len(other_sent) == 1
+        rollout = store.get_rollout(rid)
+        waiting = next(u for u in stale if u["stage"] == 0)
+        assert store.claim_rollout_unit(rid, waiting["device_id"], "late", "0.2.0", T) is False
+        device, cmd = (sent or other_sent)[0]
+        _unit_says(store, device, *_applied(cmd))
+        for t in range(1, 6):
+            engine.step(T + timedelta(seconds=t))
+            other.step(T + timedelta(seconds=t))
+        offered = [d for d, _ in sent + other_sent]
+        assert sorted(offered) == sorted(UNITS) and len(offered) == 3
+        assert rollout["state"] == "running"
+        assert store.get_rollout(rid)["stage"] == 1
+        assert not store.advance_rollout(rid, 0, 1, T)  # moved on already
