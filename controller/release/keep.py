@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,10 +41,23 @@ def bundle_path(settings: Settings, version: str) -> Path:
     return settings.releases.dir / bundle_name(version)
 
 
+STALE_UPLOAD_S = 86_400
+"""A temporary upload file this old was left by a controller that stopped mid-upload."""
+
+
 def upload_file(settings: Settings) -> tuple[int, Path]:
-    """A new temporary file in ``[releases] dir`` (same file system: kept by a rename)."""
-    settings.releases.dir.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=".upload-", suffix=".partial", dir=settings.releases.dir)
+    """A new temporary file in ``[releases] dir`` (same file system: kept by a link);
+    uploads left by a controller that stopped in the middle of one are removed."""
+    folder = settings.releases.dir
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(".upload-*.partial"):
+        try:
+            if time.time() - old.stat().st_mtime > STALE_UPLOAD_S:
+                old.unlink()
+        except OSError:
+            pass  # another upload's, or gone already
+    fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".partial", dir=folder)
+    return fd, Path(name)
 
 
 def keep_bundle(store: Store, settings: Settings, path: Path, actor: str, *,
@@ -55,9 +69,8 @@ def keep_bundle(store: Store, settings: Settings, path: Path, actor: str, *,
     if move:
         staged = path
     else:
-        fd, name = upload_file(settings)
+        fd, staged = upload_file(settings)
         os.close(fd)
-        staged = Path(name)
     try:
         if not move:
             shutil.copyfile(path, staged)

@@ -169,3 +169,20 @@ def test_release_settings_refuse_a_key_that_is_not_one(tmp_path):
     with pytest.raises(SettingsError) as err:
         parse_settings({"releases": {"trusted_keys": ["bm90IGEga2V5"]}}, environ={})
     assert "releases.trusted_keys" in str(err.value) and "32 bytes" in str(err.value)
+
+
+def test_release_upload_left_by_a_stopped_controller_is_removed(settings, store, tmp_path,
+                                                                release_key):
+    import os
+
+    from controller.release.keep import keep_bundle
+
+    settings.releases.dir.mkdir(parents=True)
+    old = settings.releases.dir / ".upload-abc.partial"
+    old.write_bytes(b"half a bundle")
+    os.utime(old, (1, 1))
+    fresh = settings.releases.dir / ".upload-def.partial"  # an upload under way
+    fresh.write_bytes(b"a quarter")
+    keep_bundle(store, settings, make_bundle(tmp_path / "in", release_key[0], "0.2.0"), "t")
+    assert sorted(p.name for p in settings.releases.dir.iterdir()) == [
+        ".upload-def.partial", "smartcity-0.2.0.bundle"]

@@ -11,7 +11,6 @@ resumes a cut download.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -53,8 +52,7 @@ async def add_release(request: Request, state: StateDep, user: AdminUser) -> dic
     if length.isdigit() and int(length) > cap:
         raise _refused("too_large", f"the bundle is larger than [releases] max_bundle_mb "
                        f"({settings.releases.max_bundle_mb} MB)")
-    fd, name = await run_in_threadpool(upload_file, settings)
-    path = Path(name)
+    fd, path = await run_in_threadpool(upload_file, settings)
     try:
         size = 0
         with os.fdopen(fd, "wb") as handle:
