@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 
 from controller.errors import Conflict
 from controller.store import Store, iso
+from controller.store.releases import UNIT_DONE
 from protocol.models import MAX_COMMAND_TTL, Command, ReplyCode
 
 logger = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ class RolloutEngine:
             logger.warning("rollout %s of %s stopped: %d of %d units of stage %d failed",
                            rid, rollout["version"], failed, len(in_stage), stage)
             return
-        if all(u["state"] in ("applied", "failed", "skipped") for u in in_stage):
+        if all(u["state"] in UNIT_DONE for u in in_stage):
             following = stage + 1 if stage + 1 < rollout["stages"] else None
             if not self.store.advance_rollout(rid, stage, following, now):
                 return  # moved on meanwhile (another controller's periodic work)
