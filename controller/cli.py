@@ -15,8 +15,9 @@
     smartcity-controller restore   --config FILE BACKUP [--force]
     smartcity-controller release   keygen --out DIR
     smartcity-controller release   build  --key KEY --out DIR [--platform aarch64|host ...] [--wheel FILE] [--find-links DIR] [--no-index]
+    smartcity-controller release   add    FILE --config FILE
 
-``--config`` may also come from ``SMARTCITY_CONFIG``; ``release`` needs none (it runs
+``--config`` may also come from ``SMARTCITY_CONFIG``; ``release keygen`` and ``build`` need none (they run
 on any machine with a checkout: docs/updates.md). Exit codes: 0 done, 1 refused (e.g.
 a device id already taken), 2 bad config or arguments, 3 the server could not start.
 """
@@ -138,6 +139,10 @@ def _parser() -> argparse.ArgumentParser:
 
     release = sub.add_parser("release", help="signed release bundles for the units "
                              "(docs/updates.md)").add_subparsers(dest="action", required=True)
+    release_add = release.add_parser(
+        "add", parents=[common], help="check a bundle (signature against [releases] "
+        "trusted_keys, every hash) and keep it for rollouts")
+    release_add.add_argument("file", help="smartcity-<version>.bundle")
     keygen = release.add_parser("keygen", help="make an Ed25519 key pair for signing releases")
     keygen.add_argument("--out", required=True, help="directory for release.key and release.pub")
     build = release.add_parser("build", help="build and sign smartcity-<version>.bundle")
@@ -183,7 +188,7 @@ def _count(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "release":
+    if args.command == "release" and args.action != "add":
         return _release(args)
     try:
         settings = load_settings(args.config)
@@ -211,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _settle_lost(store, args)
             if args.command == "device":
                 return _device_add(store, args)
+            if args.command == "release":
+                return _release_add(store, settings, args)
             return _mqtt_acl(store, settings, args)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
@@ -403,6 +410,23 @@ def _backup(settings: Settings, args: argparse.Namespace) -> int:
     except BackupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _release_add(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from controller.release.keep import bundle_path, keep_bundle
+
+    source = Path(args.file)
+    if not source.is_file():
+        print(f"error: {source}: no such file", file=sys.stderr)
+        return 2
+    row = keep_bundle(store, settings, source, _actor())  # ReleaseRefused: exit 1
+    print(f"release {row['version']} added: {bundle_path(settings, row['version'])}, "
+          f"{row['size']} bytes, sha256 {row['sha256']}, for {', '.join(row['platforms'])}, "
+          f"signed by key {row['key_id']}")
+    print("Start a rollout: POST /api/v1/rollouts, or the dashboard's Updates page.")
+    return 0
 
 
 def _release(args: argparse.Namespace) -> int:

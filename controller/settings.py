@@ -407,6 +407,35 @@ class BackupSettings(_Section):
                            "dump is compressed anyway")
 
 
+class ReleasesSettings(_Section):
+    """Release bundles the controller keeps and offers to units (docs/updates.md)."""
+
+    dir: Path = Field(Path("/var/lib/smartcity/controller/releases"),
+                      description="where added bundles are kept (smartcity-<version>.bundle)")
+    trusted_keys: list[str] = Field(
+        default_factory=list, max_length=16,
+        description="the release keys (base64, as release keygen prints them; the ones the "
+        "units list in [update] trusted_keys); a bundle signed by none is refused")
+    max_bundle_mb: int = Field(600, ge=1, le=4_096,
+                               description="largest bundle file accepted, in MB")
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        from protocol.release import BundleError, decode_key
+
+        for i, text in enumerate(value):
+            try:
+                decode_key(text)
+            except BundleError as exc:
+                raise ValueError(f"trusted_keys[{i}]: {exc}") from None
+        return value
+
+    @property
+    def max_bundle_bytes(self) -> int:
+        return self.max_bundle_mb * 1_000_000
+
+
 class Settings(_Section):
     """Everything the controller reads from its config file."""
 
@@ -418,6 +447,7 @@ class Settings(_Section):
     alarms: AlarmsSettings = Field(default_factory=AlarmsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     def controller_usernames(self) -> list[str]:
@@ -515,6 +545,7 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     settings.broker_files.acl_file = fix(settings.broker_files.acl_file)
     settings.broker_files.password_file = fix(settings.broker_files.password_file)
     settings.backup.dir = fix(settings.backup.dir)
+    settings.releases.dir = fix(settings.releases.dir)
     for channel in settings.notify.telegram:
         channel.bot_token_file = fix(channel.bot_token_file)
     for channel in settings.notify.email:

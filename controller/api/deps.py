@@ -7,6 +7,7 @@
   caller's language (`request_lang`).
 - ``Writer``: a caller allowed to change things (viewer: 403).
 - ``AdminUser``: an admin (others: 403).
+- ``StaffUser``: an admin or an operator (viewers: 403).
 - ``LangDep``: the caller's language for messages, ``id`` or ``en`` (``Accept-Language``;
   ``id`` when absent).
 - ``VisibleDevice``: the ``{device_id}`` of the path, 404 if it does not exist *or* belongs
@@ -142,6 +143,17 @@ def require_admin(user: CurrentUser) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(require_admin)]
+
+
+def require_staff(user: CurrentUser) -> Principal:
+    if not user.can_change:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail="only admins and operators can do this")
+    return user
+
+
+StaffUser = Annotated[Principal, Depends(require_staff)]
+"""An admin or an operator (an operator sees its OPD's units only)."""
 
 
 def not_found(what: str) -> HTTPException:

@@ -33,7 +33,9 @@ from controller.api.routes import (
     health,
     history,
     notify,
+    releases,
     reports,
+    rollouts,
     schedules,
     stream,
     users,
@@ -144,7 +146,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     if settings.api.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.api.trusted_proxies)
     for module in (devices, history, schedules, commands, alarms, users, reports, dashboard,
-                   notify, stream):
+                   notify, stream, releases, rollouts):
         app.include_router(module.router, responses=ERROR_RESPONSES | CONFLICT)
     app.include_router(health.router)
     app.include_router(enrol.router)  # no bearer token: the enrolment token is the proof

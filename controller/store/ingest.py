@@ -1,7 +1,8 @@
 """Storing what units send: a batch of decoded messages in one transaction, telemetry and
 events once per ``(device, seq)``, the seq accounting behind the ack
 (`controller.seqs.SeqTracker`), the latest status and its history (``status_history``).
-A command reply, or a run's end event, moves its command on (`controller.store.commands`).
+A command reply, or a run's end event, moves its command on (`controller.store.commands`);
+an update's end event its ``update`` command (`controller.store.releases`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from protocol.topics import Channel
 
 _RUN_ENDS = (EventType.RUN_FINISHED, EventType.RUN_SKIPPED, EventType.RUN_INTERRUPTED,
              EventType.FEED_DISPENSED, EventType.FEEDING_SKIPPED)
+_UPDATE_ENDS = (EventType.UPDATE_APPLIED, EventType.UPDATE_FAILED)
 _DUPLICATE = "duplicate"
 
 
@@ -171,6 +173,8 @@ class IngestMixin(StoreBase):
                     (dev, msg.seq, iso(msg.ts), now, msg.type.value, _dumps(msg.details)))
                 if cursor.rowcount and msg.type in _RUN_ENDS:
                     self._close_command_from_event(dev, msg, now)
+                elif cursor.rowcount and msg.type in _UPDATE_ENDS:
+                    self._close_update_command(dev, msg, now)  # controller.store.releases
                 alarms.on_event(self, item, new=cursor.rowcount > 0)
                 if msg.type is EventType.OUTBOX_DROPPED:
                     announced = sum(tracker.drop(a, b) for a, b in dropped_ranges(msg))

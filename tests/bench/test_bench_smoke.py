@@ -88,3 +88,11 @@ def test_bench_backup_restores_every_row(tmp_path):
     assert "Backup and restore (SQLite)" in stdout
     assert r["rows"] == 5 * 3 * 288
     assert r["restored_rows"] == [r["rows"], r["rows"]]
+
+
+def test_bench_rollout_offers_every_unit_once_and_completes(tmp_path):
+    stdout, r = run_bench("rollout", tmp_path)
+    assert "rollout of 10 units" in stdout
+    assert r["state"] == "completed" and r["counts"]["applied"] == r["units"] == 10
+    assert r["offered_once"] and r["resumed_ok"]
+    assert r["stages"] == 2  # 10 units: the canary, 10 % is the canary already, the rest
