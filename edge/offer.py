@@ -182,7 +182,8 @@ def fetch_once(url: str, part: Path, size: int, *, opts: DownloadOptions,
             while have + got < size:
                 if stop.is_set():
                     break
-                block = response.read(min(opts.block, size - have - got))
+                # read1: what has arrived (a read(n) would wait for all n bytes)
+                block = response.read1(min(opts.block, size - have - got))
                 if not block:
                     break
                 out.write(block)
