@@ -236,6 +236,8 @@ def test_offer_waits_for_the_maintenance_window(tmp_path, kit, mosquitto, watche
     daemon = daemons(tmp_path, mosquitto, keys=[kit.public], window=window,
                      launcher=[sys.executable, str(RECORDER), "{request}", str(record)]).start()
     running_fw(watcher)
+    online = [s for s in messages(watcher, TOPIC, "status") if s["online"]]
+    assert online[-1]["update_window"] == window  # the controller can show it
     offer(watcher, "offer-d1", "9.1.0", srv.url("/d.bundle"), data)
     got = reply(watcher, "offer-d1")
     assert (got["status"], got["params"]) == ("accepted", {"version": "9.1.0",
