@@ -338,6 +338,7 @@ class UpdateOffers:
                  "sha256": params.sha256, "size": params.size,
                  "accepted_at": time.time(), "state": "accepted"}
         self._write(offer)
+        self._forget_other_downloads(version)
         self._start_worker()
         logger.info("update offer %s accepted: %s, window %s", cmd_id, version,
                     self.window.text)
@@ -477,6 +478,16 @@ class UpdateOffers:
 
     def _fail(self, offer: dict[str, Any], step: str, reason: str) -> None:
         self._write({**offer, "state": "failed", "step": step, "reason": reason[:500]})
+
+    def _forget_other_downloads(self, version: str) -> None:
+        """Files of earlier offers (a cut download of another version, old logs) go: the
+        downloads folder holds one release at most."""
+        if not self.downloads.is_dir():
+            return
+        for path in self.downloads.iterdir():
+            if not path.name.startswith(f"{version}.bundle"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def _clear(self, offer: dict[str, Any]) -> None:
         with self._lock:
