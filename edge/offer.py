@@ -390,6 +390,7 @@ class UpdateOffers:
                    f"smartcity-update@{self.kind}.path")
             self._fail(offer, "launch", f"no update process started within "
                        f"{self.LAUNCH_TIMEOUT_S:.0f} s of the request (check {how})")
+            self.check(force=True)  # report it now
 
     # -- the worker ------------------------------------------------------------------------
     def _start_worker(self) -> None:
