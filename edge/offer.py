@@ -382,6 +382,9 @@ class UpdateOffers:
             if journal.get("step") == "done":
                 self._clear(offer)
             return
+        if offer.get("version") == self.fw and not lock_held(self.state_dir):
+            self._clear(offer)  # it runs the version offered: nothing more to wait for
+            return
         if lock_held(self.state_dir):
             return  # an update process runs (a cut one first, perhaps)
         if time.time() - float(offer.get("launched_at") or 0) > self.LAUNCH_TIMEOUT_S:
