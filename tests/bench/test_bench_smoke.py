@@ -77,6 +77,12 @@ def test_bench_edge_measures_memory_timing_and_drain(tmp_path):
         assert case["rows"] == 71 and case["deliveries"] >= case["rows"]
 
 
+def test_bench_offer_download_serves_no_byte_twice(tmp_path):
+    stdout, r = run_bench("offer_download", tmp_path)
+    assert "download, cut 3 times" in stdout
+    assert r["cut_served"] == r["size"] and r["requests"] == 4
+
+
 def test_bench_update_prints_bundle_size_and_update_time(tmp_path):
     stdout, r = run_bench("update", tmp_path)
     assert "bundle size" in stdout and "daemon downtime" in stdout

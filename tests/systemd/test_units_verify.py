@@ -77,7 +77,9 @@ def test_units_verify_clean(unit, tmp_path):
     result = verify(unit)
     complaints = [line for line in (result.stdout + result.stderr).splitlines()
                   if line.strip()]
-    missing_exec = re.compile(rf"^{re.escape(unit.name)}: Command /opt/smartcity/\S+ is not "
+    # a template (name@.service) is verified as an instance (name@i.service)
+    name = re.escape(unit.name).replace("@\\.", "@\\w*\\.")
+    missing_exec = re.compile(rf"^{name}: Command /opt/smartcity/\S+ is not "
                               r"executable: No such file or directory$")
     assert all(missing_exec.match(line) for line in complaints), complaints
     # With a program that exists: nothing at all.
@@ -151,7 +153,7 @@ def exposure(unit: Path) -> float | None:
 def documented_ceilings() -> dict[str, float]:
     """Unit name -> ceiling, from the exposure table in docs/operations.md
     (rows ``| `unit` | **measured** ... | ceiling |``)."""
-    rows = re.findall(r"^\| `([\w.-]+\.service)` \| \*\*\d+\.\d+\*\*[^|]*\| (\d+\.\d+) \|$",
+    rows = re.findall(r"^\| `([\w.@-]+\.service)` \| \*\*\d+\.\d+\*\*[^|]*\| (\d+\.\d+) \|$",
                       OPERATIONS.read_text(), flags=re.M)
     return {name: float(ceiling) for name, ceiling in rows}
 
