@@ -340,8 +340,9 @@ class Controller:
 def register_devices(db_path: Path | str, devices: Iterable[tuple[str, str]], *,
                      kind: str = "irrigation", password_hash: str = "$7$101$bench$bench",
                      token_role: str | None = "admin") -> str | None:
-    """Register ``(opd, device_id)`` pairs in the controller database (through `Store`, as
-    ``device add`` does) and return a fresh API token of ``token_role`` (or None).
+    """Register ``(opd, device_id)`` pairs in the controller database (a SQLite file or a
+    PostgreSQL URL; through `Store`, as ``device add`` does) and return a fresh API token
+    of ``token_role`` (or None).
 
     Seeding runs with ``synchronous=OFF`` on this connection only: thousands of devices
     in seconds; the controller opens its own connection with ``synchronous=FULL``.

@@ -54,6 +54,7 @@ _ID: dict[str, str] = {
     "action_not_for_kind": "unit {kind} tidak menerima perintah {action}",
     "not_for_kind": "tidak berlaku untuk unit {kind}",
     "pause_too_long": "unit ini menjeda paling lama {days:g} hari",
+    "update_by_rollout": "pembaruan hanya dikirim oleh rollout (POST /api/v1/rollouts)",
 }
 _ID_FALLBACK = "tidak sah: {reason}"
 

@@ -2,18 +2,22 @@
 
 ::
 
-    smartcity-controller serve     --config FILE
+    smartcity-controller serve     --config FILE [--no-api | --no-ingest]
     smartcity-controller token     create --config FILE --role admin|operator|viewer [--opd CODE] [--name NAME] [--expires-days N]
     smartcity-controller token     list   --config FILE
     smartcity-controller token     rotate --config FILE --id ID [--expires-days N]
     smartcity-controller token     revoke --config FILE ID
     smartcity-controller device    add    --config FILE --opd CODE --device-id ID [--name NAME] [--kind KIND]
+    smartcity-controller device    settle-lost --config FILE [--device-id ID]
     smartcity-controller mqtt-acl  --config FILE [--acl-file PATH] [--password-file PATH]
     smartcity-controller enrol     create --config FILE --opd CODE --device-id ID --kind KIND [--ttl-h H] [--name NAME] [--broker-host HOST] [--broker-port PORT] [--tls|--no-tls]
+    smartcity-controller backup    --config FILE [--out DIR] [--keep N]
+    smartcity-controller restore   --config FILE BACKUP [--force]
     smartcity-controller release   keygen --out DIR
     smartcity-controller release   build  --key KEY --out DIR [--platform aarch64|host ...] [--wheel FILE] [--find-links DIR] [--no-index]
+    smartcity-controller release   add    FILE --config FILE
 
-``--config`` may also come from ``SMARTCITY_CONFIG``; ``release`` needs none (it runs
+``--config`` may also come from ``SMARTCITY_CONFIG``; ``release keygen`` and ``build`` need none (they run
 on any machine with a checkout: docs/updates.md). Exit codes: 0 done, 1 refused (e.g.
 a device id already taken), 2 bad config or arguments, 3 the server could not start.
 """
@@ -58,7 +62,14 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Balikpapan Smart City central controller")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("serve", parents=[common], help="run the MQTT ingest and the HTTP API")
+    serve_ = sub.add_parser("serve", parents=[common],
+                            help="run the MQTT ingest and the HTTP API")
+    parts = serve_.add_mutually_exclusive_group()
+    parts.add_argument("--no-api", action="store_true",
+                       help="ingest and periodic work only, no HTTP server (docs/scaling.md)")
+    parts.add_argument("--no-ingest", action="store_true",
+                       help="HTTP API only: commands go out on an MQTT connection of its "
+                       "own, nothing is subscribed, no periodic work")
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action",
                                                                       required=True)
@@ -88,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--name", default="")
     add.add_argument("--kind", default="irrigation", choices=list(KINDS))
 
+    settle = device.add_parser(
+        "settle-lost", parents=[common],
+        help="after a restore: take as lost what units sent between the backup and the "
+        "restore (acknowledged then, deleted on the units), so acknowledgements move on")
+    settle.add_argument("--device-id", help="only this device (default: every device)")
+
     acl = sub.add_parser("mqtt-acl", parents=[common],
                          help="write Mosquitto's ACL and password files for every device")
     acl.add_argument("--acl-file", help="default: broker_files.acl_file from the config")
@@ -108,8 +125,24 @@ def _parser() -> argparse.ArgumentParser:
     enrol_create.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None,
                               help="units use TLS (default: mqtt.tls)")
 
+    backup = sub.add_parser("backup", parents=[common],
+                            help="write a backup of the database, delete the oldest ones")
+    backup.add_argument("--out", help="directory for the backup (default: [backup] dir)")
+    backup.add_argument("--keep", type=_count, metavar="N",
+                        help="keep the newest N backups there (default: [backup] keep)")
+    restore = sub.add_parser("restore", parents=[common],
+                             help="put a backup back into the (empty) database, with the "
+                             "controller stopped")
+    restore.add_argument("backup", metavar="BACKUP", help="a file `backup` wrote")
+    restore.add_argument("--force", action="store_true",
+                         help="replace what the database holds")
+
     release = sub.add_parser("release", help="signed release bundles for the units "
                              "(docs/updates.md)").add_subparsers(dest="action", required=True)
+    release_add = release.add_parser(
+        "add", parents=[common], help="check a bundle (signature against [releases] "
+        "trusted_keys, every hash) and keep it for rollouts")
+    release_add.add_argument("file", help="smartcity-<version>.bundle")
     keygen = release.add_parser("keygen", help="make an Ed25519 key pair for signing releases")
     keygen.add_argument("--out", required=True, help="directory for release.key and release.pub")
     build = release.add_parser("build", help="build and sign smartcity-<version>.bundle")
@@ -143,9 +176,19 @@ def _days(text: str) -> int:
     return days
 
 
+def _count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 up")
+    return count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "release":
+    if args.command == "release" and args.action != "add":
         return _release(args)
     try:
         settings = load_settings(args.config)
@@ -161,14 +204,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "serve":
-            return serve(settings)
+            return serve(settings, api=not args.no_api, ingest=not args.no_ingest)
+        if args.command in ("backup", "restore"):
+            return _backup(settings, args)
         with Store.open(settings.database.target) as store:
             if args.command == "token":
                 return _token(store, settings, args)
             if args.command == "enrol":
                 return _enrol_create(store, settings, args)
+            if args.command == "device" and args.action == "settle-lost":
+                return _settle_lost(store, args)
             if args.command == "device":
                 return _device_add(store, args)
+            if args.command == "release":
+                return _release_add(store, settings, args)
             return _mqtt_acl(store, settings, args)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
@@ -193,26 +242,35 @@ def end_streams_on_exit(server: Any, app: Any) -> None:
     server.handle_exit = on_exit_signal
 
 
-def serve(settings: Settings) -> int:
-    """Run the controller until SIGTERM or SIGINT."""
+def serve(settings: Settings, *, api: bool = True, ingest: bool = True) -> int:
+    """Run the controller until SIGTERM or SIGINT: the ingest and the API, or one of them
+    (``api`` False: no HTTP server; ``ingest`` False: no subscription, no periodic work)."""
     import uvicorn
 
     from controller.api.main import create_app
-    from controller.service import ServiceNotifier
+    from controller.service import Headless, ServiceNotifier
 
     # Fail early, with a clear message, on a bad database path or password file.
     Store.open(settings.database.target).close()
     if settings.mqtt.enabled:
         settings.mqtt.read_password()
-    app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
-                            log_config=None, lifespan="on", access_log=False,
-                            proxy_headers=False,  # the app trusts [api] trusted_proxies only
-                            timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    notifier = ServiceNotifier(server, app)  # READY, WATCHDOG and STOPPING for systemd
+    if not ingest and not settings.mqtt.enabled:
+        logger.warning("--no-ingest with mqtt.enabled = false: commands go nowhere")
+    app = create_app(settings, ingest=ingest, http=api)
+    server: Any
+    if api:
+        config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
+                                log_config=None, lifespan="on", access_log=False,
+                                proxy_headers=False,  # the app trusts [api] trusted_proxies
+                                timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        end_streams_on_exit(server, app)
+    else:
+        server = Headless(app)
+    status = ("ingest and API running" if api and ingest else
+              "ingest running (no API)" if ingest else "API running (no ingest)")
+    notifier = ServiceNotifier(server, app, status=status)  # READY, WATCHDOG, STOPPING
     notifier.watch_exit_signals()
-    end_streams_on_exit(server, app)
     notifier.start()
     try:
         server.run()
@@ -280,6 +338,17 @@ def _device_add(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _settle_lost(store: Store, args: argparse.Namespace) -> int:
+    settled = store.settle_lost_seqs(actor=_actor(), device_id=args.device_id)
+    for device_id, first, last in settled:
+        print(f"{device_id}: seq {first}..{last} taken as lost ({last - first + 1} "
+              "message(s)); its acknowledgement moves on at its next message")
+    if not settled:
+        print("nothing to settle: no unit's acknowledgement waits below messages stored "
+              "after it")
+    return 0
+
+
 def _mqtt_acl(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     password = settings.mqtt.read_password()
     if password is None:
@@ -312,6 +381,51 @@ def _enrol_create(store: Store, settings: Settings, args: argparse.Namespace) ->
     if row["broker_host"] in ("127.0.0.1", "localhost", "::1"):
         print("Note: that broker address is this machine's loopback; pass --broker-host "
               "with the address units reach, unless they run on this machine.")
+    return 0
+
+
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from controller.backup import BackupError, make_backup, prune, restore
+
+    database = settings.database.target
+    try:
+        if args.command == "restore":
+            done = restore(database, Path(args.backup), force=args.force)
+            print(f"restored {args.backup} into {done.database} in {done.seconds:.1f} s "
+                  f"(schema version {done.schema_version}"
+                  + (f", migrated to {done.migrated_to}" if done.migrated_to !=
+                     done.schema_version else "") + ").")
+            print("Start the controller again: systemctl start smartcity-controller")
+            return 0
+        out = Path(args.out) if args.out else settings.backup.dir
+        made = make_backup(database, out, compress=settings.backup.compress)
+        size = (f"{made.size_bytes / 1e6:.1f} MB" if made.size_bytes >= 100_000 else
+                f"{made.size_bytes / 1e3:.1f} kB")
+        print(f"wrote {made.path}: {size} in {made.seconds:.1f} s")
+        for old in prune(out, args.keep or settings.backup.keep):
+            print(f"deleted {old}")
+        return 0
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _release_add(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from controller.release.keep import bundle_path, keep_bundle
+
+    source = Path(args.file)
+    if not source.is_file():
+        print(f"error: {source}: no such file", file=sys.stderr)
+        return 2
+    row = keep_bundle(store, settings, source, _actor())  # ReleaseRefused: exit 1
+    print(f"release {row['version']} added: {bundle_path(settings, row['version'])}, "
+          f"{row['size']} bytes, sha256 {row['sha256']}, for {', '.join(row['platforms'])}, "
+          f"signed by key {row['key_id']}")
+    print("Start a rollout: POST /api/v1/rollouts, or the dashboard's Updates page.")
     return 0
 
 

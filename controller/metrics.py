@@ -28,6 +28,9 @@ Exposed as text at ``/metrics``. Names:
   reached, or refused for good); each is logged.
 - ``smartcity_notify_waiting``: notifications in the outbox not yet sent (due, retrying,
   or held for quiet hours, flapping or escalation).
+- ``smartcity_controller_leader``: 1 while this instance leads the periodic work (expiry,
+  alarm sweeps, retention, notification delivery, publishing left-over commands;
+  `controller.leader`), 0 otherwise.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ class Metrics:
                 counter.labels(kind)
         self.notify_waiting = Gauge("smartcity_notify_waiting",
                                     "Notifications in the outbox not yet sent", registry=r)
+        self.leader = Gauge("smartcity_controller_leader",
+                            "1 while this instance leads the periodic work", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from controller.store import Store
@@ -56,10 +56,18 @@ class MemoryTransport:
             on_sent()
 
 
+REPUBLISH_AFTER_S = 5.0
+"""A command still pending this long after it was issued was left by an instance that
+died before the broker took it (the broker acknowledges within milliseconds): the
+leader publishes it again. Younger ones may be in flight in another live instance."""
+
+
 class Publisher:
     def __init__(self, store: Store, transport: Transport):
         self.store = store
         self.transport = transport
+        self._in_flight: set[str] = set()  # command ids published here, not yet taken
+        self._lock = threading.Lock()
 
     def _publish(self, opd: str, device_id: str, message: Message,
                  on_sent: Callable[[], None] | None = None) -> None:
@@ -71,8 +79,12 @@ class Publisher:
     def send_command(self, opd: str, device_id: str, command: Command) -> None:
         """Publish a stored command (QoS 1, never retained); on the broker's ack -> sent."""
         def sent() -> None:
+            with self._lock:
+                self._in_flight.discard(command.id)
             self.store.mark_command_sent(command.id)
 
+        with self._lock:
+            self._in_flight.add(command.id)
         self._publish(opd, device_id, command, sent)
         logger.info("command %s published", command.action.value,
                     extra=fields(device=device_id, cmd=command.id))
@@ -84,13 +96,30 @@ class Publisher:
                                                     body=body))
         logger.info("desired config v%d published", version, extra=fields(device=device_id))
 
-    def republish_open(self) -> int:
-        """Publish again the commands still pending (e.g. after a restart); returns how many."""
+    def republish_open(self, older_than_s: float = 0.0, now: datetime | None = None) -> int:
+        """Publish again the commands still pending (e.g. after a restart) that were issued
+        more than ``older_than_s`` ago, except those this publisher has published and the
+        broker has not taken yet (they are queued here already); returns how many.
+
+        With several instances only the leader calls this, with `REPUBLISH_AFTER_S`, so a
+        command another live instance is publishing right now is not doubled (units
+        answer a command id once anyway: a second copy gets a ``duplicate`` reply)."""
+        now = now or datetime.now(UTC)
+        before = now - timedelta(seconds=older_than_s)
         count = 0
-        for row in self.store.open_commands():
+        for row in self.store.open_commands(now):
+            if row["id"] in self._in_flight or _when(row["issued_at"]) > before:
+                continue
             command = Command(id=row["id"], issued_at=row["issued_at"],
                               expires_at=row["expires_at"], action=row["action"],
                               params=row["params"])
             self.send_command(row["opd"], row["device_id"], command)
             count += 1
         return count
+
+
+def _when(value: str | datetime) -> datetime:
+    """A stored UTC timestamp (text, or a datetime from some backends) as a datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -12,6 +12,10 @@
 - ``STOPPING=1`` when the server begins to shut down.
 
 Off systemd (no ``NOTIFY_SOCKET``) the messages go nowhere.
+
+`Headless` stands in for the HTTP server with ``serve --no-api``: it runs the app's
+lifespan (ingest, periodic work) on an event loop of its own until SIGTERM or SIGINT,
+with the attributes `ServiceNotifier` reads, so READY, WATCHDOG and STOPPING work alike.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Mapping
@@ -67,9 +72,10 @@ class ServiceNotifier(threading.Thread):
     """Runs beside ``uvicorn.Server``; ``stop()`` after the server returned."""
 
     def __init__(self, server: Any, app: Any, *, notifier: Any = None,
-                 interval_s: float | None = None, poll_s: float = 0.2):
+                 interval_s: float | None = None, poll_s: float = 0.2,
+                 status: str = "ingest and API running"):
         super().__init__(name="systemd-notify", daemon=True)
-        self.server, self.app = server, app
+        self.server, self.app, self.status = server, app, status
         self._n = notifier or sdnotify.SystemdNotifier()
         self.interval_s = watchdog_interval_s() if interval_s is None else interval_s
         self.poll_s = poll_s
@@ -90,7 +96,7 @@ class ServiceNotifier(threading.Thread):
             self._done.wait(self.poll_s)
         else:
             return
-        self._n.notify("READY=1\nSTATUS=ingest and API running")
+        self._n.notify(f"READY=1\nSTATUS={self.status}")
         logger.info("controller ready")
         next_ping = 0.0
         while not self._done.wait(self.poll_s):
@@ -141,3 +147,45 @@ class ServiceNotifier(threading.Thread):
         self.join(5.0)
         self.stopping()
 
+
+
+class Headless:
+    """The app's lifespan without an HTTP server (``serve --no-api``).
+
+    ``started`` once the lifespan has started everything; ``should_exit`` once a stop is
+    asked (``handle_exit``, which SIGTERM and SIGINT call, as uvicorn's server has it).
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.started = False
+        self.should_exit = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.should_exit = True
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    def run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # Through the attribute: ServiceNotifier.watch_exit_signals wraps it.
+            self._loop.add_signal_handler(sig, lambda s=sig: self.handle_exit(s, None))
+        if self.should_exit:
+            return
+        try:
+            async with self.app.router.lifespan_context(self.app):
+                self.started = True
+                logger.info("controller running without an HTTP API (--no-api)")
+                await self._stop.wait()
+        except Exception:
+            logger.exception("the controller could not start")
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.remove_signal_handler(sig)

@@ -67,6 +67,9 @@ class DatabaseSettings(_Section):
         description="raw telemetry older than this is rolled up per day, then deleted")
     maintenance_interval_s: float = Field(
         3600.0, gt=0, le=86_400, description="how often retention and roll-ups run")
+    leader_poll_s: float = Field(
+        2.0, gt=0, le=60, description="how often an instance that does not lead tries to "
+        "take the leadership of the periodic work (and the leader checks it still holds it)")
 
     @field_validator("url")
     @classmethod
@@ -391,6 +394,48 @@ class BrokerFilesSettings(_Section):
         "mqtt.username; docs/scaling.md); each gets the controller's rights and password")
 
 
+class BackupSettings(_Section):
+    """Where ``smartcity-controller backup`` writes, and how many it keeps
+    (docs/operations.md, "Backups")."""
+
+    dir: Path = Field(Path("/var/lib/smartcity/backups"),
+                      description="backups go here (created if missing); copy them off the "
+                      "machine too")
+    keep: int = Field(14, ge=1, le=10_000,
+                      description="the newest this many backups are kept, older ones deleted")
+    compress: bool = Field(True, description="gzip a SQLite backup (.db.gz); a PostgreSQL "
+                           "dump is compressed anyway")
+
+
+class ReleasesSettings(_Section):
+    """Release bundles the controller keeps and offers to units (docs/updates.md)."""
+
+    dir: Path = Field(Path("/var/lib/smartcity/controller/releases"),
+                      description="where added bundles are kept (smartcity-<version>.bundle)")
+    trusted_keys: list[str] = Field(
+        default_factory=list, max_length=16,
+        description="the release keys (base64, as release keygen prints them; the ones the "
+        "units list in [update] trusted_keys); a bundle signed by none is refused")
+    max_bundle_mb: int = Field(600, ge=1, le=4_096,
+                               description="largest bundle file accepted, in MB")
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        from protocol.release import BundleError, decode_key
+
+        for i, text in enumerate(value):
+            try:
+                decode_key(text)
+            except BundleError as exc:
+                raise ValueError(f"trusted_keys[{i}]: {exc}") from None
+        return value
+
+    @property
+    def max_bundle_bytes(self) -> int:
+        return self.max_bundle_mb * 1_000_000
+
+
 class Settings(_Section):
     """Everything the controller reads from its config file."""
 
@@ -401,6 +446,8 @@ class Settings(_Section):
     broker_files: BrokerFilesSettings = Field(default_factory=BrokerFilesSettings)
     alarms: AlarmsSettings = Field(default_factory=AlarmsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
+    releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     def controller_usernames(self) -> list[str]:
@@ -497,6 +544,8 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     settings.mqtt.ca_file = fix(settings.mqtt.ca_file)
     settings.broker_files.acl_file = fix(settings.broker_files.acl_file)
     settings.broker_files.password_file = fix(settings.broker_files.password_file)
+    settings.backup.dir = fix(settings.backup.dir)
+    settings.releases.dir = fix(settings.releases.dir)
     for channel in settings.notify.telegram:
         channel.bot_token_file = fix(channel.bot_token_file)
     for channel in settings.notify.email:

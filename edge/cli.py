@@ -100,14 +100,30 @@ def cmd_selftest(args) -> int:
 
 
 def cmd_update(args) -> int:
-    from .update import Options, UpdateError, Updater
+    import re
 
-    if bool(args.bundle) == bool(args.resume):
-        print("smartcity-edge update: give --bundle FILE or --resume", file=sys.stderr)
+    from protocol.fields import COMMAND_ID_PATTERN
+
+    from .update import Options, UpdateError, Updater, take_request
+
+    if sum(map(bool, (args.bundle, args.resume, args.request))) != 1:
+        print("smartcity-edge update: give --bundle FILE, --request FILE or --resume",
+              file=sys.stderr)
         return 2
-    opts = Options(bundle=args.bundle, resume=args.resume, config=args.config,
+    if args.update_id is not None and not re.fullmatch(COMMAND_ID_PATTERN, args.update_id):
+        print("smartcity-edge update: --update-id: 1-64 of A-Z a-z 0-9 _ -", file=sys.stderr)
+        return 2
+    bundle, update_id = args.bundle, args.update_id
+    if args.request:
+        try:
+            bundle, update_id = take_request(args.request)
+        except UpdateError as exc:
+            print(f"smartcity-edge update: {exc.reason}", file=sys.stderr)
+            return 1
+    opts = Options(bundle=bundle, resume=args.resume, config=args.config,
                    root=args.root, systemctl=args.systemctl, python=args.python,
-                   health_timeout_s=args.health_timeout_s, wait_idle_s=args.wait_idle_s)
+                   health_timeout_s=args.health_timeout_s, wait_idle_s=args.wait_idle_s,
+                   update_id=update_id)
     try:
         updater = Updater(opts)
         return updater.resume() if args.resume else updater.run()
@@ -175,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("update", help="install a signed release bundle, switch to it and "
                                        "keep it only if healthy (docs/updates.md)")
     up.add_argument("--bundle", type=Path, help="the release bundle (smartcity-<version>.bundle)")
+    up.add_argument("--request", type=Path, help="the request a daemon wrote for a release "
+                    "the controller offered (<state_dir>/update-request.json; removed)")
+    up.add_argument("--update-id", help="the update's id in its journal and events "
+                    "(the controller's command id)")
     up.add_argument("--resume", action="store_true",
                     help="finish or undo an update a power cut or kill interrupted")
     up.add_argument("--config", type=Path, help="the unit's config, as on the unit "

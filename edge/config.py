@@ -129,6 +129,25 @@ class UpdateSection(StrictModel):
                                     "has to pass its health gate")
     wait_idle_s: float = Field(3600.0, ge=0, le=86_400, description="time an update waits "
                                "for a run or feeding to end before it gives up")
+    window: str = Field("00:00-24:00", description="maintenance window, unit local time "
+                        "(HH:MM-HH:MM, may wrap midnight): a release the controller offers "
+                        "is downloaded and installed only inside it")
+    launcher: list[str] | None = Field(
+        default=None, min_length=1, max_length=32,
+        description="argv run (detached) to start an offered update, instead of only "
+        "leaving the request for smartcity-update@<kind>.path; placeholders {request}, "
+        "{bundle}, {id}, {version}, {python}, {config}")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        from .offer import WindowError, parse_window
+
+        try:
+            parse_window(v)
+        except WindowError as exc:
+            raise FieldProblem("", "update_window", why=str(exc)) from None
+        return v
 
     @field_validator("trusted_keys")
     @classmethod

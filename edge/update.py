@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -283,6 +284,9 @@ class Options:
     python: str | None = None
     health_timeout_s: float | None = None
     wait_idle_s: float | None = None
+    update_id: str | None = None
+    """The update's id in the journal and its events (the controller's command id when
+    it offered the release); default a new random one."""
 
 
 def _under(root: Path, path: Path | str) -> Path:
@@ -427,7 +431,8 @@ class Updater:
     def _update(self, bundle: Path) -> int:
         keys = self.config.update.trusted_keys
         t0 = time.time()
-        self.j = {"id": uuid.uuid4().hex[:12], "bundle": str(bundle), "started_at": t0,
+        self.j = {"id": self.opts.update_id or uuid.uuid4().hex[:12], "bundle": str(bundle),
+                  "started_at": t0,
                   "previous_target": self.current_target()}
         self.j["previous_version"] = _version_of(self.j["previous_target"])
         try:
@@ -730,6 +735,24 @@ def _alive(pid: Any) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def take_request(path: Path) -> tuple[Path, str]:
+    """``(bundle, update id)`` from the request a daemon wrote for an offered release
+    (``edge.offer``), and the request removed (``smartcity-update@.path`` starts the
+    update while it exists). Raises ``UpdateError("verify", why)``."""
+    from protocol.fields import COMMAND_ID_PATTERN
+
+    doc = read_journal(path)
+    path.unlink(missing_ok=True)
+    if doc is None:
+        raise UpdateError("verify", f"{path}: no readable update request")
+    update_id, bundle = doc.get("id"), doc.get("bundle")
+    if not isinstance(update_id, str) or not re.fullmatch(COMMAND_ID_PATTERN, update_id):
+        raise UpdateError("verify", f"{path}: id: not a command id")
+    if not isinstance(bundle, str) or not bundle:
+        raise UpdateError("verify", f"{path}: bundle: missing")
+    return Path(bundle), update_id
 
 
 def apply_bundle(bundle: Path, *, root: Path = Path("/"), config: Path | None = None,

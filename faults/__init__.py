@@ -6,6 +6,7 @@ the repository root::
     .venv/bin/python -m faults.broker_kills --cycles 100      # Mosquitto SIGKILLed under load
     .venv/bin/python -m faults.controller_kills --cycles 20   # controller SIGKILLed mid-ingest
     .venv/bin/python -m faults.unit_kills --cycles 50         # irrigation unit SIGKILLed mid-run
+    .venv/bin/python -m faults.instance_kills --kills 20      # one of 3 instances on PostgreSQL
     .venv/bin/python -m faults.fuzz                           # decoders, parsers, API, ingest
 
 Everything runs for real on this machine: a private Mosquitto on a free loopback port

@@ -21,6 +21,35 @@ from faults.processes import UnitProcess, wait_until
 if TYPE_CHECKING:
     from faults.report import Report
 
+Database = Path | str
+"""The controller's database: a SQLite file, or a ``postgresql://`` URL (several
+instances on one PostgreSQL database, ``faults.instance_kills``)."""
+
+
+def is_postgres(db: Database) -> bool:
+    return isinstance(db, str) and db.startswith(("postgresql://", "postgres://"))
+
+
+def query(db: Database, sql: str, params: tuple | list = ()) -> list[tuple]:
+    """Rows of one read of the controller's database (``?`` placeholders on both)."""
+    if is_postgres(db):
+        import psycopg
+
+        with psycopg.connect(str(db), autocommit=True) as conn:
+            return [tuple(r) for r in conn.execute(sql.replace("?", "%s"), params).fetchall()]
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def _json_field(db: Database, column: str, key: str) -> str:
+    """A JSON text column's field, in the backend's spelling."""
+    if is_postgres(db):
+        return f"({column}::jsonb ->> '{key}')"
+    return f"json_extract({column}, '$.\"{key}\"')"
+
 CATCH_UP_S = 30.0
 """A busy unit's ack must pass a gap within this (the campaigns resend after 5 s)."""
 
@@ -67,28 +96,25 @@ class DeviceCount:
         return self.rows - self.distinct + self.unknown
 
 
-def count_device(db_path: Path, device: str, outbox_path: Path) -> DeviceCount:
+def count_device(db_path: Database, device: str, outbox_path: Path) -> DeviceCount:
     """The ledger of ``device``. The outbox is read first: a seq that leaves it in the
     meantime was acked, so committed, so it is in the database read after."""
     assigned, waiting = outbox_state(outbox_path)
     count = DeviceCount(device, assigned=assigned, waiting=len(waiting))
-    db = sqlite3.connect(db_path, timeout=30)
-    try:
-        seqs = [r[0] for r in db.execute(
+    seqs = [r[0] for r in query(db_path,
             "SELECT seq FROM telemetry WHERE device_id = ? UNION ALL "
             "SELECT seq FROM events WHERE device_id = ?", (device, device))]
-        row = db.execute("SELECT acked_seq, duplicates, dropped_total FROM device_seq "
-                         "WHERE device_id = ?", (device,)).fetchone()
-        # What the unit announced as dropped (outbox thinning), from its outbox_dropped
-        # events: seq_dropped forgets a range once the ack has passed it.
-        dropped = []
-        for (details,) in db.execute("SELECT details FROM events WHERE device_id = ? AND "
-                                     "type = 'outbox_dropped'", (device,)):
-            doc = json.loads(details)
-            dropped += [(s, s) for s in doc.get("seqs", [])]
-            dropped += [(r["from"], r["to"]) for r in doc.get("ranges", [])]
-    finally:
-        db.close()
+    rows = query(db_path, "SELECT acked_seq, duplicates, dropped_total FROM device_seq "
+                 "WHERE device_id = ?", (device,))
+    row = rows[0] if rows else None
+    # What the unit announced as dropped (outbox thinning), from its outbox_dropped
+    # events: seq_dropped forgets a range once the ack has passed it.
+    dropped = []
+    for (details,) in query(db_path, "SELECT details FROM events WHERE device_id = ? AND "
+                            "type = 'outbox_dropped'", (device,)):
+        doc = json.loads(details)
+        dropped += [(s, s) for s in doc.get("seqs", [])]
+        dropped += [(r["from"], r["to"]) for r in doc.get("ranges", [])]
     if row:
         count.acked, count.redelivered, count.dropped = row
     mine = [s for s in seqs if s <= assigned]
@@ -101,54 +127,44 @@ def count_device(db_path: Path, device: str, outbox_path: Path) -> DeviceCount:
     return count
 
 
-def drained(db_path: Path, units: list[UnitProcess]) -> bool:
+def drained(db_path: Database, units: list[UnitProcess]) -> bool:
     """True when every unit's outbox is empty and the controller acked its last seq."""
     for unit in units:
         assigned, waiting = outbox_state(unit.outbox)
         if waiting:
             return False
-        db = sqlite3.connect(db_path, timeout=30)
-        try:
-            row = db.execute("SELECT acked_seq FROM device_seq WHERE device_id = ?",
-                             (unit.device,)).fetchone()
-        finally:
-            db.close()
-        if not row or row[0] < assigned:
+        rows = query(db_path, "SELECT acked_seq FROM device_seq WHERE device_id = ?",
+                     (unit.device,))
+        if not rows or rows[0][0] < assigned:
             return False
     return True
 
 
-def count_numbered(db_path: Path, device: str) -> tuple[int, int, int]:
+def count_numbered(db_path: Database, device: str) -> tuple[int, int, int]:
     """For producer units: (messages carrying a producer number ``n``, distinct numbers,
     numbers missing below the highest). A logical message stored twice under two seqs
     shows as rows > distinct."""
-    db = sqlite3.connect(db_path, timeout=30)
-    try:
-        numbers = [r[0] for r in db.execute(
-            "SELECT json_extract(readings, '$.\"n.count\"') FROM telemetry "
-            "WHERE device_id = ? UNION ALL "
-            "SELECT json_extract(details, '$.n') FROM events WHERE device_id = ?",
-            (device, device)) if r[0] is not None]
-    finally:
-        db.close()
+    numbers = [int(r[0]) for r in query(
+        db_path,
+        f"SELECT {_json_field(db_path, 'readings', 'n.count')} FROM telemetry "
+        "WHERE device_id = ? UNION ALL "
+        f"SELECT {_json_field(db_path, 'details', 'n')} FROM events WHERE device_id = ?",
+        (device, device)) if r[0] is not None]
     distinct = set(numbers)
     top = max(distinct, default=0)
     return len(numbers), len(distinct), top - len(distinct)
 
 
-def stored_rows(db_path: Path) -> int:
+def stored_rows(db_path: Database) -> int:
     """Telemetry and event rows in the controller database (all devices)."""
-    db = sqlite3.connect(db_path, timeout=30)
     try:
-        return (db.execute("SELECT count(*) FROM telemetry").fetchone()[0]
-                + db.execute("SELECT count(*) FROM events").fetchone()[0])
-    except sqlite3.OperationalError:
+        return (query(db_path, "SELECT count(*) FROM telemetry")[0][0]
+                + query(db_path, "SELECT count(*) FROM events")[0][0])
+    except Exception:  # noqa: BLE001 - no schema yet (or the database not up yet)
         return 0
-    finally:
-        db.close()
 
 
-def settle_fleet(report: Report, db_path: Path, fleet: list[UnitProcess], stop_file: Path,
+def settle_fleet(report: Report, db_path: Database, fleet: list[UnitProcess], stop_file: Path,
                  timeout_s: float) -> None:
     """Let the controller catch up while the producers still run, stop them, wait until
     every outbox is drained and acked, then count every device into ``report`` (seqs,
@@ -161,11 +177,7 @@ def settle_fleet(report: Report, db_path: Path, fleet: list[UnitProcess], stop_f
     targets = {u.device: outbox_state(u.outbox)[0] for u in fleet}
 
     def caught_up() -> bool:
-        db = sqlite3.connect(db_path, timeout=30)
-        try:
-            acked = dict(db.execute("SELECT device_id, acked_seq FROM device_seq"))
-        finally:
-            db.close()
+        acked = dict(query(db_path, "SELECT device_id, acked_seq FROM device_seq"))
         return all(acked.get(d, 0) >= n for d, n in targets.items())
 
     try:

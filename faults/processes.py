@@ -134,6 +134,7 @@ log_level = "WARNING"
 
 [database]
 path = "{db}"
+{database_url}leader_poll_s = {leader_poll_s}
 
 [mqtt]
 host = "{host}"
@@ -157,19 +158,24 @@ class ControllerProcess:
 
     Several of them make several ingest workers: give each its own ``name`` (its
     directory and MQTT client id), the first one's ``db`` and the same ``share_group``.
+    With ``url`` (a ``postgresql://`` database) ``db`` is that URL.
     """
 
     def __init__(self, workdir: Path, broker: MosquittoBroker, *, ack_interval_s: float = 0.5,
-                 name: str = "controller", db: Path | None = None, share_group: str = ""):
+                 name: str = "controller", db: Path | None = None, share_group: str = "",
+                 url: str | None = None, leader_poll_s: float = 2.0):
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.db = db or self.dir / "controller.db"
+        self.url_db = url  # a PostgreSQL database instead of the SQLite file
+        self.db: Path | str = url or db or self.dir / "controller.db"
         self.config = self.dir / "controller.toml"
         self.log = self.dir / "controller.log"
         self.api_port = free_port()
         client_id = "smartcity-controller" if name == "controller" else f"smartcity-{name}"
         self.config.write_text(CONTROLLER_TOML.format(
-            db=self.db, host=broker.host, port=broker.port, ack_interval_s=ack_interval_s,
+            db=self.dir / "controller.db" if url else self.db,
+            database_url=f'url = "{url}"\n' if url else "", leader_poll_s=leader_poll_s,
+            host=broker.host, port=broker.port, ack_interval_s=ack_interval_s,
             api_port=self.api_port, client_id=client_id, share_group=share_group))
         self.proc: subprocess.Popen | None = None
         self.token: str | None = None
@@ -227,6 +233,16 @@ class ControllerProcess:
         """``/metrics`` as {(name, sorted label items): value}."""
         text = httpx.get(f"{self.url}/metrics", timeout=5.0).text
         return parse_metrics(text)
+
+    def health(self) -> dict | None:
+        """``/healthz`` as a dict; None when it does not answer."""
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2.0).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def db_connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.db, timeout=30)

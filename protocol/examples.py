@@ -102,7 +102,8 @@ EXAMPLES: MappingProxyType[Channel, Message] = MappingProxyType({
                                  "zone2": ZoneLimits(max_on_s=1800)},
                           max_daily_water_min=240),
         outlook=Outlook(skip_next=["zone2"], next_start=NextStart(
-            at=datetime(2025, 3, 15, 21, 30, tzinfo=UTC), program="pagi", start="05:30"))),
+            at=datetime(2025, 3, 15, 21, 30, tzinfo=UTC), program="pagi", start="05:30")),
+        update_window="22:00-05:00"),
     Channel.TELEMETRY: Telemetry(
         seq=1042, ts=_at(2),
         readings={"moisture_pct.zone1": 23.4, "flow_lpm.main": 18.2, "rain.gauge": False,

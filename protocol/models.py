@@ -247,6 +247,12 @@ class Status(Message):
         default=None, description="Holds in force and the next start. Absent in the Last "
         "Will and from older units."
     )
+    update_window: Annotated[str, StringConstraints(
+        pattern=r"^\d\d:\d\d-\d\d:\d\d$")] | None = Field(
+        default=None, description="The unit's maintenance window (HH:MM-HH:MM, its local "
+        "time, may wrap midnight): a release the controller offers is downloaded and "
+        "installed only inside it. Absent in the Last Will and from older units."
+    )
 
 
 def offline_status(

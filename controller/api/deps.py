@@ -7,6 +7,7 @@
   caller's language (`request_lang`).
 - ``Writer``: a caller allowed to change things (viewer: 403).
 - ``AdminUser``: an admin (others: 403).
+- ``StaffUser``: an admin or an operator (viewers: 403).
 - ``LangDep``: the caller's language for messages, ``id`` or ``en`` (``Accept-Language``;
   ``id`` when absent).
 - ``VisibleDevice``: the ``{device_id}`` of the path, 404 if it does not exist *or* belongs
@@ -25,6 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from controller.auth import FailedLogins, Principal, hash_token
 from controller.checks import Lang, request_lang
 from controller.ingest import Ingest
+from controller.leader import Leader
 from controller.live import LiveHub, Tickets
 from controller.metrics import Metrics
 from controller.publisher import Publisher
@@ -44,6 +46,7 @@ class AppState:
     loop: asyncio.AbstractEventLoop | None = None  # the server's event loop (liveness)
     live: LiveHub | None = None  # changes pushed to open pages (controller.live)
     tickets: Tickets = field(default_factory=Tickets)  # to open the stream with
+    leader: Leader | None = None  # None: this instance takes no part in leading
 
 
 def get_state(request: Request) -> AppState:
@@ -140,6 +143,17 @@ def require_admin(user: CurrentUser) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(require_admin)]
+
+
+def require_staff(user: CurrentUser) -> Principal:
+    if not user.can_change:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail="only admins and operators can do this")
+    return user
+
+
+StaffUser = Annotated[Principal, Depends(require_staff)]
+"""An admin or an operator (an operator sees its OPD's units only)."""
 
 
 def not_found(what: str) -> HTTPException:

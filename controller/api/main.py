@@ -1,9 +1,12 @@
 """Build the FastAPI app: ``create_app(settings)``.
 
 Nothing is built at import time. ``create_app`` makes the app and its metrics registry;
-the lifespan opens the store, starts the alarm notifications' delivery
-(`controller.notify`), the live updates' poller (`controller.live`), the MQTT ingest (unless ``mqtt`` is given or MQTT is disabled) and
-the publisher, and stops them in reverse order.
+the lifespan opens the store, starts the MQTT ingest (unless ``mqtt`` is given or MQTT is
+disabled) and the publisher, the leadership of the periodic work (`controller.leader`:
+one instance at a time expires commands, sweeps alarms, prunes, delivers notifications
+and publishes left-over commands again), the alarm notifications' delivery
+(`controller.notify`) and the live updates' poller (`controller.live`), and stops them in
+reverse order.
 
 Tests pass their own parts: ``create_app(settings, store=store, mqtt=MemoryTransport())``
 runs the API with no broker; commands are then "published" into the transport.
@@ -30,7 +33,9 @@ from controller.api.routes import (
     health,
     history,
     notify,
+    releases,
     reports,
+    rollouts,
     schedules,
     stream,
     users,
@@ -39,10 +44,11 @@ from controller.api.schemas import Problem
 from controller.auth import FailedLogins
 from controller.errors import Conflict, Invalid, NotFound, StoreError
 from controller.ingest import Ingest
+from controller.leader import Leader, lock_for
 from controller.live import LiveHub
 from controller.metrics import Metrics
 from controller.notify.worker import start as start_notify
-from controller.publisher import MemoryTransport, Publisher, Transport
+from controller.publisher import REPUBLISH_AFTER_S, MemoryTransport, Publisher, Transport
 from controller.settings import Settings
 from controller.store import Store
 
@@ -62,12 +68,18 @@ CONFLICT = {409: {"model": Problem, "description": "contradicts what is stored"}
 
 def create_app(settings: Settings, *, store: Store | None = None,
                mqtt: Transport | None = None, metrics: Metrics | None = None,
-               logins: FailedLogins | None = None) -> FastAPI:
+               logins: FailedLogins | None = None, ingest: bool = True,
+               http: bool = True) -> FastAPI:
     """The controller's HTTP API; the lifespan runs the ingest too (see module doc).
 
     ``logins`` counts failed logins (default: per ``[api] login_failures_max`` and
     ``login_window_s``). The client address is the peer's, or the ``X-Forwarded-For`` one
     when the peer is in ``[api] trusted_proxies``.
+
+    ``ingest`` False (``serve --no-ingest``): no subscription and no periodic work;
+    commands and configs go out through an MQTT connection of this instance's own.
+    ``http`` False (``serve --no-api``): the lifespan is run without a server, so no live
+    updates' poller either.
     """
     metrics = metrics or Metrics()
     if logins is None:
@@ -77,36 +89,51 @@ def create_app(settings: Settings, *, store: Store | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
         app_store = store or Store.open(settings.database.target)
-        notifier = start_notify(app_store, settings, metrics)
-        ingest: Ingest | None = None
-        ingest_store: Store | None = None
+        client: Ingest | None = None
+        client_store: Store | None = None
+        leader: Leader | None = None
         transport = mqtt
+        publisher = Publisher(app_store, MemoryTransport(auto_sent=False))
         if transport is None and settings.mqtt.enabled:
-            ingest_store = (app_store if app_store.path == ":memory:"
+            client_store = (app_store if app_store.path == ":memory:"
                             else Store.open(app_store.path, migrate=False))
-            ingest = Ingest(settings, ingest_store, metrics,
-                            password=settings.mqtt.read_password())
-            transport = ingest.start()
+            if ingest:  # one instance at a time runs the periodic work
+                leader = Leader(lock_for(app_store.path),
+                                poll_s=settings.database.leader_poll_s, gauge=metrics.leader)
+            client = Ingest(settings, client_store, metrics,
+                            password=settings.mqtt.read_password(), receive=ingest,
+                            leader=leader, republish=lambda: publisher.republish_open(
+                                REPUBLISH_AFTER_S))
+            transport = client.start()
         elif transport is None:
             logger.warning("MQTT is disabled: commands and configs are not sent anywhere")
             transport = MemoryTransport(auto_sent=False)
-        publisher = Publisher(app_store, transport)
-        live = LiveHub(app_store, interval_s=settings.api.live_poll_s)
-        app.state.controller = AppState(settings, app_store, metrics, publisher, ingest,
-                                        logins, asyncio.get_running_loop(), live)
-        live.start()
-        republished = publisher.republish_open()
-        if republished:
-            logger.info("published %d pending command(s) again", republished)
+        publisher.transport = transport
+        if leader is not None:
+            leader.start()
+        notifier = start_notify(app_store, settings, metrics, leader=leader, deliver=ingest)
+        live = LiveHub(app_store, interval_s=settings.api.live_poll_s) if http else None
+        app.state.controller = AppState(settings, app_store, metrics, publisher, client,
+                                        logins, asyncio.get_running_loop(), live,
+                                        leader=leader)
+        if live is not None:
+            live.start()
+        if client is None:  # a single instance with no broker of its own: at once
+            republished = publisher.republish_open()
+            if republished:
+                logger.info("published %d pending command(s) again", republished)
         try:
             yield
         finally:
-            await live.stop()
-            if ingest is not None:
-                ingest.stop()
+            if live is not None:
+                await live.stop()
+            if client is not None:
+                client.stop()
             notifier.stop()
-            if ingest_store is not None and ingest_store is not app_store:
-                ingest_store.close()
+            if leader is not None:
+                leader.stop()
+            if client_store is not None and client_store is not app_store:
+                client_store.close()
             if own_store:
                 app_store.close()
 
@@ -120,7 +147,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     if settings.api.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.api.trusted_proxies)
     for module in (devices, history, schedules, commands, alarms, users, reports, dashboard,
-                   notify, stream):
+                   notify, stream, releases, rollouts):
         app.include_router(module.router, responses=ERROR_RESPONSES | CONFLICT)
     app.include_router(health.router)
     app.include_router(enrol.router)  # no bearer token: the enrolment token is the proof

@@ -5,11 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from controller.auth import MAX_TOKEN_TTL_DAYS
 from protocol.ids import KindName
 from protocol.models import MAX_INT, PARAMS_BY_ACTION, CommandAction, NextStartReason
+from protocol.release import VERSION_PATTERN
 from protocol.topics import ID_PATTERN
 
 Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
@@ -177,6 +187,14 @@ class ScheduleIn(_In):
 def _command_body(action: CommandAction, params: type[BaseModel]) -> type[BaseModel]:
     """``{"action": <action>, "params": <its params model>, "ttl_s": ...}`` for one action."""
     needs_params = any(f.is_required() for f in params.model_fields.values())
+    if action is CommandAction.UPDATE:  # accepted by the schema so it is refused clearly
+        return create_model(
+            "CommandUpdate", __base__=_In,
+            __doc__="Refused here (422): only a rollout offers a release (POST "
+            "/api/v1/rollouts).",
+            action=(Literal[action.value], ...),  # type: ignore[valid-type]
+            params=(dict[str, Any], Field(default_factory=dict)),
+            ttl_s=(int | None, None))
     return create_model(
         "Command" + "".join(part.title() for part in action.value.split("_")),
         __base__=_In,
@@ -301,6 +319,9 @@ class Health(BaseModel):
     database: bool
     schema_version: int
     mqtt_connected: bool | None = Field(description="null when MQTT is disabled")
+    leader: bool | None = Field(
+        None, description="true while this instance leads the periodic work (expiry, alarm "
+        "sweeps, retention, notifications); null when it takes no part (no ingest)")
     problems: list[str] = Field(
         default_factory=list,
         description="what is wrong: with status 'failing' (HTTP 503) the reasons, with "
@@ -322,3 +343,113 @@ class AlarmCounts(BaseModel):
     open: int = Field(description="alarms nobody acknowledged yet")
     acknowledged: int = Field(description="acknowledged, not cleared yet")
     by_severity: AlarmsBySeverity = Field(description="not cleared (both states)")
+
+
+# --------------------------------------------------------------------------- releases
+
+class ReleaseOut(BaseModel):
+    version: str
+    sha256: str = Field(description="SHA-256 of the whole bundle file (the update command's)")
+    size: int = Field(description="the bundle file's size in bytes")
+    platforms: list[str]
+    manifest_created_at: str = Field(description="when the bundle was built (its manifest)")
+    key_id: str = Field(description="the release key that signed it (16 hex digits)")
+    created_at: datetime = Field(description="when it was added to the controller")
+    added_by: str
+
+
+class RolloutTarget(_In):
+    """Which units: an OPD's (``opd``), a list (``devices``), or a share (``percent``) of
+    all units or, with ``opd``, of that OPD's."""
+
+    opd: Ident | None = None
+    devices: list[Ident] | None = Field(None, min_length=1, max_length=10_000)
+    percent: int | None = Field(None, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if self.devices is not None and (self.opd is not None or self.percent is not None):
+            raise ValueError("give devices alone, or opd and/or percent")
+        if self.devices is None and self.opd is None and self.percent is None:
+            raise ValueError("give opd, devices or percent")
+        return self
+
+
+class RolloutIn(_In):
+    version: str = Field(pattern=VERSION_PATTERN, description="a release added before")
+    target: RolloutTarget
+    canary: int = Field(1, ge=1, le=1_000, description="units in the first stage")
+    stage_percents: list[int] = Field(
+        default_factory=lambda: [100], min_length=1, max_length=20,
+        description="after the canary, stages ending at these cumulative percentages of "
+        "the target's units, ascending, the last 100 (default [100]: the rest at once)")
+    max_failure_share: float = Field(
+        0.2, ge=0, le=1, description="a stage whose failed share exceeds this stops the "
+        "rollout (failure_threshold)")
+    stage_timeout_s: float = Field(
+        86_400.0, ge=1, le=30 * 86_400,
+        description="a unit with no outcome this long after its stage started counts as "
+        "failed (timeout); also the update command's lifetime, at most 7 days")
+
+    @field_validator("stage_percents")
+    @classmethod
+    def _ascending(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= p <= 100 for p in value):
+            raise ValueError("each percentage is from 1 to 100")
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError("percentages must ascend")
+        if value[-1] != 100:
+            raise ValueError("the last stage must reach 100")
+        return value
+
+
+class RolloutStopIn(_In):
+    reason: str = Field("", max_length=500, description="why (kept in the audit log)")
+
+
+class RolloutUnitOut(BaseModel):
+    device_id: str
+    opd: str
+    running: str | None = Field(description="the version the unit reports (status fw)")
+    offered: str | None = Field(description="the version offered to it (null: not yet)")
+    stage: int
+    state: Literal["waiting", "offered", "accepted", "applied", "failed", "skipped"]
+    result: str | None = Field(description="applied, current (ran it already), a refusal's "
+                               "reply code, update_failed, expired or timeout")
+    reason: str = Field(description="the unit's words (update_failed's reason)")
+    step: str | None = Field(description="the update step that failed")
+    command_id: str | None
+    offered_at: datetime | None
+    updated_at: datetime
+
+
+class RolloutOut(BaseModel):
+    id: int
+    version: str
+    target: dict[str, Any]
+    canary: int
+    stage_percents: list[int]
+    max_failure_share: float
+    stage_timeout_s: float
+    stages: int = Field(description="how many stages (the canary's is stage 0)")
+    stage: int = Field(description="the stage under way (or the last one)")
+    stage_started_at: datetime | None
+    state: Literal["running", "completed", "stopped"]
+    reason: str | None = Field(description="why stopped: failure_threshold or "
+                               "stopped_by_admin")
+    note: str
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    finished_at: datetime | None
+    stopped_by: str | None
+    counts: dict[str, int] = Field(description="units per state")
+    units: list[RolloutUnitOut] = Field(default_factory=list)
+
+
+class UnitVersionOut(BaseModel):
+    device_id: str
+    opd: str
+    running: str | None
+    offered: str | None = Field(description="the version last offered by a rollout")
+    offer_state: str | None = Field(description="that offer's state")

@@ -2,10 +2,10 @@
  *
  * Routes (the part after #):  /  units   /unit/<id>  a unit   /unit/<id>/schedule  its
  * schedule editor   /alarms  alarms across units   /reports  monthly reports
- * /audit  the audit log (admins).
+ * /audit  the audit log (admins)   /updates  release rollouts (admins).
  * This module boots the page, signs the user in and routes; each screen is a module:
  * units.js, unit.js, schedule.js, commands.js (dialogs), alarms.js, reports.js,
- * admin.js; live.js follows the server's changes; below
+ * admin.js, updates.js; live.js follows the server's changes; below
  * them shell.js (header, tabs), api.js (fetch, auth, errors), format.js (words, WITA
  * times, numbers), dom.js and state.js. i18n.js and chart.js are plain scripts that set
  * window.I18N and window.Charts. */
@@ -22,6 +22,7 @@ import {renderSchedule} from "./schedule.js";
 import {renderReports} from "./reports.js";
 import {renderAudit} from "./admin.js";
 import {renderAlarms} from "./alarms.js";
+import {renderUpdates} from "./updates.js";
 
 function renderLogin(message) {
   const input = el("input", {id: "token", type: "password", autocomplete: "off",
@@ -68,6 +69,7 @@ async function render() {
   if (path === "/reports") return renderReports(params);
   if (path === "/alarms") return renderAlarms(params);
   if (path === "/audit" && S.me.role === "admin") return renderAudit();
+  if (path === "/updates" && S.me.role === "admin") return renderUpdates(params);
   return renderUnits();
 }
 screen.render = render;

@@ -22,7 +22,7 @@ export function shell(active, main) {
   const me = S.me;
   const links = [["units", "#/", "grid"], ["alarms", "#/alarms", "alert"],
     ["reports", "#/reports", "report"]];
-  if (me.role === "admin") links.push(["audit", "#/audit", "list"]);
+  if (me.role === "admin") links.push(["audit", "#/audit", "list"], ["updates", "#/updates", "download"]);
   return el("div", {class: "shell"},
     el("header", {class: "top"},
       el("a", {class: "brand", href: "#/"}, icon("drop", "brand-icon"),

@@ -101,6 +101,15 @@ function chartsCard(u) {
   return el("section", {class: "card charts-card"},
     el("div", {class: "card-head"}, el("h2", {}, t("unit.charts")), seg), box);
 }
+/* The release the unit runs, and the one a rollout offered it while it is not running it. */
+function versionLine(u) {
+  const v = u.version || {};
+  const out = line("muted version-line", "download", t("unit.version"), ": ",
+    el("b", {translate: "no", "data-testid": "version-running"}, v.running || "—"),
+    v.offered && v.offered !== v.running ? el("span", {class: "offered", "data-testid": "version-offered"},
+      "· ", t("unit.version.offered", {v: v.offered}), " (", t("rollout.unit." + v.offer_state).toLowerCase(), ")") : null);
+  return out;
+}
 function header(u) {
   return el("section", {class: `card unit-head s-${u.state}`, "data-state": u.state},
     el("div", {class: "card-top"},
@@ -108,7 +117,7 @@ function header(u) {
       el("div", {class: "title"}, el("h1", {}, u.name),
         el("div", {class: "sub"}, t("kind." + u.kind), " · ", u.opd.toUpperCase(), " · ", u.device_id)),
       statePill(u.state, true)),
-    runningLine(u), badges(u),
+    runningLine(u), badges(u), versionLine(u),
     u.online ? todayLine(u) : line("muted", "clock", t("unit.last_seen"), ": ",
       u.last_seen ? ago(u.last_seen) + " (" + wita(u.last_seen) + ")" : t("unit.never")),
     u.alarms.length ? el("div", {class: "alarms", role: "alert"},

@@ -103,6 +103,7 @@ def unit_view(store: Store, device: dict, now: datetime | None = None) -> dict[s
         "state": state, "running": running, "outputs_on": outputs_on, "alarms": alarms,
         "runs_ended": ended,
         "next": next_start(store, device, now),
+        "version": store.device_version(dev),
         "config": {"desired": desired, "reported": reported,
                    "state": config_state(store, dev, desired, reported)[0]},
         **holds(device, readings, now),

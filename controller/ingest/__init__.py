@@ -31,9 +31,12 @@ three failures in a row the batch is committed in this process. With
 ``ingest.writer = "thread"`` (and always for an in-memory database) the writer thread
 commits itself.
 
-The writer thread also expires unanswered commands and raises and clears the alarms of
-offline and stale units (`controller.alarms.sweep`; both every ``ingest.sweep_interval_s``),
-and runs telemetry retention (every ``database.maintenance_interval_s``).
+The writer thread also expires unanswered commands, publishes again the commands an
+instance left pending, and raises and clears the alarms of offline and stale units
+(`controller.alarms.sweep`; all every ``ingest.sweep_interval_s``), and runs telemetry
+retention (every ``database.maintenance_interval_s``): only while this instance leads
+the periodic work (`controller.leader`), so with several instances on one database each
+is done once. ``Ingest(receive=False)`` is the way out alone (``serve --no-ingest``).
 
 The package, one module per part:
 

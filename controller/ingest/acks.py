@@ -3,6 +3,14 @@
 A unit's `Ack` carries the highest seq up to which every message of that unit is committed
 or announced dropped; it is published at most every ``ingest.ack_interval_s`` per unit
 (and at once for every unit when the ingest stops).
+
+The seq comes from the database, computed inside the batch's own write transaction
+(`Store.commit_batch` loads each unit's seq accounting there), never from a count kept in
+memory here: with several instances ingesting one unit's stream (a shared
+subscription), each batch sees what the others committed before it. An instance may
+then send an ack lower than one another instance sent already; a unit ignores an ack
+below one it has (it only deletes up to the seq), so the ack is never ahead of the
+database and never goes back.
 """
 
 from __future__ import annotations
@@ -69,9 +77,10 @@ class AcksMixin:
             state.opd, state.seq, state.due = opd, seq, True
         try:
             for device_id, opd in outcome.result.came_online:
+                # From the database, not this instance's last ack: with several
+                # instances another one may have committed (and acked) more since.
                 state = self._acks.setdefault(device_id, _AckState(opd))
-                if state.seq == 0:
-                    state.seq = self.store.acked_seq(device_id)
+                state.seq = max(state.seq, self.store.acked_seq(device_id))
                 state.due = state.due or state.seq > 0
             self._flush_acks()
             self._account(outcome, len(batch))

@@ -56,13 +56,23 @@ class Ingest(WriterMixin, AcksMixin, HousekeepingMixin):
 
     ``store`` should be its own `Store` (own connection); ``password`` is the controller's
     MQTT password (None: no login).
+
+    ``receive`` False makes it a way out only (``serve --no-ingest``): a clean session that
+    subscribes to nothing, publishes commands and configs, and runs no periodic work.
+    ``leader`` (`controller.leader.Leader`): the periodic work runs only while it leads
+    (None: always). ``republish`` runs in the leader every sweep: it publishes again the
+    commands some instance left pending (`Publisher.republish_open`).
     """
 
     def __init__(self, settings: Settings, store: Store, metrics: Metrics, *,
-                 password: str | None = None):
+                 password: str | None = None, receive: bool = True, leader: Any = None,
+                 republish: Callable[[], int] | None = None):
         self.settings = settings
         self.store = store
         self.metrics = metrics
+        self.receive = receive
+        self.leader = leader
+        self.republish = republish
         cfg = settings.mqtt
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._taken = 0  # messages taken off the queue, not yet committed and acknowledged
@@ -82,7 +92,7 @@ class Ingest(WriterMixin, AcksMixin, HousekeepingMixin):
         self._writer_process = (
             _WriterProcess(store.path if store.postgres else str(Path(store.path).resolve()),
                            settings.log_level)
-            if settings.ingest.writer == "process" and not in_memory else None)
+            if settings.ingest.writer == "process" and receive and not in_memory else None)
         self._writer_failures = 0
         self.client = make_client(cfg, client_id=cfg.client_id, password=password,
                                   login=password is not None,
@@ -102,16 +112,20 @@ class Ingest(WriterMixin, AcksMixin, HousekeepingMixin):
         session = {}
         if cfg.mqtt_version == "5":
             props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = cfg.session_expiry_s
-            props.ReceiveMaximum = cfg.receive_maximum
-            session = {"clean_start": False, "properties": props}
+            if self.receive:
+                props.SessionExpiryInterval = cfg.session_expiry_s
+                props.ReceiveMaximum = cfg.receive_maximum
+            # Publishing only: nothing for the broker to keep while we are away.
+            session = {"clean_start": not self.receive, "properties": props}
         if self._writer_process is not None:
             self._writer_process.start()  # now, not with the first batch: it takes a moment
         self._writer = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
         self._writer.start()
         self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s, **session)
         self.client.loop_start()
-        logger.info("ingest connecting to %s:%s as %s", cfg.host, cfg.port, cfg.client_id)
+        logger.info("%s connecting to %s:%s as %s",
+                    "ingest" if self.receive else "publisher (no ingest)", cfg.host, cfg.port,
+                    cfg.client_id)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -177,8 +191,11 @@ class Ingest(WriterMixin, AcksMixin, HousekeepingMixin):
         self._generation += 1
         options = SubscribeOptions(qos=1) if self.settings.mqtt.mqtt_version == "5" else 1
         self._subscribed.clear()
-        client.subscribe([(f, options) for f in subscription_filters(
-            self.settings.mqtt.share_group)])
+        if self.receive:
+            client.subscribe([(f, options) for f in subscription_filters(
+                self.settings.mqtt.share_group)])
+        else:
+            self._subscribed.set()
         self._connected.set()
         self._unreachable_since = None
         self.metrics.connected.set(1)

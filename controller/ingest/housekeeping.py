@@ -1,8 +1,11 @@
 """The ingest's periodic work, on its writer thread between batches.
 
 After-publish callbacks (`Ingest.publish`'s ``on_sent``) once the broker acknowledged
-their message; every ``ingest.sweep_interval_s`` the expiry of unanswered commands and
-the alarms of offline and stale units (`controller.alarms.sweep`); every
+their message. Then, only in the instance that leads (`controller.leader`; the only one
+when there is one): every ``ingest.sweep_interval_s`` the commands some instance left
+pending published again, the expiry of unanswered commands, the alarms of offline and
+stale units (`controller.alarms.sweep`) and the running rollouts
+(`controller.rollouts.RolloutEngine`: offers, outcomes, stages); every
 ``database.maintenance_interval_s`` telemetry roll-up and retention.
 """
 
@@ -13,11 +16,13 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 
 from controller import alarms
+from controller.publisher import Publisher
+from controller.rollouts import RolloutEngine
 
 if TYPE_CHECKING:
     from controller.metrics import Metrics
@@ -37,6 +42,23 @@ class HousekeepingMixin:
     _outstanding_lock: threading.Lock
     _next_sweep: float
     _next_maintenance: float
+    receive: bool
+    leader: Any
+    republish: Callable[[], int] | None
+    _rollout_engine: RolloutEngine | None = None
+
+    def _rollouts(self) -> RolloutEngine:
+        """The rollout engine, sending its ``update`` commands through this connection."""
+        if self._rollout_engine is None:
+            publisher = Publisher(self.store, self)  # type: ignore[arg-type]
+
+            def send(opd: str, device_id: str, command) -> None:
+                self.store.create_command(device_id, command, actor="controller (rollout)")
+                publisher.send_command(opd, device_id, command)
+
+            self._rollout_engine = RolloutEngine(self.store, send,
+                                                 self.settings.api.base_url())
+        return self._rollout_engine
 
     def _housekeeping(self) -> None:
         self._flush_acks()
@@ -50,9 +72,15 @@ class HousekeepingMixin:
                 callback()
             except Exception:  # noqa: BLE001 - one callback must not stop the writer
                 logger.exception("after-publish callback failed")
+        if not self.receive or not (self.leader is None or self.leader.leading):
+            return  # another instance leads the periodic work (controller.leader)
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + self.settings.ingest.sweep_interval_s
+            if self.republish is not None:
+                republished = self.republish()
+                if republished:
+                    logger.info("published %d pending command(s) again", republished)
             expired = self.store.expire_commands()
             if expired:
                 self.metrics.commands_expired.inc(len(expired))
@@ -65,6 +93,7 @@ class HousekeepingMixin:
             if raised or cleared:
                 logger.info("offline and stale units: %d alarm(s) raised, %d cleared",
                             raised, cleared)
+            self._rollouts().step(datetime.now(UTC))
         if now >= self._next_maintenance:
             self._next_maintenance = now + self.settings.database.maintenance_interval_s
             self.store.rollup_and_prune(self.settings.database.telemetry_retention_days)

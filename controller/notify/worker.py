@@ -2,7 +2,9 @@
 
 ``worker = start(store, settings, metrics)`` stores the ``[notify]`` policy (for
 `controller.notify.outbox.enqueue`, in any process) and, when channels are configured,
-starts the thread; ``worker.stop()`` ends it. One row at a time: claim (its own
+starts the thread; ``worker.stop()`` ends it. With several controller instances the
+thread sends only while its instance leads (`controller.leader`), so each outbox row is
+delivered by one instance. One row at a time: claim (its own
 transaction), send (no transaction open), mark sent or schedule the retry (another).
 A failed attempt is retried after ``retry_min_s``, doubling up to ``retry_max_s``; after
 ``max_attempts`` (or at once for a permanent refusal) the row is ``failed``, logged and
@@ -38,8 +40,9 @@ class DeliveryWorker:
     """Sends due notifications until `stop`; ``clock`` gives the time (tests)."""
 
     def __init__(self, store: Any, settings: Settings, metrics: Any = None, *,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, leader: Any = None):
         self.store, self.settings, self.metrics, self.clock = store, settings, metrics, clock
+        self.leader = leader  # controller.leader.Leader: deliver only while leading
         self.notify = settings.notify
         self.channels = {c.name: (kind, c) for kind, c in self.notify.channels()}
         self._stop = threading.Event()
@@ -79,6 +82,10 @@ class DeliveryWorker:
         next_prune = 0.0
         while not self._stop.is_set():
             try:
+                if self.leader is not None and not self.leader.leading:
+                    self._wake.wait(self.notify.poll_interval_s)  # another instance delivers
+                    self._wake.clear()
+                    continue
                 while not self._stop.is_set() and self.deliver_one():
                     pass
                 if time.monotonic() >= next_prune:
@@ -170,13 +177,16 @@ class DeliveryWorker:
 
 
 def start(store: Any, settings: Settings, metrics: Any = None, *,
-          clock: Callable[[], datetime] = utcnow) -> DeliveryWorker:
+          clock: Callable[[], datetime] = utcnow, leader: Any = None,
+          deliver: bool = True) -> DeliveryWorker:
     """Store the policy `enqueue` follows and start delivering (no thread when no
-    channel is configured). Returns the worker; call its ``stop()``."""
+    channel is configured, or ``deliver`` is False: an instance that runs no periodic
+    work). With ``leader``, rows are sent only while it leads (`controller.leader`).
+    Returns the worker; call its ``stop()``."""
     with outbox.transaction(store) as db:
         outbox.write_policy(db, outbox.policy_of(settings), clock())
-    worker = DeliveryWorker(store, settings, metrics, clock=clock)
-    if worker.channels:
+    worker = DeliveryWorker(store, settings, metrics, clock=clock, leader=leader)
+    if worker.channels and deliver:
         if settings.api.public_url is None:
             logger.warning("[api] public_url is not set: notifications link units at %s",
                            settings.api.base_url())

@@ -44,6 +44,7 @@ What it keeps:
 - ``users`` and ``tokens`` (SHA-256 hashes only; each token expires, and keeps when it
   was last used, to the minute).
 - ``audit``: append-only (triggers refuse UPDATE and DELETE).
+- ``releases``, ``rollouts``, ``rollout_units``: bundles kept and their rollouts.
 
 Timestamps are stored as UTC text ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (sorts as time).
 
@@ -64,6 +65,7 @@ Timestamps are stored as UTC text ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (sorts as time
   the dashboard and the monthly reports.
 - `controller.store.enrolment`: enrolment tokens.
 - `controller.store.auth`: users, API tokens, the audit log.
+- `controller.store.releases`: releases kept, rollouts and their units.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ from controller.store.commands import COMMAND_STATES, CommandsMixin
 from controller.store.devices import DevicesMixin
 from controller.store.enrolment import EnrolmentMixin
 from controller.store.ingest import BatchResult, Inbound, IngestMixin
+from controller.store.releases import ReleasesMixin
 from controller.store.reports import ReportsMixin
 from controller.store.schedules import SchedulesMixin
 from controller.store.schema import MIGRATIONS, SchemaMixin
@@ -96,5 +99,5 @@ __all__ = [
 
 
 class Store(SchemaMixin, DevicesMixin, IngestMixin, ReportsMixin, CommandsMixin,
-            SchedulesMixin, EnrolmentMixin, AuthMixin, StoreBase):
+            SchedulesMixin, EnrolmentMixin, AuthMixin, ReleasesMixin, StoreBase):
     """All reads and writes of the controller database. Thread-safe (one lock)."""

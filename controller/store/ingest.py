@@ -1,7 +1,8 @@
 """Storing what units send: a batch of decoded messages in one transaction, telemetry and
 events once per ``(device, seq)``, the seq accounting behind the ack
 (`controller.seqs.SeqTracker`), the latest status and its history (``status_history``).
-A command reply, or a run's end event, moves its command on (`controller.store.commands`).
+A command reply, or a run's end event, moves its command on (`controller.store.commands`);
+an update's end event its ``update`` command (`controller.store.releases`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 
 from controller import alarms
 from controller.seqs import SeqTracker
-from controller.store.base import StoreBase, _dumps, iso
+from controller.store.base import StoreBase, _dumps, iso, utcnow
 from protocol.models import (
     CommandReply,
     Event,
@@ -27,6 +28,7 @@ from protocol.topics import Channel
 
 _RUN_ENDS = (EventType.RUN_FINISHED, EventType.RUN_SKIPPED, EventType.RUN_INTERRUPTED,
              EventType.FEED_DISPENSED, EventType.FEEDING_SKIPPED)
+_UPDATE_ENDS = (EventType.UPDATE_APPLIED, EventType.UPDATE_FAILED)
 _DUPLICATE = "duplicate"
 _ROWS = json.JSONEncoder(separators=(",", ":"))
 
@@ -185,6 +187,8 @@ class IngestMixin(StoreBase):
                      _dumps(msg.details))).rowcount > 0
                 if stored and msg.type in _RUN_ENDS:
                     self._close_command_from_event(dev, msg, now)
+                elif stored and msg.type in _UPDATE_ENDS:
+                    self._close_update_command(dev, msg, now)  # controller.store.releases
                 alarms.on_event(self, item, new=stored)
                 if msg.type is EventType.OUTBOX_DROPPED:
                     announced = sum(tracker.drop(a, b) for a, b in dropped_ranges(msg))
@@ -291,6 +295,42 @@ class IngestMixin(StoreBase):
         self.db.execute("DELETE FROM seq_dropped WHERE device_id = ?", [device_id])
         self.db.conn.executemany("INSERT INTO seq_dropped (device_id, first_seq, last_seq) "
                             "VALUES (?, ?, ?)", [(device_id, a, b) for a, b in tracker.dropped])
+
+    def settle_lost_seqs(self, *, actor: str, device_id: str | None = None,
+                         now: datetime | None = None) -> list[tuple[str, int, int]]:
+        """Account as lost, per device (or only ``device_id``), the seqs between its ack and
+        the lowest seq stored above it, so that the ack moves on.
+
+        For after a restore from a backup: what units sent between the backup and the
+        restore, the controller had acknowledged and the units deleted, so it never comes
+        again and the ack would wait for it for ever. Run it once the units have sent
+        again what they still hold (their oldest first). A message with a settled seq that
+        still arrives is stored as usual. Returns ``(device, first, last)`` for each device
+        settled; each is audited.
+        """
+        now = now or utcnow()
+        settled: list[tuple[str, int, int]] = []
+        with self._write():
+            sql = ("SELECT s.device_id, d.opd FROM device_seq s "
+                   "JOIN devices d ON d.device_id = s.device_id")
+            if device_id is not None:
+                self._device_opd(device_id)  # NotFound if there is no such device
+                rows = self.db.execute(sql + " WHERE s.device_id = ?", [device_id]).fetchall()
+            else:
+                rows = self.db.execute(sql + " ORDER BY s.device_id").fetchall()
+            for dev, opd in rows:
+                tracker = self._load_tracker(dev)
+                tracker.advance()
+                if not tracker.pending:
+                    continue
+                first, last = tracker.acked + 1, min(tracker.pending) - 1
+                tracker.drop(first, last)
+                self._save_tracker(dev, tracker)
+                self._audit(actor, "device.seqs_settled", f"device:{dev}", opd,
+                            {"acked_seq": first - 1},
+                            {"acked_seq": tracker.acked, "lost": [first, last]}, now)
+                settled.append((dev, first, last))
+        return settled
 
     def acked_seq(self, device_id: str) -> int:
         row = self._one("SELECT acked_seq FROM device_seq WHERE device_id = ?", [device_id])

@@ -280,8 +280,16 @@ def _baseline_9(db: Any) -> None:
     """))
 
 
+def _migration_10(db: Any) -> None:
+    """Releases and rollouts (`controller.store.releases`)."""
+    from controller.store.releases import POSTGRES_DDL_10
+
+    db.executescript(_ddl(POSTGRES_DDL_10))
+
+
 PG_MIGRATIONS: tuple[tuple[int, Callable[[Any], None]], ...] = (
     (9, _baseline_9),
+    (10, _migration_10),
 )
 """``(version, function)`` in order: the baseline first (for an empty database), then one
 entry per later version, numbered as in ``MIGRATIONS``. Append; never edit one that has

@@ -19,6 +19,7 @@ from controller.errors import StoreError
 from controller.notify.outbox import migration as notify_migration
 from controller.store.base import StoreBase, iso, utcnow
 from controller.store.pg_schema import PG_MIGRATIONS
+from controller.store.releases import migration as releases_migration
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ def _migration_9(db: sqlite_utils.Database) -> None:
 
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, alarms.migration,
-    notify_migration, _migration_8, _migration_9)
+    notify_migration, _migration_8, _migration_9, releases_migration)
 """Schema migrations in order; migration ``i`` (1-based) brings the schema to version i.
 Append new ones; never edit one that has shipped."""
 

@@ -34,6 +34,7 @@ from protocol import (
 from protocol.ids import KIND_NAMES
 from protocol.mqtt import ca_file_problem, connect_failure, make_client
 
+from ..offer import UpdateOffers
 from ..outbox import EVENT, Drain, Outbox, Row
 from .inbound import Inbound, RecentCommands
 from .options import (
@@ -100,6 +101,9 @@ class Link(Publishing, Inbound):
                            rate_per_s=self.options.drain_rate_per_s,
                            resend_after_s=self.options.resend_after_s,
                            resend_max_s=self.options.resend_max_s)
+        # Releases the controller offers (the ``update`` command), for every kind of unit.
+        self.offers = (UpdateOffers(config, clock=clock, fw=self.fw, event_once=self.event_once)
+                       if hasattr(config, "update") and hasattr(config, "site") else None)
 
     # -- life cycle -----------------------------------------------------------------------
     def bind(self, app) -> None:
@@ -109,6 +113,8 @@ class Link(Publishing, Inbound):
     def start(self) -> None:
         """Connect in the background (retrying with backoff) and start the worker."""
         self._clock_ok = bool(self.clock_synced())
+        if self.offers is not None:
+            self.offers.start()
         self._client = self._make_client()
         self._refresh_status(force=True)
         self._worker = threading.Thread(target=self._work_loop, name="edge-link", daemon=True)
@@ -139,6 +145,8 @@ class Link(Publishing, Inbound):
             time.sleep(0.02)
         self._stop.set()
         self._wake()
+        if self.offers is not None:
+            self.offers.close()
         if self._worker is not None:
             self._worker.join(timeout_s)
         client = self._client

@@ -111,6 +111,8 @@ class Inbound:
     def poll(self) -> None:
         """Handle commands and config that arrived; refresh the status. Call each tick."""
         self._inbound_ready.clear()
+        if self.offers is not None:
+            self.offers.check()
         for _ in range(self.options.poll_max):
             try:
                 channel, payload = self._inbound.get_nowait()
@@ -162,6 +164,9 @@ class Inbound:
             self._reply(cmd.id, "expired", ReplyCode.EXPIRED,
                         {"expires_at": cmd.expires_at.isoformat()})
             return
+        if cmd.action is CommandAction.UPDATE:
+            self._on_update(cmd)
+            return
         if self.app is None:
             self._reply(cmd.id, "rejected", ReplyCode.UNIT_STARTING)
             return
@@ -187,6 +192,24 @@ class Inbound:
             self._log.warning("app gave no answer to the command; replying accepted",
                               extra=logs.fields(cmd=cmd.id))
             self._reply(cmd.id, "accepted", ReplyCode.NO_ANSWER)
+
+    def _on_update(self, cmd: Command) -> None:
+        """A release offered (``edge.offer``): the same on every kind of unit, so the
+        link answers it, not the app; the download and install go on in the background."""
+        self._log.info("command update %s", logs.payload_text(
+            cmd.params.model_dump(mode="json", exclude_none=True)), extra=logs.fields(cmd=cmd.id))
+        if self.offers is None:
+            self._reply(cmd.id, "rejected", ReplyCode.UNKNOWN_ACTION, {"action": "update"})
+            return
+        try:
+            status, code, params = self.offers.answer(cmd.id, cmd.params)
+        except Exception as exc:
+            logger.exception("command update failed", extra=logs.fields(device=self.device,
+                                                                         cmd=cmd.id))
+            self._reply(cmd.id, "failed", ReplyCode.UNIT_ERROR, {"error": type(exc).__name__},
+                        note=str(exc))
+            return
+        self._reply(cmd.id, status, code, params)
 
     def _reply_code(self, cmd_id: str, code: Any, params: dict) -> ReplyCode | None:
         """The reply's code; a reply without a known code is a bug in the unit's app:

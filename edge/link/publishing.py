@@ -153,7 +153,8 @@ class Publishing:
                              app=self.app_kind, dropped=self.outbox.dropped,
                              backlog=self.outbox.backlog,
                              bad_commands=self.counters["bad_commands"], limits=self._limits,
-                             outlook=outlook))
+                             outlook=outlook,
+                             update_window=self.offers.window.text if self.offers else None))
 
     def _outlook(self):
         """The app's holds and next start; a failure is logged once and leaves it out

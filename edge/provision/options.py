@@ -17,6 +17,9 @@ UNIT_DIR = Path("/etc/systemd/system")
 SYSTEMD_UNITS = {kind: f"{spec.service}.service" for kind, spec in KINDS.items()}
 DEFAULT_PASSWORD_FILE = "/etc/smartcity/mqtt.password"
 STEPS = 7
+UPDATE_PATH_UNIT = "smartcity-update@.path"
+UPDATE_UNITS = (UPDATE_PATH_UNIT, "smartcity-update@.service")
+"""Run a release the controller offered (edge.offer): ``smartcity-update@<kind>.path``."""
 
 # Where the shipped example configs and systemd units are found: the source tree this
 # package runs from (an editable install, as docs/provisioning.md sets it up), a data

@@ -25,6 +25,8 @@ from .options import (
     STEPS,
     SYSTEMD_UNITS,
     UNIT_DIR,
+    UPDATE_PATH_UNIT,
+    UPDATE_UNITS,
     Identity,
     Options,
     ProvisionError,
@@ -351,6 +353,45 @@ class Provisioner:
         else:
             self.step("Enabled", "unchanged", name)
 
+    def update_units(self, kind: str, config) -> None:
+        """``smartcity-update@.path`` and ``.service`` installed and the kind's path unit
+        enabled: it runs a release the controller offered once the daemon has downloaded
+        it (docs/updates.md, "When the controller offers a release"). Notes, not a step."""
+        instance = UPDATE_PATH_UNIT.replace("@.", f"@{kind}.")
+        changed = False
+        for name in UPDATE_UNITS:
+            path = _under(self.root, UNIT_DIR / name)
+            outcome = put_file(path, shipped_file("systemd", name).read_bytes(), mode=0o644,
+                               dry_run=self.opts.dry_run)
+            changed = changed or outcome in ("written", "updated")
+            if outcome != "unchanged":
+                self.note(f"update unit {path}: {outcome}")
+        if Path(config.state_dir) != Path("/var/lib/smartcity") / kind:
+            self.note(f"WARNING: {instance} watches /var/lib/smartcity/{kind}, but state_dir "
+                      f"is {config.state_dir}: offered releases will not install")
+        if not self.real:
+            link = _under(self.root, UNIT_DIR / "multi-user.target.wants" / instance)
+            want = f"../{UPDATE_PATH_UNIT}"
+            if link.is_symlink() and os.readlink(link) == want:
+                return
+            if self.opts.dry_run:
+                self.note(f"update unit: would link multi-user.target.wants/{instance}")
+                return
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(want)
+            self.note(f"update unit: linked multi-user.target.wants/{instance}")
+            return
+        if self.opts.dry_run:
+            self.note(f"update unit: would run systemctl enable --now {instance}")
+            return
+        if changed:
+            self._sh(["systemctl", "daemon-reload"])
+        if self._query(["systemctl", "is-enabled", instance]) != "enabled":
+            self._sh(["systemctl", "enable", "--now", instance])
+            self.note(f"update unit: enabled {instance}")
+
     def _sh(self, cmd: list[str]) -> None:
         logger.info("running %s", " ".join(cmd))
         try:
@@ -389,6 +430,7 @@ class Provisioner:
         self.state_dir(config)
         name, unit_changed = self.unit_file(ident.kind)
         self.enable(name, unit_changed, restart_wanted)
+        self.update_units(ident.kind, config)
         shown = CONFIG_DIR / f"{ident.kind}.toml"
         if o.dry_run:
             self.out("Dry run: nothing was written.")

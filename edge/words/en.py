@@ -184,6 +184,8 @@ EN: dict[str, str] = {
     "rate_range": "rate {rate} % of body weight is not in (0, 30]",
     "last_row_only": "only the last row may have no weight limit",
     "weights_increase": "weights must increase from row to row",
+    "update_window": "not a maintenance window ({why}); write HH:MM-HH:MM in the unit's local "
+                     "time, e.g. \"22:00-05:00\" (may wrap midnight; \"00:00-24:00\": any time)",
     # -- config problems found by pydantic (English: pydantic's own message) --------------
     "pydantic": "{msg}",
     "pydantic.missing": "{msg}",

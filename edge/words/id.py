@@ -191,6 +191,8 @@ ID: dict[str, str] = {
     "rate_range": "laju {rate} % bobot tubuh tidak dalam (0, 30]",
     "last_row_only": "hanya baris terakhir yang boleh tanpa batas bobot",
     "weights_increase": "bobot harus naik dari baris ke baris",
+    "update_window": "bukan jendela pemeliharaan ({why}); tulis HH:MM-HH:MM waktu setempat unit, "
+                     "mis. \"22:00-05:00\" (boleh melewati tengah malam; \"00:00-24:00\": kapan saja)",
     # -- config problems found by pydantic ------------------------------------------------
     "pydantic": "nilai tidak sah ({type})",
     "pydantic.missing": "wajib diisi",

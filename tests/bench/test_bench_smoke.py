@@ -77,7 +77,28 @@ def test_bench_edge_measures_memory_timing_and_drain(tmp_path):
         assert case["rows"] == 71 and case["deliveries"] >= case["rows"]
 
 
+def test_bench_offer_download_serves_no_byte_twice(tmp_path):
+    stdout, r = run_bench("offer_download", tmp_path)
+    assert "download, cut 3 times" in stdout
+    assert r["cut_served"] == r["size"] and r["requests"] == 4
+
+
 def test_bench_update_prints_bundle_size_and_update_time(tmp_path):
     stdout, r = run_bench("update", tmp_path)
     assert "bundle size" in stdout and "daemon downtime" in stdout
     assert r["bundle_mb"] > 1 and r["update_s"] > 0
+
+
+def test_bench_backup_restores_every_row(tmp_path):
+    stdout, r = run_bench("backup", tmp_path)
+    assert "Backup and restore (SQLite)" in stdout
+    assert r["rows"] == 5 * 3 * 288
+    assert r["restored_rows"] == [r["rows"], r["rows"]]
+
+
+def test_bench_rollout_offers_every_unit_once_and_completes(tmp_path):
+    stdout, r = run_bench("rollout", tmp_path)
+    assert "rollout of 10 units" in stdout
+    assert r["state"] == "completed" and r["counts"]["applied"] == r["units"] == 10
+    assert r["offered_once"] and r["resumed_ok"]
+    assert r["stages"] == 2  # 10 units: the canary, 10 % is the canary already, the rest

@@ -21,6 +21,7 @@ from protocol.topics import Channel
 
 PUBLIC = {"/healthz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
           "/api/v1/enrol",  # the one-time enrolment token is the proof there
+          "/api/v1/releases/{version}/bundle",  # signed; the update command holds its hash
           "/", "/static/{name}"}  # the dashboard's page and files hold no data
 DEVICE_PARAMS = ("{device_id}", "{command_id}", "{alarm_id}")
 BODIES = {
@@ -30,8 +31,13 @@ BODIES = {
     ("POST", "/api/v1/tokens"): {"name": "someone", "role": "viewer"},
     ("POST", "/api/v1/dashboard/units/{device_id}/schedule/check"): {"body": {"ponds": {}}},
 }
+BODIES[("POST", "/api/v1/rollouts")] = {"version": "0.2.0", "target": {"opd": "dp3"}}
+BODIES[("POST", "/api/v1/rollouts/{rollout_id}/stop")] = {"reason": "test"}
 QUERIES = {("GET", "/api/v1/reports/monthly"): {"opd": "dp3", "month": "2026-11"}}
 ADMIN_READS = {("GET", "/api/v1/notify/channels")}  # the controller's own set-up
+# Releases and rollouts: admins and operators (an operator: rollouts of its OPD's units).
+STAFF_READS = {("GET", "/api/v1/releases"), ("GET", "/api/v1/rollouts"),
+               ("GET", "/api/v1/rollouts/{rollout_id}"), ("GET", "/api/v1/unit-versions")}
 # A ticket to open the live stream with changes nothing stored: every role may have one.
 NOT_CHANGES = {("POST", "/api/v1/stream/tickets")}
 # Endless answers: the stream's roles and filters are in tests/controller/test_live.py.
@@ -101,8 +107,14 @@ def foreign(store, seeded) -> dict[str, str]:
         seq=1, ts=T0, type="alarm", details={"code": "feeder_jam", "feeder": "pakan-nila"}),
         T0)])
     alarm_id = store.db.execute("SELECT max(id) FROM alarms").fetchone()[0]
+    store.add_release(version="0.1.0", sha256="a" * 64, size=1, platforms=["aarch64"],
+                      manifest_created_at="2026-01-01T00:00:00Z", key_id="0" * 16,
+                      actor="test")
+    rollout = store.create_rollout(version="0.1.0", target={"opd": "dp3"}, canary=1,
+                                   stage_percents=[100], max_failure_share=0.2,
+                                   stage_timeout_s=60, stages=[["tambak-01"]], actor="test")
     return {"device_id": "tambak-01", "command_id": "c-dp3", "token_id": str(token_id),
-            "alarm_id": str(alarm_id)}
+            "alarm_id": str(alarm_id), "rollout_id": str(rollout["id"])}
 
 
 def call(client: TestClient, method: str, path: str, values: dict, headers: dict):
@@ -151,7 +163,8 @@ def test_matrix_viewer_gets_403_for_every_change(client, seeded: Tokens, foreign
     assert len(store.list_audit()) == before
 
 
-READS = [r for r in API_ROUTES if r[0] == "GET" and r not in ADMIN_READS | STREAMS]
+READS = [r for r in API_ROUTES if r[0] == "GET"
+         and r not in ADMIN_READS | STAFF_READS | STREAMS]
 assert STREAMS | NOT_CHANGES <= set(API_ROUTES)
 
 
@@ -174,3 +187,17 @@ def test_matrix_admin_reads_are_refused_to_others(client, seeded: Tokens, foreig
     for token in (seeded.viewer, seeded.op_dlh, seeded.op_dp3):
         assert call(client, method, path, foreign, auth(token)).status_code == 403
     assert call(client, method, path, foreign, auth(seeded.admin)).status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(STAFF_READS),
+                         ids=[f"{m} {p}" for m, p in sorted(STAFF_READS)])
+def test_matrix_release_reads_are_staffs(client, seeded: Tokens, foreign, method, path):
+    assert (method, path) in API_ROUTES
+    assert call(client, method, path, foreign, auth(seeded.viewer)).status_code == 403
+    for token in (seeded.op_dp3, seeded.admin):
+        assert call(client, method, path, foreign, auth(token)).status_code == 200
+    # another OPD's operator: the rollout (of dp3's unit) is not there for it
+    other = call(client, method, path, foreign, auth(seeded.op_dlh))
+    assert other.status_code == (404 if "{rollout_id}" in path else 200)
+    if path == "/api/v1/rollouts":
+        assert other.json() == []

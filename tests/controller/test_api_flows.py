@@ -155,7 +155,31 @@ def test_api_admin_adds_device_and_tokens(client, seeded):
 def test_api_health_and_metrics(client, seeded):
     health = client.get("/healthz").json()
     assert health == {"status": "ok", "database": True, "schema_version": len(MIGRATIONS),
-                      "mqtt_connected": None, "problems": []}
+                      "mqtt_connected": None, "leader": None, "problems": []}
     text = client.get("/metrics").text
     assert "smartcity_devices_online 0.0" in text
     assert "smartcity_ingest_batch_size_bucket" in text
+
+
+def test_republish_open_only_older_commands_not_in_flight_here(store, seeded):
+    """The leader's pass over pending commands: only those issued more than
+    ``older_than_s`` ago, and never one this publisher has handed to its broker
+    connection already (queued there, not yet taken)."""
+    from datetime import UTC, datetime, timedelta
+
+    from controller.publisher import MemoryTransport, Publisher
+
+    transport = MemoryTransport(auto_sent=False)
+    publisher = Publisher(store, transport)
+    now = datetime.now(UTC)
+    for command_id, age_s in (("cmd-old", 30), ("cmd-new", 1)):
+        store.create_command("taman-01", Command(
+            id=command_id, issued_at=now - timedelta(seconds=age_s),
+            expires_at=now + timedelta(minutes=5), action="stop_all", params={}),
+            actor="test")
+    assert publisher.republish_open(5.0, now=now) == 1
+    assert [p.topic.rsplit("/", 1)[1] for p in transport.published] == ["cmd"]
+    assert b"cmd-old" in transport.published[0].payload
+    assert publisher.republish_open(5.0, now=now) == 0  # queued here already
+    assert publisher.republish_open(0.0, now=now) == 1  # cmd-new, once old enough
+    assert store.get_command("cmd-old")["status"] == "pending"

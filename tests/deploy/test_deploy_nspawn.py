@@ -25,6 +25,7 @@ EXPECTED = [
     "second install-controller run changes nothing",
     "MQTT secret root:smartcity 0640",
     "database in the state directory, owned by smartcity",
+    "backup timer enabled; the backup service writes a backup as smartcity",
     "admin token from `token create` works",
     "controller alive past WatchdogSec=3 (pings)",
     "SIGSTOPped controller killed and restarted by the watchdog",

@@ -65,6 +65,14 @@ def test_provision_offline_writes_a_working_unit_and_second_run_changes_nothing(
     assert (root / "var/lib/smartcity/fish_feeder").is_dir()
     link = root / "etc/systemd/system/multi-user.target.wants/smartcity-fish-feeder.service"
     assert os.readlink(link) == "../smartcity-fish-feeder.service"
+    # the path unit that runs a release the controller offered, enabled for this kind
+    systemd = root / "etc/systemd/system"
+    assert (systemd / "smartcity-update@.service").is_file()
+    assert "/var/lib/smartcity/%i/update-request.json" in (
+        systemd / "smartcity-update@.path").read_text()
+    link = systemd / "multi-user.target.wants/smartcity-update@fish_feeder.path"
+    assert os.readlink(link) == "../smartcity-update@.path"
+    assert "linked multi-user.target.wants/smartcity-update@fish_feeder.path" in out
 
     before = snapshot(root)
     assert main(offline_args(tmp_path, root)) == 0

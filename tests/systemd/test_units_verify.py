@@ -21,7 +21,8 @@ import pytest
 from edge.provision import CONFIG_DIR, SYSTEMD_UNITS
 
 REPO = Path(__file__).resolve().parents[2]
-UNITS = sorted([*(REPO / "systemd").glob("*.service"), *(REPO / "systemd").glob("*.path")])
+UNITS = sorted([*(REPO / "systemd").glob("*.service"), *(REPO / "systemd").glob("*.path"),
+                *(REPO / "systemd").glob("*.timer")])
 EDGE_UNITS = {name: kind for kind, name in SYSTEMD_UNITS.items()}
 DAEMONS = [REPO / "systemd" / name for name in ("smartcity-controller.service", *EDGE_UNITS)]
 SERVICES = [u for u in UNITS if u.suffix == ".service"]
@@ -33,8 +34,9 @@ needs_analyze = pytest.mark.skipif(
     ANALYZE is None, reason="systemd-analyze is not installed (Debian package 'systemd')")
 
 
-def service_settings(path: Path) -> dict[str, list[str]]:
-    """``[Service]`` settings of a unit file; a key given several times keeps every value."""
+def service_settings(path: Path, wanted: str = "[Service]") -> dict[str, list[str]]:
+    """``[Service]`` (or ``wanted``) settings of a unit file; a key given several times
+    keeps every value."""
     settings: dict[str, list[str]] = {}
     section = None
     for raw in path.read_text().splitlines():
@@ -45,7 +47,7 @@ def service_settings(path: Path) -> dict[str, list[str]]:
             section = line
             continue
         key, _, value = line.partition("=")
-        if section == "[Service]":
+        if section == wanted:
             settings.setdefault(key.strip(), []).append(value.strip())
     return settings
 
@@ -75,7 +77,9 @@ def test_units_verify_clean(unit, tmp_path):
     result = verify(unit)
     complaints = [line for line in (result.stdout + result.stderr).splitlines()
                   if line.strip()]
-    missing_exec = re.compile(rf"^{re.escape(unit.name)}: Command /opt/smartcity/\S+ is not "
+    # a template (name@.service) is verified as an instance (name@i.service)
+    name = re.escape(unit.name).replace("@\\.", "@\\w*\\.")
+    missing_exec = re.compile(rf"^{name}: Command /opt/smartcity/\S+ is not "
                               r"executable: No such file or directory$")
     assert all(missing_exec.match(line) for line in complaints), complaints
     # With a program that exists: nothing at all.
@@ -106,6 +110,28 @@ def test_units_have_the_settings_the_daemons_rely_on(unit):
         assert one["DevicePolicy"] == "closed"
 
 
+def test_units_backup_runs_as_the_controller_user_and_nightly():
+    s = {k: v[-1] for k, v in service_settings(REPO / "systemd" /
+                                               "smartcity-backup.service").items()}
+    controller = {k: v[-1] for k, v in service_settings(REPO / "systemd" /
+                                                        "smartcity-controller.service").items()}
+    assert s["Type"] == "oneshot"
+    assert s["ExecStart"].endswith("smartcity-controller backup --config "
+                                   "/etc/smartcity/controller.toml")
+    assert (s["User"], s["Group"]) == (controller["User"], controller["Group"])
+    # It reads the controller's database and writes the default [backup] dir, nothing else.
+    assert s["StateDirectory"].split() == [controller["StateDirectory"], "smartcity/backups"]
+    assert s["ProtectSystem"] == "strict" and s["NoNewPrivileges"] == "yes"
+    assert s["CapabilityBoundingSet"] == "" and s["UMask"] == "0077"
+    timer = {k: v[-1] for k, v in service_settings(REPO / "systemd" / "smartcity-backup.timer",
+                                                   "[Timer]").items()}
+    assert timer["Persistent"] == "true"
+    assert timer["Unit"] == "smartcity-backup.service"
+    # daily, at night in the city (WITA), whatever the machine's time zone
+    assert re.fullmatch(r"\*-\*-\* 0[0-5]:\d\d:00 Asia/Makassar", timer["OnCalendar"])
+    assert timer["RandomizedDelaySec"]
+
+
 @pytest.mark.parametrize("name", sorted(EDGE_UNITS))
 def test_edge_units_match_what_provision_writes(name):
     """The unit runs the config provision writes, and its StateDirectory is the
@@ -127,7 +153,7 @@ def exposure(unit: Path) -> float | None:
 def documented_ceilings() -> dict[str, float]:
     """Unit name -> ceiling, from the exposure table in docs/operations.md
     (rows ``| `unit` | **measured** ... | ceiling |``)."""
-    rows = re.findall(r"^\| `([\w.-]+\.service)` \| \*\*\d+\.\d+\*\*[^|]*\| (\d+\.\d+) \|$",
+    rows = re.findall(r"^\| `([\w.@-]+\.service)` \| \*\*\d+\.\d+\*\*[^|]*\| (\d+\.\d+) \|$",
                       OPERATIONS.read_text(), flags=re.M)
     return {name: float(ceiling) for name, ceiling in rows}
 

@@ -27,9 +27,13 @@ from controller.api.deps import (
 from controller.api.schemas import CommandIn, CommandOut
 from controller.checks import check_command, detail
 from controller.store import utcnow
+from protocol.checks import Problem
 from protocol.models import COMMAND_ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["commands"])
+
+UPDATE_BY_ROLLOUT = Problem("action", "update_by_rollout", "only a rollout offers a release "
+                            "to units (POST /api/v1/rollouts)")
 
 
 @router.post("/devices/{device_id}/commands", response_model=CommandOut,
@@ -40,7 +44,10 @@ def send_command(store: StoreDep, state: StateDep, device: VisibleDevice, user: 
 
     A command the unit would refuse (an action its kind does not take, a zone or feeder
     it does not report, a pause longer than it accepts) gets 422 naming the field and
-    reason in the caller's language, and is neither stored nor published."""
+    reason in the caller's language, and is neither stored nor published. ``update`` is
+    refused (422, ``update_by_rollout``): only a rollout offers a release."""
+    if body.action == "update":
+        raise HTTPException(422, detail=detail([UPDATE_BY_ROLLOUT], lang))
     now = utcnow()
     ttl_s = body.ttl_s or state.settings.api.command_ttl_s
     command, problems = check_command(device, id=uuid.uuid4().hex, issued_at=now,

@@ -116,6 +116,12 @@ class ConfigVersions(BaseModel):
     state: Literal["none", "pending", "in_sync", "rejected"]
 
 
+class UnitVersion(BaseModel):
+    running: str | None = Field(description="the version the unit reports (status fw)")
+    offered: str | None = Field(description="the version a rollout last offered it")
+    offer_state: str | None = Field(description="that offer's state (rollout unit state)")
+
+
 class UnitOut(BaseModel):
     device_id: str
     name: str
@@ -134,6 +140,7 @@ class UnitOut(BaseModel):
     alarms: list[AlarmNow] = Field(description="its alarms not cleared yet, newest first")
     next: NextStart
     config: ConfigVersions
+    version: UnitVersion = Field(description="release running and offered")
     paused: bool
     paused_until: datetime | None = Field(None, description="end of the pause in force, "
                                           "as the unit reports it")

@@ -21,7 +21,8 @@ def healthz(state: StateDep, response: Response) -> Health:
     """200 ``ok`` when the database answers and the ingest runs connected; 200
     ``degraded`` while the broker has been unreachable for less than
     ``api.health_broker_grace_s``; 503 ``failing`` past that, or when the database does
-    not answer or the ingest's writer has stopped (``problems`` says which)."""
+    not answer or the ingest's writer has stopped (``problems`` says which). ``leader``
+    says whether this instance runs the periodic work now (docs/scaling.md)."""
     problems: list[str] = []
     try:
         version = state.store.schema_version
@@ -43,8 +44,9 @@ def healthz(state: StateDep, response: Response) -> Health:
     if problems:
         response.status_code = 503
     status = "failing" if problems else "degraded" if degraded else "ok"
+    leader = state.leader.leading if state.leader is not None else None
     return Health(status=status, database=database, schema_version=version,
-                  mqtt_connected=mqtt, problems=problems or degraded)
+                  mqtt_connected=mqtt, leader=leader, problems=problems or degraded)
 
 
 @router.get("/metrics", response_class=Response,

@@ -346,7 +346,8 @@ def test_dashboard_static_files_served_with_a_strict_policy(client):
 
     modules = sorted(p.name for p in STATIC_DIR.glob("*.js"))
     assert {"app.js", "api.js", "format.js", "units.js", "unit.js", "schedule.js",
-            "commands.js", "reports.js", "admin.js", "i18n.js", "chart.js"} <= set(modules)
+            "commands.js", "reports.js", "admin.js", "updates.js", "i18n.js",
+            "chart.js"} <= set(modules)
     for name in [*modules, "style.css"]:
         kind = "text/css" if name.endswith(".css") else "text/javascript"
         r = client.get(f"/static/{name}")
@@ -399,8 +400,16 @@ def test_dashboard_has_words_for_every_code_the_protocol_sends():
 
     text = (STATIC_DIR / "i18n.js").read_text()
     blocks = dict(re.findall(r"\n  (id|en): \{(.*?)\n  \},", text, re.S))
+    from controller.store.releases import ROLLOUT_STATES, UNIT_STATES
+
     wanted = ({f"reply.{c.value}" for c in ReplyCode} | {f"alarm.{c.value}" for c in AlarmCode}
-              | {f"unit.next.{r.value}" for r in NextStartReason})
+              | {f"unit.next.{r.value}" for r in NextStartReason}
+              | {f"rollout.state.{s}" for s in ROLLOUT_STATES}
+              | {f"rollout.unit.{s}" for s in UNIT_STATES}
+              | {f"rollout.reason.{r}" for r in ("failure_threshold", "stopped_by_admin")}
+              | {f"rollout.result.{r}" for r in ("applied", "current", "update_failed",
+                                                  "update_not_trusted", "update_busy",
+                                                  "expired", "timeout")})
     for lang, body in blocks.items():
         keys = set(re.findall(r'"([a-z_]+\.[a-z0-9_.]+)":', body))
         assert wanted <= keys, (lang, sorted(wanted - keys))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support.offers import update_paths
 
 from edge.errors import ConfigError
 from protocol.models import ReplyCode
@@ -219,7 +220,7 @@ def test_skip_next_naming_a_zone_rejected(unit):
     assert unit.state.get("ff.skip_next") in (None, [])
 
 
-def test_every_command_path_replies_with_a_code(unit):
+def test_every_command_path_replies_with_a_code(unit, tmp_path):
     until = (unit.clock.now() + timedelta(days=1)).isoformat()
     paths = [
         (("feed_now", {"feeder": "pakan-nila", "dose_g": 500}), "accepted",
@@ -250,6 +251,9 @@ def test_every_command_path_replies_with_a_code(unit):
     for (action, params), status, code, want in paths:
         got = unit.command(action, **params)
         assert (got[0][0], unit.codes[-len(got)][2:]) == (status, (code, want)), action
+    # ``update`` is answered by the link for every kind (edge.offer), with a code too
+    for got, want in update_paths(unit.config, tmp_path, unit.clock):
+        assert got == want
     unit.run(240)
     (done,) = [c for c in unit.codes if c[1] == "done" and c[2] is ReplyCode.FEEDING_DONE]
     assert done[3]["feeder"] == "pakan-nila" and done[3]["planned_g"] == 500.0

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from irrigation_harness import WITA, Bench, Probe, make_config
+from support.offers import update_paths
 
 from protocol.models import ReplyCode
 
@@ -142,7 +143,7 @@ def test_stop_zone_ends_that_zones_run_and_leaves_the_others():
     assert ends["m4"] == ("failed", ReplyCode.RUN_SKIPPED)
 
 
-def test_every_command_path_replies_with_a_code():
+def test_every_command_path_replies_with_a_code(tmp_path):
     bench = Bench(make_config(), start=MON.replace(hour=9)).start()
     until = (MON + timedelta(days=1)).isoformat()
     paths = [
@@ -171,6 +172,9 @@ def test_every_command_path_replies_with_a_code():
     for (action, params), status, code, want in paths:
         got = bench.command(action, **params)
         assert (got[0][0], bench.codes[-len(got)][2:]) == (status, (code, want)), action
+    # ``update`` is answered by the link for every kind (edge.offer), with a code too
+    for got, want in update_paths(bench.config, tmp_path, bench.clock):
+        assert got == want
 
 
 def test_skip_next_skips_one_start_of_one_zone_or_of_all():
