@@ -66,8 +66,8 @@ def test_postgres_migrates_once_and_refuses_a_newer_schema(pg_url):
     with Store.open(pg_url) as s:
         assert s.schema_version == len(MIGRATIONS)
     with Store.open(pg_url) as s:  # again: nothing to do
-        assert [r[0] for r in s.db.execute("SELECT version FROM schema_version")] == [
-            len(MIGRATIONS)]
+        assert [r[0] for r in s.db.execute("SELECT version FROM schema_version "
+                                           "ORDER BY version")] == [v for v, _ in PG_MIGRATIONS]
         s.db.execute("INSERT INTO schema_version VALUES (99, 'x')")
     with pytest.raises(StoreError, match="newer than this build"):
         Store.open(pg_url)
@@ -189,8 +189,9 @@ def test_controllers_starting_together_migrate_an_empty_postgres_once(pg_url):
         t.join(60)
     try:
         assert errors == [] and len(stores) == 4
-        assert [r[0] for r in stores[0].db.execute("SELECT version FROM schema_version")] \
-            == [len(MIGRATIONS)]
+        assert [r[0] for r in stores[0].db.execute(
+            "SELECT version FROM schema_version ORDER BY version")] == [
+            v for v, _ in PG_MIGRATIONS]
         add_device(stores[1], "taman-01", "dlh")
         assert stores[3].get_device("taman-01")["opd"] == "dlh"
     finally:
