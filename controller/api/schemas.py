@@ -27,6 +27,9 @@ UserName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-
 Role = Literal["admin", "operator", "viewer"]
 ConfigState = Literal["none", "pending", "in_sync", "rejected"]
 CommandStatus = Literal["pending", "sent", "accepted", "done", "failed", "rejected", "expired"]
+WINDOW_DOC = ("the unit's maintenance window as it last reported it (HH:MM-HH:MM, its local "
+              "time, may wrap midnight; 00:00-24:00 is any time): an accepted release "
+              "installs only inside it; null when the unit reports none (older units)")
 
 
 def _utc(value: datetime) -> datetime:
@@ -98,6 +101,7 @@ class DeviceOut(BaseModel):
     next_start_reason: NextStartReason | None = Field(
         None, description="why there is no next start: paused, rain_delay, no_program, "
         "clock_not_trusted, none_soon; null when the unit has not said (older units)")
+    update_window: str | None = Field(None, description=WINDOW_DOC)
     reported_config_version: int | None
     desired_config_version: int | None
     config_state: ConfigState
@@ -412,6 +416,7 @@ class RolloutUnitOut(BaseModel):
     opd: str
     running: str | None = Field(description="the version the unit reports (status fw)")
     offered: str | None = Field(description="the version offered to it (null: not yet)")
+    update_window: str | None = Field(None, description=WINDOW_DOC)
     stage: int
     state: Literal["waiting", "offered", "accepted", "applied", "failed", "skipped"]
     result: str | None = Field(description="applied, current (ran it already), a refusal's "
@@ -453,3 +458,4 @@ class UnitVersionOut(BaseModel):
     running: str | None
     offered: str | None = Field(description="the version last offered by a rollout")
     offer_state: str | None = Field(description="that offer's state")
+    update_window: str | None = Field(None, description=WINDOW_DOC)

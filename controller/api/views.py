@@ -23,8 +23,8 @@ def device_out(store: Store, row: dict) -> DeviceOut:
     return DeviceOut(
         **{k: row[k] for k in ("device_id", "opd", "kind", "name", "created_at", "online",
                                "last_seen", "status_ts", "fw", "app", "clock_synced", "outputs",
-                               "backlog", "dropped", "reported_config_version",
-                               "desired_config_version")},
+                               "backlog", "dropped", "update_window",
+                               "reported_config_version", "desired_config_version")},
         **{k: row["outlook"].get(k) for k in ("paused_until", "rain_delay_until",
                                               "next_start", "next_start_reason")},
         skip_next=row["outlook"].get("skip_next") or [],

@@ -81,7 +81,7 @@ class DevicesMixin(StoreBase):
         SELECT d.device_id, d.opd, d.kind, d.name, d.mqtt_username, d.created_at,
                s.online, s.last_seen, s.status_at, s.status_ts, s.fw, s.app,
                s.clock_synced, s.config_version AS reported_config_version, s.outputs,
-               s.dropped, s.backlog, s.limits, s.outlook,
+               s.dropped, s.backlog, s.limits, s.outlook, s.update_window,
                q.acked_seq, q.max_seq, q.missing AS missing_seqs, q.gaps_opened,
                q.duplicates, q.dropped_total,
                (SELECT max(version) FROM desired_configs c WHERE c.device_id = d.device_id)
@@ -144,6 +144,7 @@ class DevicesMixin(StoreBase):
             'skip_next', json(coalesce(json_extract(s.outlook, '$.skip_next'), '[]')),
             'next_start', json(coalesce(json_extract(s.outlook, '$.next_start'), 'null')),
             'next_start_reason', json_extract(s.outlook, '$.next_start_reason'),
+            'update_window', s.update_window,
             'reported_config_version', s.config_version,
             'desired_config_version', c.version,
             'config_state', CASE
@@ -185,6 +186,7 @@ class DevicesMixin(StoreBase):
                               ELSE {outlook} -> 'skip_next' END,
             'next_start', {outlook} -> 'next_start',
             'next_start_reason', {outlook} ->> 'next_start_reason',
+            'update_window', s.update_window,
             'reported_config_version', s.config_version,
             'desired_config_version', c.version,
             'config_state', CASE

@@ -215,12 +215,17 @@ class IngestMixin(StoreBase):
                 "UPDATE device_state SET online = ?, last_seen = ?, status_at = ?, "
                 "status_ts = ?, fw = ?, app = ?, clock_synced = ?, config_version = ?, "
                 "outputs = ?, dropped = ?, backlog = ?, limits = coalesce(?, limits), "
-                "outlook = coalesce(?, outlook) WHERE device_id = ?",
+                "outlook = coalesce(?, outlook), "
+                # an online status says the window as it is (none: the unit takes no
+                # offers); the Last Will never carries one, so the last one stays
+                "update_window = CASE WHEN ? = 1 THEN ? ELSE update_window END "
+                "WHERE device_id = ?",
                 (int(msg.online), now, now, iso(msg.ts), msg.fw, msg.app, int(msg.clock_synced),
                  msg.config_version, _dumps(dict(msg.outputs)) if msg.online else None,
                  msg.dropped, msg.backlog,
                  None if msg.limits is None else msg.limits.model_dump_json(),
-                 None if msg.outlook is None else msg.outlook.model_dump_json(), dev))
+                 None if msg.outlook is None else msg.outlook.model_dump_json(),
+                 int(msg.online), msg.update_window, dev))
             if msg.online:
                 result.came_online.append((dev, item.opd))
             return None

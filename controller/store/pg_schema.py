@@ -287,9 +287,15 @@ def _migration_10(db: Any) -> None:
     db.executescript(_ddl(POSTGRES_DDL_10))
 
 
+def _migration_11(db: Any) -> None:
+    """``device_state.update_window``: the unit's reported maintenance window."""
+    db.execute(_ddl("ALTER TABLE device_state ADD COLUMN update_window TEXT"))
+
+
 PG_MIGRATIONS: tuple[tuple[int, Callable[[Any], None]], ...] = (
     (9, _baseline_9),
     (10, _migration_10),
+    (11, _migration_11),
 )
 """``(version, function)`` in order: the baseline first (for an empty database), then one
 entry per later version, numbered as in ``MIGRATIONS``. Append; never edit one that has

@@ -251,8 +251,8 @@ class ReleasesMixin(StoreBase):
             where, params = " AND u.opd = ?", [rollout_id, opd]
         return self._rows(
             "SELECT u.device_id, u.opd, s.fw AS running, u.offered_version AS offered, "
-            "u.stage, u.state, u.result, u.reason, u.step, u.command_id, u.offered_at, "
-            "u.updated_at FROM rollout_units u LEFT JOIN device_state s "
+            "s.update_window, u.stage, u.state, u.result, u.reason, u.step, u.command_id, "
+            "u.offered_at, u.updated_at FROM rollout_units u LEFT JOIN device_state s "
             f"ON s.device_id = u.device_id WHERE u.rollout_id = ?{where} "
             "ORDER BY u.stage, u.device_id", params)
 
@@ -266,12 +266,14 @@ class ReleasesMixin(StoreBase):
     def device_version(self, device_id: str) -> dict:
         """The version a unit runs and the one last offered to it (`device_versions`)."""
         row = self._one(
-            "SELECT s.fw AS running, u.offered_version AS offered, u.state AS offer_state "
-            "FROM devices d LEFT JOIN device_state s ON s.device_id = d.device_id "
+            "SELECT s.fw AS running, u.offered_version AS offered, u.state AS offer_state, "
+            "s.update_window FROM devices d "
+            "LEFT JOIN device_state s ON s.device_id = d.device_id "
             "LEFT JOIN rollout_units u ON u.device_id = d.device_id "
             "AND u.offered_version IS NOT NULL WHERE d.device_id = ? "
             "ORDER BY u.rollout_id DESC LIMIT 1", [device_id])
-        return row or {"running": None, "offered": None, "offer_state": None}
+        return row or {"running": None, "offered": None, "offer_state": None,
+                       "update_window": None}
 
     def running_rollouts(self) -> list[dict]:
         return [self._rollout_row(r) for r in self._rows(
@@ -377,7 +379,7 @@ class ReleasesMixin(StoreBase):
             "AS offered, "
             "(SELECT u.state FROM rollout_units u WHERE u.device_id = d.device_id "
             " AND u.offered_version IS NOT NULL ORDER BY u.rollout_id DESC LIMIT 1) "
-            "AS offer_state "
+            "AS offer_state, s.update_window "
             f"FROM devices d LEFT JOIN device_state s ON s.device_id = d.device_id {where} "
             "ORDER BY d.device_id", params)
 

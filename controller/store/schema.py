@@ -261,9 +261,16 @@ def _migration_9(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE commands ADD COLUMN reply_params TEXT")
 
 
+def _migration_11(db: sqlite_utils.Database) -> None:
+    """``device_state.update_window``: the maintenance window the unit last reported
+    (``HH:MM-HH:MM``, its local time), when an accepted release will install. NULL until
+    the unit reports one (older units never do)."""
+    db.execute("ALTER TABLE device_state ADD COLUMN update_window TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, alarms.migration,
-    notify_migration, _migration_8, _migration_9, releases_migration)
+    notify_migration, _migration_8, _migration_9, releases_migration, _migration_11)
 """Schema migrations in order; migration ``i`` (1-based) brings the schema to version i.
 Append new ones; never edit one that has shipped."""
 

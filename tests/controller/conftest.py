@@ -26,7 +26,7 @@ BOTH_BACKENDS = frozenset({
     "test_api_alarms", "test_notify_outbox", "test_reports_month", "test_reports_uptime",
     "test_api_flows", "test_api_tokens", "test_api_devices_json", "test_controller_cli",
     "test_ingest_broker", "test_ingest_writer_process", "test_e2e_unit", "test_notify_e2e",
-    "test_live",
+    "test_live", "test_api_update_window",
 })
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from controller import alarms
 from controller.api.deps import CurrentUser, LangDep, StoreDep, VisibleDevice, Writer, not_found
-from controller.api.schemas import AlarmCounts, _In
+from controller.api.schemas import WINDOW_DOC, AlarmCounts, _In
 from controller.dashboard import STATIC_DIR
 from controller.dashboard.views import (
     activity,
@@ -120,6 +120,7 @@ class UnitVersion(BaseModel):
     running: str | None = Field(description="the version the unit reports (status fw)")
     offered: str | None = Field(description="the version a rollout last offered it")
     offer_state: str | None = Field(description="that offer's state (rollout unit state)")
+    update_window: str | None = Field(None, description=WINDOW_DOC)
 
 
 class UnitOut(BaseModel):
