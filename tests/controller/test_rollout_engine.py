@@ -208,7 +208,7 @@ def test_rollout_units_offered_keep_reporting_after_a_stop(fleet):
     assert sorted(states.values()) == ["applied", "failed", "offered"]
     assert len(sent) == 3
     assert store.device_version(b) == {"running": None, "offered": "0.2.0",
-                                       "offer_state": "applied"}
+                                       "offer_state": "applied", "update_window": None}
 
 
 def test_rollout_two_controllers_offer_each_unit_once(fleet, settings):
