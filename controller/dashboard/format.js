@@ -16,6 +16,12 @@ export function known(prefix, code) {
   return s === prefix + code ? code : s;
 }
 export const reasonText = (code) => known("reason.", code);
+/* A unit's maintenance window ("01:00-05:00", its local time: WITA, the city's units'
+ * zone) in words: "01:00-05:00 WITA", "any time" for the whole day; null when none. */
+export function windowText(w) {
+  if (!w) return null;
+  return w === "00:00-24:00" ? t("window.any") : t("window.at", {w});
+}
 export const alarmText = (code) => known("alarm.", code);
 export const locale = () => (S.lang === "id" ? "id-ID" : "en-GB");
 export function fmt(value, opts) {

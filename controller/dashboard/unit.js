@@ -1,7 +1,7 @@
 /* A unit's page (#/unit/<id>): its state, controls, commands, schedule and charts. */
 
 import {S, coalesce, every, onLive} from "./state.js";
-import {ago, alarmText, duration, fmt, grams, num, t, wita} from "./format.js";
+import {ago, alarmText, duration, fmt, grams, num, t, windowText, wita} from "./format.js";
 import {el, icon, line, problem} from "./dom.js";
 import {api} from "./api.js";
 import {mount, shell} from "./shell.js";
@@ -107,7 +107,9 @@ function versionLine(u) {
   const out = line("muted version-line", "download", t("unit.version"), ": ",
     el("b", {translate: "no", "data-testid": "version-running"}, v.running || "—"),
     v.offered && v.offered !== v.running ? el("span", {class: "offered", "data-testid": "version-offered"},
-      "· ", t("unit.version.offered", {v: v.offered}), " (", t("rollout.unit." + v.offer_state).toLowerCase(), ")") : null);
+      "· ", t("unit.version.offered", {v: v.offered}), " (", t("rollout.unit." + v.offer_state).toLowerCase(), ")") : null,
+    v.update_window ? el("span", {class: "window", "data-testid": "update-window"},
+      "· ", t("unit.window", {w: windowText(v.update_window)})) : null);
   return out;
 }
 function header(u) {

@@ -4,7 +4,7 @@
  * update's steps); the unit's own reason is shown as it sent it. */
 
 import {S, coalesce, every, onLive} from "./state.js";
-import {known, num, t, wita} from "./format.js";
+import {known, num, t, windowText, wita} from "./format.js";
 import {el, field, icon, problem} from "./dom.js";
 import {api} from "./api.js";
 import {mount, shell} from "./shell.js";
@@ -25,13 +25,16 @@ function resultText(u) {
 }
 function unitsTable(r) {
   return el("div", {class: "table-wrap"}, el("table", {class: "rollout-units", "data-testid": "rollout-units"},
-    el("thead", {}, el("tr", {}, ["unit", "opd", "running", "offered", "stage", "state", "result", "updated"]
+    el("thead", {}, el("tr", {}, ["unit", "opd", "running", "offered", "window", "stage", "state", "result",
+      "updated"]
       .map((k) => el("th", {}, t("rollout.col." + k))))),
     el("tbody", {}, r.units.map((u) => el("tr", {"data-device": u.device_id, "data-state": u.state},
       el("td", {translate: "no"}, el("b", {}, u.device_id)),
       el("td", {}, u.opd.toUpperCase()),
       el("td", {translate: "no", "data-col": "running"}, u.running || "—"),
       el("td", {translate: "no", "data-col": "offered"}, u.offered || "—"),
+      el("td", {"data-col": "window", "data-label": t("rollout.col.window"), title: t("rollout.col.window")},
+        windowText(u.update_window) || "—"),
       el("td", {}, stageName(u.stage)),
       el("td", {}, el("span", {class: `tag ru-${u.state}`, "data-unit-state": u.state},
         icon(STATE_ICON[u.state] || "clock"), t("rollout.unit." + u.state))),

@@ -18,11 +18,14 @@ from protocol.topics import topic
 
 
 class FakeUnit:
-    """``outcome``: "applied", "failed", "not_trusted" (refuses) or "silent"."""
+    """``outcome``: "applied", "failed", "not_trusted" (refuses) or "silent";
+    ``update_window``: the maintenance window its status reports (a real unit's default:
+    any time)."""
 
     def __init__(self, host: str, port: int, opd: str, device_id: str, *, fw: str = "0.1.0",
-                 outcome: str = "applied"):
+                 outcome: str = "applied", update_window: str | None = "00:00-24:00"):
         self.opd, self.device_id, self.fw, self.outcome = opd, device_id, fw, outcome
+        self.update_window = update_window
         self.commands: list[Command] = []
         self._seq = 0
         self._lock = threading.Lock()
@@ -46,7 +49,8 @@ class FakeUnit:
 
     def status(self) -> None:
         self.client.publish(self._topic("status"), encode(Status(
-            online=True, fw=self.fw, clock_synced=True, ts=datetime.now(UTC))), qos=1,
+            online=True, fw=self.fw, clock_synced=True, ts=datetime.now(UTC),
+            update_window=self.update_window)), qos=1,
             retain=True)
 
     def _event(self, type_: str, details: dict) -> None:
@@ -71,7 +75,7 @@ class FakeUnit:
             reply("rejected", now, code="update_not_trusted", params={"version": version})
             return
         reply("accepted", now, code="update_accepted",
-              params={"version": version, "window": "00:00-24:00"})
+              params={"version": version, "window": self.update_window or "00:00-24:00"})
         if self.outcome == "applied":
             previous, self.fw = self.fw, version
             self._event("update_applied", {"version": version, "previous": previous,

@@ -2,8 +2,9 @@
 rollout, the page shows the canary offered; the test makes the units report their
 outcome over a real Mosquitto (fake units answering the update command and publishing
 update_applied / update_failed as a unit does); the page shows each unit applied or
-failed, and the rollout stopped by its failure threshold, in Indonesian. An operator
-sees the version its unit runs and the one offered on the unit's page.
+failed, and the rollout stopped by its failure threshold, in Indonesian, with each
+unit's maintenance window as its status reports it. An operator sees the version its
+unit runs, the one offered and the unit's maintenance window on the unit's page.
 
 ``UPDATE_SCREENSHOTS=1`` writes docs/screenshots/dashboard-updates.png.
 """
@@ -70,19 +71,28 @@ def site(tmp_path_factory):
 
 @pytest.fixture
 def units(site, request):
-    """Three dlh units of this test, silent until the test answers for them."""
+    """Three dlh units of this test, silent until the test answers for them; a and b
+    install at night (WINDOWS), c any time."""
     screen = request.node.callspec.params["screen"]
     made = []
     for letter in "abc":
         device = f"taman-{screen}-{letter}"
         add_device(site["store"], device, "dlh")
         made.append(FakeUnit(site["broker"].host, site["broker"].port, "dlh", device,
-                             outcome="silent"))
+                             outcome="silent", update_window=WINDOWS[letter]))
         wait_until(lambda d=device: (site["store"].get_device(d) or {}).get("fw"),
                    what=f"{device}'s status")
     yield sorted(made, key=lambda u: spread_key(u.device_id))  # the canary first
     for unit in made:
         unit.close()
+
+
+WINDOWS = {"a": "01:00-05:00", "b": "22:00-04:00", "c": "00:00-24:00"}
+
+
+def _window_text(unit: FakeUnit) -> str:
+    """The unit's window as the Indonesian page says it."""
+    return "kapan saja" if unit.update_window == "00:00-24:00" else f"{unit.update_window} WITA"
 
 
 def _answer(unit: FakeUnit, outcome: str) -> None:
@@ -125,6 +135,14 @@ def test_dashboard_updates_rollout_canary_then_stopped_by_threshold(site, units,
         expect(_row(page, canary)).to_contain_text("Tahap 0 (kenari)")
         for other in (first, second):
             expect(_row(page, other)).to_have_attribute("data-state", "waiting")
+        # each unit's maintenance window, as its status reports it (through the ingest)
+        if screen == "desktop":
+            expect(page.locator("[data-testid=rollout-units] thead")).to_contain_text(
+                "Jendela pemeliharaan")
+        for unit in units:
+            expect(_row(page, unit).locator("[data-col=window]")).to_have_text(
+                _window_text(unit))
+            expect(_row(page, unit).locator("[data-col=window]")).to_be_visible()
         assert first.commands == [] and second.commands == []
         expect(page.locator("[data-testid=rollout-state]")).to_have_text("Berjalan")
 
@@ -155,6 +173,12 @@ def test_dashboard_updates_rollout_canary_then_stopped_by_threshold(site, units,
         expect(page.locator("[data-testid=version-running]")).to_have_text("0.1.0")
         expect(page.locator("[data-testid=version-offered]")).to_contain_text(
             f"ditawarkan {version} (gagal)")
+        expect(page.locator("[data-testid=update-window]")).to_have_text(
+            f"· Jendela pemeliharaan {_window_text(first)}")
+        any_time = next(u for u in units if u.update_window == "00:00-24:00")
+        page.goto(site["base"] + f"/#/unit/{any_time.device_id}")
+        expect(page.locator("[data-testid=update-window]")).to_have_text(
+            "· Jendela pemeliharaan kapan saja")
         assert page.locator("[data-nav=updates]").count() == 0  # admins only
     finally:
         context.close()
