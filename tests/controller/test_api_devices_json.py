@@ -53,11 +53,12 @@ def fleet(store, seeded):
     store.commit_batch([telemetry("taman-online", 2)])
     store.commit_batch([status("dlh", "taman-online", T0 + timedelta(microseconds=250),
                                app="irrigation", config_version=2, backlog=3,
-                               outputs={"valve-1": True, "valve-2": False})])
+                               outputs={"valve-1": True, "valve-2": False},
+                               update_window="22:00-05:00")])
     # Went offline (its Last Will), with a config it has not applied yet: pending.
     add("taman-offline")
     store.commit_batch([status("dlh", "taman-offline", T0, app="irrigation",
-                               outputs={"valve-1": False})])
+                               outputs={"valve-1": False}, update_window="00:00-24:00")])
     store.commit_batch([Inbound("dlh", "taman-offline", Channel.STATUS,
                                 offline_status("1.4.2", T0, app="irrigation"),
                                 T0 + timedelta(hours=1))])
@@ -138,7 +139,8 @@ def test_device_list_json_is_what_the_response_model_gives(client, store, fleet,
 
 def test_the_fleet_covers_the_states_the_dashboard_shows(client, store, fleet):
     """The comparison above is only as good as the states it sees: every config state,
-    on- and offline, both kinds, seq accounting, outputs on, a clock not synced."""
+    on- and offline, both kinds, seq accounting, outputs on, a clock not synced, a
+    maintenance window or none."""
     devices = {d["device_id"]: d for d in
                client.get("/api/v1/devices", headers=auth(fleet.admin)).json()}
     assert {d["config_state"] for d in devices.values()} == {"none", "in_sync", "pending",
@@ -158,3 +160,7 @@ def test_the_fleet_covers_the_states_the_dashboard_shows(client, store, fleet):
     assert devices["taman-pending"]["config_state"] == "pending"
     assert devices["taman-rejected"]["config_state"] == "rejected"
     assert devices["taman-bare"]["seq"]["max_seen"] == 0
+    # a window reported, one kept through the Last Will, none reported
+    assert [devices[d]["update_window"] for d in ("taman-online", "taman-offline",
+                                                   "taman-rejected")] == [
+        "22:00-05:00", "00:00-24:00", None]
