@@ -4,9 +4,9 @@ the dashboard's unit; null when the unit reports none."""
 
 from __future__ import annotations
 
-from controller_support import T0, auth
+from controller_support import T0, add_device, auth
 
-from controller.store import Inbound
+from controller.store import MIGRATIONS, Inbound, Store
 from protocol.models import Status
 from protocol.topics import Channel
 
@@ -80,3 +80,21 @@ def test_update_window_scoped_like_the_rest(client, seeded, store):
     units = client.get(f"/api/v1/rollouts/{rollout_id}", headers=auth(seeded.op_dp3)).json()
     assert [(u["device_id"], u["update_window"]) for u in units["units"]] == [
         ("tambak-01", "02:00-04:00")]
+
+
+def test_update_window_migration_keeps_the_units_state(settings):
+    """A database of schema version 10 (before the column) gets it, null, on open; the
+    unit's state stays and its next status fills it."""
+    target = settings.database.target
+    with Store.open(target) as store:
+        add_device(store, "taman-01", "dlh")
+        store.commit_batch([status("taman-01", "dlh", update_window="01:00-05:00")])
+        with store._write():  # back to version 10: as a controller of the last release left it
+            store.db.execute("ALTER TABLE device_state DROP COLUMN update_window")
+            store.db.execute("DELETE FROM schema_version WHERE version = 11")
+    with Store.open(target) as store:
+        assert store.schema_version == len(MIGRATIONS) == 11
+        row = store.get_device("taman-01")
+        assert (row["online"], row["fw"], row["update_window"]) == (True, "0.1.0", None)
+        store.commit_batch([status("taman-01", "dlh", update_window="22:00-05:00")])
+        assert store.get_device("taman-01")["update_window"] == "22:00-05:00"
