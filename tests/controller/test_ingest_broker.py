@@ -64,6 +64,24 @@ def test_ingest_stores_each_seq_once_and_acks(controller, mosquitto, mqtt_client
     assert "smartcity_devices_online 1.0" in text and "smartcity_mqtt_connected 1.0" in text
 
 
+def test_ingest_keeps_the_maintenance_window_each_status_reports(controller, mosquitto,
+                                                                  mqtt_client_factory):
+    client, store, _ = controller
+    unit = mqtt_client_factory(mosquitto, client_id="unit-taman-01")
+    unit.publish(topic("dlh", "taman-01", "status"), encode(Status(
+        online=True, fw="1.0", clock_synced=True, ts=NOW, update_window="01:00-05:00")),
+        retain=True)
+    unit.publish(topic("dp3", "tambak-01", "status"),  # an older unit: no window
+                 encode(Status(online=True, fw="0.9", clock_synced=True, ts=NOW)), retain=True)
+    wait_until(lambda: (store.get_device("tambak-01") or {}).get("fw")
+               and (store.get_device("taman-01") or {}).get("fw"), what="both statuses")
+    devices = {d["device_id"]: d["update_window"] for d in client.get("/api/v1/devices").json()}
+    assert devices == {"taman-01": "01:00-05:00", "tambak-01": None}
+    versions = client.get("/api/v1/unit-versions").json()
+    assert [(v["device_id"], v["update_window"]) for v in versions] == [
+        ("taman-01", "01:00-05:00"), ("tambak-01", None)]
+
+
 def test_ingest_counts_bad_input_and_keeps_going(controller, mosquitto, mqtt_client_factory):
     client, store, metrics = controller
     unit = mqtt_client_factory(mosquitto)
