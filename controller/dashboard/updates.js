@@ -26,8 +26,7 @@ function resultText(u) {
 function unitsTable(r) {
   return el("div", {class: "table-wrap"}, el("table", {class: "rollout-units", "data-testid": "rollout-units"},
     el("thead", {}, el("tr", {}, ["unit", "opd", "running", "offered", "window", "stage", "state", "result",
-      "updated"]
-      .map((k) => el("th", {}, t("rollout.col." + k))))),
+      "updated"].map((k) => el("th", {}, t("rollout.col." + k))))),
     el("tbody", {}, r.units.map((u) => el("tr", {"data-device": u.device_id, "data-state": u.state},
       el("td", {translate: "no"}, el("b", {}, u.device_id)),
       el("td", {}, u.opd.toUpperCase()),
