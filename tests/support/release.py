@@ -104,7 +104,7 @@ UNIT_CONFIG = textwrap.dedent("""\
     state_dir = "{state_dir}"
 
     [unit]
-    device_id = "dlh-upd-01"
+    device_id = "{device_id}"
     opd = "dlh"
 
     [broker]
@@ -213,14 +213,15 @@ class UnitTree:
                 os.kill(pid, signal.SIGKILL)
 
 
-def make_tree(base: Path, kit: Kit, broker, health_timeout_s: float = 30) -> UnitTree:
+def make_tree(base: Path, kit: Kit, broker, health_timeout_s: float = 30,
+              device_id: str = "dlh-upd-01") -> UnitTree:
     root = base / "root"
     (root / "etc/smartcity").mkdir(parents=True)
     (root / "etc/systemd/system").mkdir(parents=True)
     (root / STATE_DIR.lstrip("/")).mkdir(parents=True)
     (root / "etc/smartcity/irrigation.toml").write_text(UNIT_CONFIG.format(
         state_dir=STATE_DIR, host=broker.host, port=broker.port, key=kit.public,
-        health_timeout_s=health_timeout_s))
+        health_timeout_s=health_timeout_s, device_id=device_id))
     shutil.copy2(REPO / "systemd" / SERVICE, root / "etc/systemd/system" / SERVICE)
     wrapper = base / "systemctl"
     wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_SYSTEMCTL} "
