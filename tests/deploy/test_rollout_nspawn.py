@@ -50,12 +50,18 @@ def test_rollout_nspawn_canary_then_a_unit_rolls_back_and_the_rollout_stops(
     assert result.returncode == 0 and report["ok"], report.get("error")
     passed = [c["check"] for c in report["checks"] if c["ok"]]
     assert passed[:len(EXPECTED)] == EXPECTED
-    # Then: the two other units on 9.0.2, one offer each, the tampered bundle on a unit.
+    # Then: the two other units on 9.0.2, one offer each, the tampered bundle on a unit,
+    # and the update service SIGKILLed while installing on the unit that rolled back.
     rest = passed[len(EXPECTED):]
-    assert len(rest) == 4 and all("runs 9.0.2" in c for c in rest[:2]), rest
-    assert rest[2:] == ["every unit offered exactly once", rest[3]], rest
+    assert len(rest) == 7 and all("runs 9.0.2" in c for c in rest[:2]), rest
+    assert rest[2] == "every unit offered exactly once", rest
     assert rest[3].endswith("update --bundle of the tampered bundle refused, "
                             "/opt/smartcity unchanged"), rest
+    assert [c.split(": ", 1)[1] for c in rest[4:]] == [
+        "update service SIGKILLed while installing 9.0.2: the daemon still active on 9.0.1",
+        "update --resume: cut short after step verified, staging removed, the unit runs "
+        "9.0.1 and reports it",
+        "the update run again applies 9.0.2"], rest
     assert {"canary_offered_to_applied_s", "rollout_created_to_finished_s"} <= set(
         report["figures"])
     with capsys.disabled():  # shown in a quiet run too (CI's): the run time and figures
