@@ -11,6 +11,8 @@ import pwd
 import shutil
 import subprocess
 import tomllib
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,23 +50,26 @@ def enrol(controller: str, token: str, *, check_only: bool = False,
           timeout_s: float = 15.0) -> tuple[Identity, str | None]:
     """Ask the controller for the unit's identity and MQTT password (``POST
     /api/v1/enrol``); ``check_only`` leaves the token unused (and gives no password)."""
-    import httpx
-
+    # The standard library only: a unit installs the [edge] extra, which has no HTTP client.
     url = controller.rstrip("/") + "/api/v1/enrol"
+    request = urllib.request.Request(
+        url, method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"token": token, "check_only": check_only}).encode())
     try:
-        r = httpx.post(url, json={"token": token, "check_only": check_only},
-                       timeout=timeout_s)
-    except httpx.HTTPError as exc:
+        with urllib.request.urlopen(request, timeout=timeout_s) as r:
+            text = r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        text = exc.read().decode("utf-8", "replace")
+        try:
+            detail = json.loads(text).get("detail", text)
+        except (ValueError, AttributeError):
+            detail = text
+        raise ProvisionError(f"the controller refused the enrolment token "
+                             f"(HTTP {exc.code}): {detail}") from None
+    except (OSError, ValueError) as exc:  # URLError, timeouts, a malformed URL
         raise ProvisionError(f"cannot reach the controller at {url}: {exc}. Check the URL "
                              "and the network (ping, DNS), then try again.") from None
-    if r.status_code != 200:
-        try:
-            detail = r.json().get("detail", r.text)
-        except ValueError:
-            detail = r.text
-        raise ProvisionError(f"the controller refused the enrolment token "
-                             f"(HTTP {r.status_code}): {detail}")
-    body = r.json()
+    body = json.loads(text)
     mqtt = body["mqtt"]
     identity = Identity(device_id=body["device_id"], opd=body["opd"], kind=body["kind"],
                         name=body.get("name") or "", broker_host=mqtt["host"],
