@@ -30,7 +30,10 @@ without using the token (``provision --dry-run``).
 
 from __future__ import annotations
 
+import fcntl
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -109,6 +112,21 @@ def _existing_hashes(path: Path) -> dict[str, str]:
     return dict(line.split(":", 1) for line in lines if ":" in line)
 
 
+CHANGED_FLAG = "changed"
+"""Made beside the broker files once both are written; the path unit watches for it."""
+
+
+@contextmanager
+def _broker_files_lock(pw_path: Path) -> Iterator[None]:
+    pw_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(pw_path.parent / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def write_broker_files(store: Store, settings: Settings, *, acl_path: str | Path | None = None,
                        password_path: str | Path | None = None) -> tuple[Path, Path, int]:
     """Write Mosquitto's password and ACL files for every registered device and the
@@ -120,22 +138,30 @@ def write_broker_files(store: Store, settings: Settings, *, acl_path: str | Path
     if password is None:
         raise BrokerFilesError("the controller's own MQTT password is needed: set "
                                "mqtt.password_file or SMARTCITY_MQTT__PASSWORD")
-    accounts = store.mqtt_accounts()
     acl_path = Path(acl_path or settings.broker_files.acl_file)
     pw_path = Path(password_path or settings.broker_files.password_file)
     controllers = settings.controller_usernames()
-    taken = sorted({a["mqtt_username"] for a in accounts} & set(controllers))
-    if taken:
-        raise BrokerFilesError(f"device {taken[0]!r} has the MQTT username of a controller "
-                               "login; remove it and register the unit under another id")
-    kept = _existing_hashes(pw_path)
-    users = [(user, kept[user] if verify_pbkdf2(password, kept.get(user, "")) else
-              mosquitto_hash(password, user)) for user in controllers]
-    users += [(a["mqtt_username"], a["mqtt_password_hash"]) for a in accounts]
     try:
-        write_private(pw_path, password_file_text(users))
-        write_private(acl_path, acl_text([(a["opd"], a["device_id"]) for a in accounts],
-                                         controllers))
+        # One writer at a time (enrolments run in parallel, in several instances too), and
+        # the devices read under the lock: the files last written hold every device.
+        with _broker_files_lock(pw_path):
+            accounts = store.mqtt_accounts()
+            taken = sorted({a["mqtt_username"] for a in accounts} & set(controllers))
+            if taken:
+                raise BrokerFilesError(f"device {taken[0]!r} has the MQTT username of a "
+                                       "controller login; remove it and register the unit "
+                                       "under another id")
+            kept = _existing_hashes(pw_path)
+            users = [(user, kept[user] if verify_pbkdf2(password, kept.get(user, "")) else
+                      mosquitto_hash(password, user)) for user in controllers]
+            users += [(a["mqtt_username"], a["mqtt_password_hash"]) for a in accounts]
+            write_private(pw_path, password_file_text(users))
+            write_private(acl_path, acl_text([(a["opd"], a["device_id"]) for a in accounts],
+                                             controllers))
+            # Both files are complete: tell smartcity-broker-files.path (PathExists=). Its
+            # service removes the flag before it copies, so a change made while it runs
+            # leaves the flag behind and systemd starts it again: none is lost.
+            (pw_path.parent / CHANGED_FLAG).touch()
     except OSError as exc:
         raise BrokerFilesError(f"cannot write the broker files: {exc}") from exc
     return pw_path, acl_path, len(accounts)

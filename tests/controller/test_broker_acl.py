@@ -230,3 +230,48 @@ def test_acl_packets_up_to_the_largest_payload_pass_bigger_ones_are_refused(
     unit.client.publish(topic("dlh", "taman-a", "telemetry"), b"x" * limit, qos=1)
     unit.wait_for(lambda: unit.disconnects, what="disconnection for an oversized packet")
     assert len(ctl.settle(quiet=0.5)) == 1
+
+
+def test_broker_files_written_concurrently_hold_every_device_and_flag_the_change(tmp_path):
+    """Enrolments run in parallel (API threads, several instances): each one rewrites the
+    files from the devices it reads, one writer at a time. The files last written hold
+    every device, and the flag the path unit watches (PathExists=) is made once both files
+    are complete."""
+    import threading
+
+    from controller.broker_files import pbkdf2_hash
+    from controller.enrolment import CHANGED_FLAG, write_broker_files
+    from controller.settings import parse_settings
+    from controller.store import Store
+
+    settings = parse_settings({
+        "database": {"path": str(tmp_path / "c.db")},
+        "mqtt": {"password": "controller-secret"},
+        "broker_files": {"acl_file": str(tmp_path / "b" / "acl"),
+                         "password_file": str(tmp_path / "b" / "passwd")}}, environ={})
+    devices = [f"taman-{i:02d}" for i in range(12)]
+    errors: list[BaseException] = []
+
+    def enrol_one(device: str) -> None:
+        try:
+            with Store.open(settings.database.path) as store:
+                store.add_device(device, "dlh", kind="irrigation", name=device,
+                                 mqtt_password_hash=pbkdf2_hash("pw-" + device),
+                                 actor="test")
+                write_broker_files(store, settings)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    Store.open(settings.database.path).close()
+    threads = [threading.Thread(target=enrol_one, args=(d,)) for d in devices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    passwd = (tmp_path / "b" / "passwd").read_text()
+    acl = (tmp_path / "b" / "acl").read_text()
+    for device in devices:
+        assert f"{device}:" in passwd, device
+        assert f"/{device}/" in acl, device
+    assert (tmp_path / "b" / CHANGED_FLAG).exists()

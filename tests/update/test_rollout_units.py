@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -133,9 +134,10 @@ def test_rollout_to_three_units_one_rolls_back_and_the_rollout_stops(
             "wait_idle_s = 20\nlauncher = " + json.dumps(launcher) + "\n"))
         trees[device] = tree
     try:
-        for tree in trees.values():
-            first = tree.update("--bundle", str(good))
-            assert first.returncode == 0, first.stdout + first.stderr
+        with ThreadPoolExecutor(len(trees)) as pool:  # three units installing at once
+            for first in pool.map(lambda t: t.update("--bundle", str(good)),
+                                  trees.values()):
+                assert first.returncode == 0, first.stdout + first.stderr
         assert {d: t.running_version() for d, t in trees.items()} == dict.fromkeys(
             UNITS, "9.0.1")
 
