@@ -9,15 +9,9 @@ was not tested must not pass as tested.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from rig_support import run_rig
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "deploy-test"
 EXPECTED = [
     "controller service active",
     "/healthz answers 200",
@@ -46,14 +40,7 @@ EXPECTED = [
 @pytest.mark.slow
 @pytest.mark.timeout(1500)  # the first run also builds the Debian root (a few minutes)
 def test_deploy_nspawn_docs_steps_run_under_systemd(tmp_path, capsys):
-    report_path = tmp_path / "report.json"
-    result = subprocess.run([sys.executable, str(SCRIPT), "--report", str(report_path)],
-                            capture_output=True, text=True, timeout=1450)
-    print(result.stdout[-20000:], result.stderr[-5000:])
-    assert report_path.exists(), result.stdout[-5000:] + result.stderr[-5000:]
-    report = json.loads(report_path.read_text())
-    assert result.returncode == 0 and report["ok"], report.get("error")
-    passed = [c["check"] for c in report["checks"] if c["ok"]]
+    report, passed = run_rig("deploy-test", tmp_path)
     assert passed == EXPECTED
     with capsys.disabled():  # shown in a quiet run too (CI's): the run time and figures
         print(f"\ndeployment test run time: {report['run_s']} s; "

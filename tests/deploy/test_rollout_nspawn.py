@@ -11,15 +11,9 @@ that was not tested must not pass as tested.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from rig_support import run_rig
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "rollout-test"
 UNITS = ["dlh-rollout-01", "dlh-rollout-02", "dlh-rollout-03"]
 EXPECTED = [
     "controller active, /healthz 200, with the release key",
@@ -41,14 +35,7 @@ EXPECTED = [
 @pytest.mark.timeout(1500)  # the first run also builds the Debian root and the bundles
 def test_rollout_nspawn_canary_then_a_unit_rolls_back_and_the_rollout_stops(
         tmp_path, capsys):
-    report_path = tmp_path / "report.json"
-    result = subprocess.run([sys.executable, str(SCRIPT), "--report", str(report_path)],
-                            capture_output=True, text=True, timeout=1450)
-    print(result.stdout[-20000:], result.stderr[-5000:])
-    assert report_path.exists(), result.stdout[-5000:] + result.stderr[-5000:]
-    report = json.loads(report_path.read_text())
-    assert result.returncode == 0 and report["ok"], report.get("error")
-    passed = [c["check"] for c in report["checks"] if c["ok"]]
+    report, passed = run_rig("rollout-test", tmp_path)
     assert passed[:len(EXPECTED)] == EXPECTED
     # Then: the two other units on 9.0.2, one offer each, the tampered bundle on a unit,
     # and the update service SIGKILLed while installing on the unit that rolled back.
