@@ -87,89 +87,22 @@ class UpdateError(EdgeError, RuntimeError):
 # --------------------------------------------------------------------------------------
 # The bundle
 # --------------------------------------------------------------------------------------
-def _hash_stream(handle, limit: int) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    for block in iter(lambda: handle.read(1 << 20), b""):
-        size += len(block)
-        if size > limit:
-            raise UpdateError("verify", "a file in the bundle is larger than its bound")
-        digest.update(block)
-    return digest.hexdigest(), size
-
-
 def verify_bundle(path: Path, trusted_keys: list[str], *, machine: str | None = None,
                   python: str | None = None):
     """Read the bundle at ``path`` without writing anything: every member a plain file
     at a safe path, the signature by a trusted key, every file listed with its size and
     hash and nothing else, this machine's platform and Python. Returns ``(manifest,
     signer key id, sha256 of the manifest)``; raises ``UpdateError("verify", why)``."""
-    from protocol.release import (
-        MANIFEST,
-        MAX_BUNDLE_BYTES,
-        MAX_BUNDLE_FILES,
-        MAX_MANIFEST_BYTES,
-        SIGNATURE,
-        BundleError,
-        safe_member_path,
-        verify_manifest,
-    )
+    from protocol.bundle import read_bundle
+    from protocol.release import BundleError
 
     def refuse(reason: str) -> UpdateError:
         return UpdateError("verify", reason)
 
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise refuse(f"{path}: {exc.strerror or exc}") from None
-    if size > MAX_BUNDLE_BYTES + (1 << 20) * 16:
-        raise refuse(f"{path} is larger than a bundle may be ({size} bytes)")
-    seen: dict[str, tuple[str, int]] = {}
-    small: dict[str, bytes] = {}
-    total = 0
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar:
-                name = member.name
-                if not member.isreg():
-                    raise refuse(f"{name!r} is a link, a directory or a device, not a "
-                                 "plain file")
-                if name not in (MANIFEST, SIGNATURE) and not safe_member_path(name):
-                    raise refuse(f"{name!r} is not a plain relative path inside the bundle")
-                if name in seen or name in small:
-                    raise refuse(f"{name!r} is in the bundle twice")
-                if len(seen) > MAX_BUNDLE_FILES:
-                    raise refuse("the bundle holds too many files")
-                total += member.size
-                if total > MAX_BUNDLE_BYTES:
-                    raise refuse("the bundle's files are larger than its bound")
-                handle = tar.extractfile(member)
-                if name in (MANIFEST, SIGNATURE):
-                    if member.size > MAX_MANIFEST_BYTES:
-                        raise refuse(f"{name} is too large")
-                    small[name] = handle.read()
-                else:
-                    seen[name] = _hash_stream(handle, MAX_BUNDLE_BYTES)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise refuse(f"{path} is not a readable bundle (tar): {exc}") from None
-    for name in (MANIFEST, SIGNATURE):
-        if name not in small:
-            raise refuse(f"the bundle has no {name}")
-    try:
-        manifest, signer = verify_manifest(small[MANIFEST], small[SIGNATURE], trusted_keys)
+        manifest, signer, manifest_sha256 = read_bundle(path, trusted_keys)
     except BundleError as exc:
         raise refuse(str(exc)) from None
-    listed = {f.path: f for f in manifest.files}
-    missing = sorted(set(listed) - set(seen))
-    extra = sorted(set(seen) - set(listed))
-    if missing or extra:
-        raise refuse("the bundle's files differ from its manifest: "
-                     + "; ".join(filter(None, [missing and f"missing {', '.join(missing[:5])}",
-                                               extra and f"not listed {', '.join(extra[:5])}"])))
-    for name, (digest, size) in seen.items():
-        want = listed[name]
-        if digest != want.sha256 or size != want.size:
-            raise refuse(f"wrong hash: {name} does not match its manifest entry "
-                         f"(sha256 {digest[:16]}..., expected {want.sha256[:16]}...)")
     machine = machine or platform.machine()
     if machine not in manifest.platforms:
         raise refuse(f"other platform: the bundle is for {', '.join(manifest.platforms)}, "
@@ -178,7 +111,7 @@ def verify_bundle(path: Path, trusted_keys: list[str], *, machine: str | None = 
     if manifest.python != python:
         raise refuse(f"other platform: the bundle is for Python {manifest.python}, this "
                      f"unit runs {python}")
-    return manifest, signer, hashlib.sha256(small[MANIFEST]).hexdigest()
+    return manifest, signer, manifest_sha256
 
 
 def extract_bundle(path: Path, manifest, dest: Path) -> None:

@@ -16,8 +16,8 @@ a unit that checked the signature with a key it trusts and every file's hash kno
 whole bundle is what the release's builder made. docs/updates.md tells the whole story.
 
 This module is the contract only (names, the manifest's model, the key and signature
-checks); reading the tar is the unit's (``edge.update``), writing it the controller's
-(``controller.release``).
+checks); reading the tar is ``protocol.bundle`` (the same check on both sides), writing
+it the controller's (``controller.release``).
 """
 
 from __future__ import annotations

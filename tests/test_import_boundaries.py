@@ -5,8 +5,9 @@
    inside functions), so a lazy import cannot hide.
 2. The rule modules import no I/O: no gpiozero, no paho, no serial port, no SQLite, no
    subprocess, no config files, nor the edge runtime's I/O modules. They are :data:`RULE_MODULES`: the pure decisions of each app
-   and every module of ``protocol`` except ``protocol.mqtt`` (the MQTT client set-up, the
-   one part of the contract that is I/O by nature). Checked by importing each in a fresh
+   and every module of ``protocol`` except ``protocol.mqtt`` (the MQTT client set-up) and
+   ``protocol.bundle`` (reading a bundle's tar file), the parts of the contract that are
+   I/O by nature. Checked by importing each in a fresh
    interpreter that refuses those modules.
 3. The controller starts without the units' hardware libraries (gpiozero, pyserial,
    minimalmodbus, schedule), and every edge module imports without the controller's
@@ -42,7 +43,7 @@ RULE_MODULES = (
     "controller.notify.rules",
     "controller.notify.words",
     *sorted(m.name for m in pkgutil.walk_packages(protocol.__path__, "protocol.")
-            if m.name != "protocol.mqtt"),
+            if m.name not in ("protocol.mqtt", "protocol.bundle")),
 )
 # (Not socket or ssl: pydantic's plugin loader reads package metadata, which loads them.)
 IO_MODULES = ("gpiozero", "lgpio", "paho", "serial", "minimalmodbus", "schedule", "sqlite3",
